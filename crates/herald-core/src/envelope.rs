@@ -1,0 +1,422 @@
+//! The event envelope, in AWS EventBridge's shape, and its validation.
+//!
+//! Validation reads a `serde_json::Value` field by field (rather than deriving
+//! `Deserialize`) so that every problem is reported at once, each with the JSON
+//! pointer of the field at fault.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::canonical;
+use crate::error::{FieldError, Invalid};
+use crate::limits::{MAX_DETAIL_BYTES, MAX_ID_CHARS, MAX_NAME_CHARS, MAX_RESOURCES};
+
+/// Place of an event in the log: strictly increasing in commit order, starting at 1.
+pub type Position = u64;
+
+/// The schema version an event gets when the producer names none.
+pub const DEFAULT_VERSION: &str = "1";
+
+/// A valid event whose id may still be missing (see [`crate::identity`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventDraft {
+    pub id: Option<String>,
+    pub version: String,
+    pub detail_type: String,
+    pub source: String,
+    pub account: Option<String>,
+    pub time: DateTime<Utc>,
+    pub region: Option<String>,
+    pub resources: Vec<String>,
+    pub detail: Map<String, Value>,
+    pub stream: Option<String>,
+}
+
+/// A valid, identified event: what the store keeps. Serializes to the wire envelope.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Event {
+    pub version: String,
+    pub id: String,
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    pub source: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    #[serde(serialize_with = "serialize_time")]
+    pub time: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    pub resources: Vec<String>,
+    pub detail: Map<String, Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<String>,
+}
+
+/// Fields that decide whether two events with one id are "the same event".
+pub const CONTENT_FIELDS: [&str; 4] = ["source", "detail-type", "version", "detail"];
+
+impl EventDraft {
+    /// Validates a JSON value as an event. `received` is the default `time`.
+    pub fn from_json(value: &Value, received: DateTime<Utc>) -> Result<Self, Invalid> {
+        let Some(object) = value.as_object() else {
+            return Err(Invalid::one("", "an event must be a JSON object"));
+        };
+        let mut errors = Vec::new();
+        for key in object.keys() {
+            if !KNOWN_FIELDS.contains(&key.as_str()) {
+                errors.push(FieldError::new(
+                    pointer_to(key),
+                    format!("unknown field; expected one of: {}", KNOWN_FIELDS[..10].join(", ")),
+                ));
+            }
+        }
+        let mut fields = Fields { object, errors };
+        let id = fields.text("id", MAX_ID_CHARS, false);
+        let version = fields.text("version", MAX_NAME_CHARS, false);
+        let detail_type = fields.text("detail-type", MAX_NAME_CHARS, true);
+        let source = fields.text("source", MAX_NAME_CHARS, true);
+        let account = fields.text("account", MAX_NAME_CHARS, false);
+        let region = fields.text("region", MAX_NAME_CHARS, false);
+        let stream = fields.text("stream", MAX_NAME_CHARS, false);
+        let time = fields.time();
+        let resources = fields.resources();
+        let detail = fields.detail();
+        let Fields { errors, .. } = fields;
+        if !errors.is_empty() {
+            return Err(Invalid { errors });
+        }
+        Ok(Self {
+            id,
+            version: version.unwrap_or_else(|| DEFAULT_VERSION.to_owned()),
+            detail_type: detail_type.unwrap_or_default(),
+            source: source.unwrap_or_default(),
+            account,
+            time: time.unwrap_or(received),
+            region,
+            resources,
+            detail: detail.unwrap_or_default(),
+            stream,
+        })
+    }
+
+    pub fn with_id(self, id: String) -> Event {
+        Event {
+            version: self.version,
+            id,
+            detail_type: self.detail_type,
+            source: self.source,
+            account: self.account,
+            time: self.time,
+            region: self.region,
+            resources: self.resources,
+            detail: self.detail,
+            stream: self.stream,
+        }
+    }
+
+    /// The draft as an envelope JSON object (without `id` when it has none),
+    /// so id rules can point into it.
+    pub fn to_json(&self) -> Value {
+        let mut value = serde_json::to_value(self.clone().with_id(String::new()))
+            .expect("an event always serializes");
+        if let (Some(map), None) = (value.as_object_mut(), &self.id) {
+            map.remove("id");
+        }
+        value
+    }
+}
+
+impl Event {
+    /// Hash of the content fields ([`CONTENT_FIELDS`]) in canonical JSON: two
+    /// events with one id and equal hashes are duplicates of each other.
+    pub fn content_hash(&self) -> [u8; 32] {
+        canonical::sha256(&Value::Array(vec![
+            Value::String(self.source.clone()),
+            Value::String(self.detail_type.clone()),
+            Value::String(self.version.clone()),
+            Value::Object(self.detail.clone()),
+        ]))
+    }
+
+    /// The envelope as JSON text, as it is stored and served.
+    pub fn to_json_string(&self) -> String {
+        serde_json::to_string(self).expect("an event always serializes")
+    }
+
+    /// Pointers to the content fields where `other` differs from `self`, at
+    /// most `limit` of them; inside `detail` the pointers go down to the leaf.
+    pub fn content_differences(&self, other: &Event, limit: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        if self.source != other.source {
+            out.push("/source".to_owned());
+        }
+        if self.detail_type != other.detail_type {
+            out.push("/detail-type".to_owned());
+        }
+        if self.version != other.version {
+            out.push("/version".to_owned());
+        }
+        let (a, b) = (Value::Object(self.detail.clone()), Value::Object(other.detail.clone()));
+        diff_paths(&a, &b, "/detail".to_owned(), &mut out, limit);
+        out.truncate(limit);
+        out
+    }
+}
+
+/// Top-level envelope fields a producer may send. `position` is accepted and
+/// ignored so an event read from Herald can be published again unchanged.
+const KNOWN_FIELDS: [&str; 11] = [
+    "version",
+    "id",
+    "detail-type",
+    "source",
+    "account",
+    "time",
+    "region",
+    "resources",
+    "detail",
+    "stream",
+    "position",
+];
+
+struct Fields<'a> {
+    object: &'a Map<String, Value>,
+    errors: Vec<FieldError>,
+}
+
+impl Fields<'_> {
+    fn text(&mut self, name: &str, max_chars: usize, required: bool) -> Option<String> {
+        let pointer = pointer_to(name);
+        match self.object.get(name) {
+            None | Some(Value::Null) if required => {
+                self.errors.push(FieldError::new(pointer, "is required"));
+                None
+            }
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => {
+                if s.is_empty() {
+                    self.errors.push(FieldError::new(pointer, "must not be empty"));
+                } else if s.chars().count() > max_chars {
+                    self.errors.push(FieldError::new(pointer, format!("must be at most {max_chars} characters")));
+                } else if s.chars().any(char::is_control) {
+                    self.errors.push(FieldError::new(pointer, "must not contain control characters"));
+                } else {
+                    return Some(s.clone());
+                }
+                None
+            }
+            Some(other) => {
+                self.errors.push(FieldError::new(pointer, format!("must be a string, not {}", kind(other))));
+                None
+            }
+        }
+    }
+
+    fn time(&mut self) -> Option<DateTime<Utc>> {
+        match self.object.get("time") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => match DateTime::parse_from_rfc3339(s) {
+                Ok(t) => Some(t.with_timezone(&Utc)),
+                Err(e) => {
+                    self.errors.push(FieldError::new("/time", format!("must be an RFC 3339 timestamp: {e}")));
+                    None
+                }
+            },
+            Some(other) => {
+                self.errors.push(FieldError::new("/time", format!("must be an RFC 3339 string, not {}", kind(other))));
+                None
+            }
+        }
+    }
+
+    fn resources(&mut self) -> Vec<String> {
+        match self.object.get("resources") {
+            None | Some(Value::Null) => Vec::new(),
+            Some(Value::Array(items)) if items.len() > MAX_RESOURCES => {
+                self.errors.push(FieldError::new("/resources", format!("must have at most {MAX_RESOURCES} entries")));
+                Vec::new()
+            }
+            Some(Value::Array(items)) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, item) in items.iter().enumerate() {
+                    match item {
+                        Value::String(s) if !s.is_empty() && s.len() <= 2048 => out.push(s.clone()),
+                        _ => self
+                            .errors
+                            .push(FieldError::new(format!("/resources/{i}"), "must be a non-empty string of at most 2048 bytes")),
+                    }
+                }
+                out
+            }
+            Some(other) => {
+                self.errors.push(FieldError::new("/resources", format!("must be an array of strings, not {}", kind(other))));
+                Vec::new()
+            }
+        }
+    }
+
+    fn detail(&mut self) -> Option<Map<String, Value>> {
+        match self.object.get("detail") {
+            None | Some(Value::Null) => {
+                self.errors.push(FieldError::new("/detail", "is required"));
+                None
+            }
+            Some(Value::Object(map)) => {
+                let size = serde_json::to_string(map).map(|s| s.len()).unwrap_or(usize::MAX);
+                if size > MAX_DETAIL_BYTES {
+                    self.errors.push(FieldError::new(
+                        "/detail",
+                        format!("is {size} bytes; the limit is {MAX_DETAIL_BYTES}"),
+                    ));
+                    return None;
+                }
+                Some(map.clone())
+            }
+            Some(other) => {
+                self.errors.push(FieldError::new("/detail", format!("must be a JSON object, not {}", kind(other))));
+                None
+            }
+        }
+    }
+}
+
+/// JSON pointer to a top-level field (RFC 6901 escaping).
+pub fn pointer_to(field: &str) -> String {
+    format!("/{}", field.replace('~', "~0").replace('/', "~1"))
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn serialize_time<S: serde::Serializer>(time: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_time(time))
+}
+
+/// RFC 3339 in UTC with a `Z`, as EventBridge writes it.
+pub fn format_time(time: &DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+}
+
+fn diff_paths(a: &Value, b: &Value, path: String, out: &mut Vec<String>, limit: usize) {
+    if out.len() >= limit || a == b {
+        return;
+    }
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            for key in keys {
+                let child = format!("{path}{}", pointer_to(key));
+                match (x.get(key.as_str()), y.get(key.as_str())) {
+                    (Some(l), Some(r)) => diff_paths(l, r, child, out, limit),
+                    _ => out.push(child),
+                }
+            }
+        }
+        _ => out.push(path),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-28T10:00:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    fn pointers(err: Invalid) -> Vec<String> {
+        err.errors.into_iter().map(|e| e.pointer).collect()
+    }
+
+    #[test]
+    fn minimal_event_gets_defaults() {
+        let draft = EventDraft::from_json(&json!({"source": "s", "detail-type": "t", "detail": {}}), now()).unwrap();
+        assert_eq!(draft.version, "1");
+        assert_eq!(draft.time, now());
+        assert_eq!(draft.id, None);
+        let event = draft.with_id("e1".into());
+        assert_eq!(
+            event.to_json_string(),
+            r#"{"version":"1","id":"e1","detail-type":"t","source":"s","time":"2026-11-28T10:00:00Z","resources":[],"detail":{}}"#
+        );
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let err = EventDraft::from_json(
+            &json!({"id": "", "detail-type": 3, "time": "yesterday", "resources": ["ok", 1], "detail": [], "colour": "red"}),
+            now(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            pointers(err),
+            vec!["/colour", "/id", "/detail-type", "/source", "/time", "/resources/1", "/detail"]
+        );
+    }
+
+    #[test]
+    fn non_object_is_rejected_at_the_root() {
+        assert_eq!(pointers(EventDraft::from_json(&json!([1]), now()).unwrap_err()), vec![""]);
+    }
+
+    #[test]
+    fn oversized_detail_is_rejected() {
+        let big = "x".repeat(MAX_DETAIL_BYTES);
+        let err = EventDraft::from_json(&json!({"source": "s", "detail-type": "t", "detail": {"b": big}}), now()).unwrap_err();
+        assert_eq!(pointers(err), vec!["/detail"]);
+    }
+
+    #[test]
+    fn id_longer_than_256_chars_is_rejected() {
+        let long = "é".repeat(257);
+        let err = EventDraft::from_json(&json!({"id": long, "source": "s", "detail-type": "t", "detail": {}}), now()).unwrap_err();
+        assert_eq!(pointers(err), vec!["/id"]);
+        let ok = "é".repeat(256);
+        assert!(EventDraft::from_json(&json!({"id": ok, "source": "s", "detail-type": "t", "detail": {}}), now()).is_ok());
+    }
+
+    #[test]
+    fn time_is_normalised_to_utc() {
+        let draft = EventDraft::from_json(
+            &json!({"source": "s", "detail-type": "t", "detail": {}, "time": "2026-11-28T12:00:00.5+02:00"}),
+            now(),
+        )
+        .unwrap();
+        assert_eq!(format_time(&draft.time), "2026-11-28T10:00:00.500Z");
+    }
+
+    #[test]
+    fn content_hash_ignores_metadata_but_not_content() {
+        let base = json!({"source": "s", "detail-type": "t", "detail": {"a": 1, "b": 2}});
+        let a = EventDraft::from_json(&base, now()).unwrap().with_id("x".into());
+        let mut reordered = EventDraft::from_json(&json!({"detail": {"b": 2, "a": 1}, "detail-type": "t", "source": "s", "region": "eu"}), now())
+            .unwrap()
+            .with_id("x".into());
+        assert_eq!(a.content_hash(), reordered.content_hash());
+        reordered.version = "2".into();
+        assert_ne!(a.content_hash(), reordered.content_hash());
+    }
+
+    #[test]
+    fn differences_point_into_detail() {
+        let a = EventDraft::from_json(&json!({"source": "s", "detail-type": "t", "detail": {"n": {"x": 1}, "k": 1}}), now())
+            .unwrap()
+            .with_id("x".into());
+        let b = EventDraft::from_json(&json!({"source": "s2", "detail-type": "t", "detail": {"n": {"x": 2}, "k": 1, "new": 0}}), now())
+            .unwrap()
+            .with_id("x".into());
+        assert_eq!(a.content_differences(&b, 10), vec!["/source", "/detail/n/x", "/detail/new"]);
+    }
+}

@@ -1,0 +1,16 @@
+//! Herald's pure logic: everything that decides *what* an event is, with no I/O.
+//!
+//! - [`envelope`]: the EventBridge-shaped [`Event`] and its validation from JSON.
+//! - [`canonical`]: canonical JSON, used for content comparison and derived ids.
+//! - [`identity`]: how an event gets its id (given, `Idempotency-Key`, id rule, UUIDv7).
+//! - [`limits`]: the size limits every entry point shares.
+
+pub mod canonical;
+pub mod envelope;
+pub mod error;
+pub mod identity;
+pub mod limits;
+
+pub use envelope::{Event, EventDraft, Position};
+pub use error::{FieldError, Invalid};
+pub use identity::IdRule;

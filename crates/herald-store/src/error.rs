@@ -1,0 +1,26 @@
+use std::path::PathBuf;
+
+use herald_core::Position;
+
+/// The error of herald-store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The write queue is full: the caller should retry later (HTTP 503).
+    #[error("the store's write queue is full")]
+    Overloaded,
+    /// The store has been closed (shutting down).
+    #[error("the store is closed")]
+    Closed,
+    /// A data file is damaged; never served as data.
+    #[error("data file {} is damaged: {detail}", path.display())]
+    Corrupt { path: PathBuf, detail: String },
+    /// A stored record could not be decoded.
+    #[error("stored record at position {position} is unreadable: {detail}")]
+    BadRecord { position: Position, detail: String },
+    #[error("cannot open data directory {}: {source}", path.display())]
+    Open { path: PathBuf, source: std::io::Error },
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("store task failed: {0}")]
+    Task(String),
+}

@@ -1,0 +1,124 @@
+//! Where events live: the [`Store`] trait every backend implements, the
+//! contract tests every backend must pass ([`contract`]), and the embedded
+//! SQLite backend ([`sqlite`]).
+//!
+//! A store is an append-only log with a permanent id index: appending an event
+//! whose id is already stored never writes, it reports a duplicate (same
+//! content) or a conflict (different content).
+
+pub mod contract;
+pub mod error;
+pub mod sqlite;
+
+use async_trait::async_trait;
+use herald_core::{Event, IdRule, Position};
+use tokio::sync::watch;
+
+pub use error::StoreError;
+
+/// An event ready to append: validated, identified and serialized once.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    pub content_hash: [u8; 32],
+    pub source: String,
+    pub detail_type: String,
+    pub stream: Option<String>,
+    pub time_micros: i64,
+    /// The envelope as JSON text (without `position`).
+    pub body: String,
+}
+
+impl NewEvent {
+    pub fn from_event(event: &Event) -> Self {
+        Self {
+            id: event.id.clone(),
+            content_hash: event.content_hash(),
+            source: event.source.clone(),
+            detail_type: event.detail_type.clone(),
+            stream: event.stream.clone(),
+            time_micros: event.time.timestamp_micros(),
+            body: event.to_json_string(),
+        }
+    }
+}
+
+/// What happened to one appended event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AppendOutcome {
+    /// Stored now, at this position.
+    Appended(Position),
+    /// An event with this id and the same content was already stored there.
+    Duplicate(Position),
+    /// An event with this id but different content is stored; nothing changed.
+    Conflict(StoredEvent),
+}
+
+/// An event as read back from the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub position: Position,
+    /// The envelope as JSON text, as it was appended.
+    pub body: String,
+}
+
+impl StoredEvent {
+    /// The envelope with `"position"` added as its first field. Splices text
+    /// rather than re-serializing: reads are the hot path of every consumer.
+    pub fn to_json(&self) -> String {
+        let rest = self.body.strip_prefix('{').unwrap_or(&self.body);
+        let mut out = String::with_capacity(self.body.len() + 24);
+        out.push_str("{\"position\":");
+        out.push_str(&self.position.to_string());
+        if rest.trim_start() != "}" {
+            out.push(',');
+        }
+        out.push_str(rest);
+        out
+    }
+
+    pub fn json_value(&self) -> Result<serde_json::Value, StoreError> {
+        serde_json::from_str(&self.body).map_err(|e| StoreError::BadRecord { position: self.position, detail: e.to_string() })
+    }
+}
+
+/// A page of the log in position order, optionally filtered.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    /// Only events strictly after this position.
+    pub after: Position,
+    pub limit: usize,
+    pub source: Option<String>,
+    pub detail_type: Option<String>,
+    pub stream: Option<String>,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Appends events in order, durably: when this returns `Ok`, every
+    /// `Appended` event survives a crash. Positions are strictly increasing in
+    /// commit order. One outcome per event, in the same order.
+    async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<AppendOutcome>, StoreError>;
+
+    async fn get(&self, id: &str) -> Result<Option<StoredEvent>, StoreError>;
+
+    async fn list(&self, query: ListQuery) -> Result<Vec<StoredEvent>, StoreError>;
+
+    /// The position of the last committed event (0 when empty), updated after
+    /// every commit: a live reader waits on it.
+    fn head(&self) -> watch::Receiver<Position>;
+
+    /// Creates or replaces the id rule of `rule.detail_type`.
+    async fn put_id_rule(&self, rule: IdRule) -> Result<(), StoreError>;
+
+    /// Returns whether a rule was there to delete.
+    async fn delete_id_rule(&self, detail_type: &str) -> Result<bool, StoreError>;
+
+    async fn id_rules(&self) -> Result<Vec<IdRule>, StoreError>;
+
+    /// A cheap probe that the store can read and write (for `/readyz`).
+    async fn ready(&self) -> Result<(), StoreError>;
+
+    /// Finishes queued writes and releases the store.
+    async fn close(&self);
+}

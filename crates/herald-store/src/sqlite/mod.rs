@@ -1,0 +1,182 @@
+//! The embedded backend: one SQLite file in WAL mode under the data directory.
+//!
+//! One writer thread owns the only write connection and group-commits (see
+//! [`writer`]); reads use a small pool of separate connections on the blocking
+//! thread pool, so they never wait for a commit.
+
+mod reader;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::thread::JoinHandle;
+
+use async_trait::async_trait;
+use herald_core::{IdRule, Position};
+use rusqlite::{Connection, ErrorCode};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::{AppendOutcome, ListQuery, NewEvent, Store, StoreError, StoredEvent};
+use reader::ReadPool;
+use writer::{Job, Writer};
+
+/// File name of the database inside the data directory.
+pub const DB_FILE: &str = "herald.db";
+
+/// Tuning of the embedded store; the defaults suit a laptop and a server alike.
+#[derive(Debug, Clone)]
+pub struct SqliteConfig {
+    /// Append requests that may wait for the writer before callers get
+    /// [`StoreError::Overloaded`].
+    pub queue_capacity: usize,
+    /// Most events committed in one transaction.
+    pub max_group_events: usize,
+}
+
+impl Default for SqliteConfig {
+    fn default() -> Self {
+        Self { queue_capacity: 4096, max_group_events: 8192 }
+    }
+}
+
+pub struct SqliteStore {
+    path: PathBuf,
+    jobs: mpsc::Sender<Job>,
+    head: watch::Receiver<Position>,
+    readers: ReadPool,
+    writer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `data_dir`. Start-up reads only
+    /// the highest position, so it takes the same time at any size.
+    pub fn open(data_dir: &Path, config: SqliteConfig) -> Result<Self, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Open { path: data_dir.to_owned(), source })?;
+        let path = data_dir.join(DB_FILE);
+        let mut conn = Connection::open(&path).map_err(|e| classify(e, &path))?;
+        schema::configure_writer(&conn).map_err(|e| classify(e, &path))?;
+        schema::migrate(&mut conn).map_err(|e| classify(e, &path))?;
+        let last: Position = conn
+            .query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| r.get::<_, i64>(0))
+            .map_err(|e| classify(e, &path))? as Position;
+
+        let (head_tx, head) = watch::channel(last);
+        let (jobs, queue) = mpsc::channel(config.queue_capacity);
+        let writer = Writer { conn, path: path.clone(), next_position: last + 1, head: head_tx, max_group_events: config.max_group_events };
+        let handle = std::thread::Builder::new()
+            .name("herald-writer".into())
+            .spawn(move || writer.run(queue))
+            .map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        Ok(Self { readers: ReadPool::new(path.clone()), path, jobs, head, writer: Mutex::new(Some(handle)) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    async fn submit<T>(&self, job: impl FnOnce(oneshot::Sender<Result<T, StoreError>>) -> Job) -> Result<T, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        self.jobs.try_send(job(tx)).map_err(|e| match e {
+            mpsc::error::TrySendError::Full(_) => StoreError::Overloaded,
+            mpsc::error::TrySendError::Closed(_) => StoreError::Closed,
+        })?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.readers.run(f).await
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn append(&self, events: Vec<NewEvent>) -> Result<Vec<AppendOutcome>, StoreError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.submit(|reply| Job::Append { events, reply }).await
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {
+        let id = id.to_owned();
+        self.read(move |conn| reader::get(conn, &id)).await
+    }
+
+    async fn list(&self, query: ListQuery) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(move |conn| reader::list(conn, &query)).await
+    }
+
+    fn head(&self) -> watch::Receiver<Position> {
+        self.head.clone()
+    }
+
+    async fn put_id_rule(&self, rule: IdRule) -> Result<(), StoreError> {
+        self.submit(|reply| Job::PutIdRule { rule, reply }).await
+    }
+
+    async fn delete_id_rule(&self, detail_type: &str) -> Result<bool, StoreError> {
+        let detail_type = detail_type.to_owned();
+        self.submit(|reply| Job::DeleteIdRule { detail_type, reply }).await
+    }
+
+    async fn id_rules(&self) -> Result<Vec<IdRule>, StoreError> {
+        self.read(reader::id_rules).await
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        if self.jobs.is_closed() {
+            return Err(StoreError::Closed);
+        }
+        self.read(|conn| conn.query_row("SELECT count(*) FROM id_rules", [], |_| Ok(()))).await
+    }
+
+    async fn close(&self) {
+        // The writer commits everything queued before the shutdown job, then exits;
+        // jobs sent later find the queue closed.
+        let _ = self.jobs.send(Job::Shutdown).await;
+        let handle = self.writer.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        }
+    }
+}
+
+/// Runs SQLite's full integrity check on the data directory's database
+/// (`herald check`). Returns the problems found; empty means healthy.
+pub fn check(data_dir: &Path) -> Result<Vec<String>, StoreError> {
+    let path = data_dir.join(DB_FILE);
+    if !path.exists() {
+        return Err(StoreError::Open {
+            path,
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no Herald database here"),
+        });
+    }
+    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .map_err(|e| classify(e, &path))?;
+    let mut problems = Vec::new();
+    let mut stmt = conn.prepare("PRAGMA integrity_check").map_err(|e| classify(e, &path))?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| classify(e, &path))?;
+    for row in rows {
+        let row = row.map_err(|e| classify(e, &path))?;
+        if row != "ok" {
+            problems.push(row);
+        }
+    }
+    Ok(problems)
+}
+
+/// Turns a SQLite error into a [`StoreError`], singling out damaged files so
+/// they are reported (and logged with the file's name) instead of served.
+fn classify(err: rusqlite::Error, path: &Path) -> StoreError {
+    if let rusqlite::Error::SqliteFailure(e, _) = &err
+        && matches!(e.code, ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
+    {
+        tracing::error!(file = %path.display(), error = %err, "data file is damaged");
+        return StoreError::Corrupt { path: path.to_owned(), detail: err.to_string() };
+    }
+    StoreError::Sqlite(err)
+}

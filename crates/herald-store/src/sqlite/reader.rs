@@ -1,0 +1,91 @@
+//! Reads on their own connections, run on tokio's blocking pool.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use herald_core::{IdRule, Position};
+use rusqlite::{Connection, OptionalExtension, params_from_iter, types::Value as SqlValue};
+
+use super::{classify, schema};
+use crate::{ListQuery, StoreError, StoredEvent};
+
+/// Idle read connections, reused; at most one per concurrent read is opened.
+#[derive(Clone)]
+pub struct ReadPool {
+    path: PathBuf,
+    idle: Arc<Mutex<Vec<Connection>>>,
+}
+
+/// Idle connections kept for reuse; more may be open while reads peak.
+const MAX_IDLE: usize = 16;
+
+impl ReadPool {
+    pub fn new(path: PathBuf) -> Self {
+        Self { path, idle: Arc::default() }
+    }
+
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let pool = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match pool.idle.lock().ok().and_then(|mut idle| idle.pop()) {
+                Some(conn) => conn,
+                None => pool.open().map_err(|e| classify(e, &pool.path))?,
+            };
+            let result = f(&conn).map_err(|e| classify(e, &pool.path));
+            if let Ok(mut idle) = pool.idle.lock()
+                && idle.len() < MAX_IDLE
+            {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))?
+    }
+
+    fn open(&self) -> rusqlite::Result<Connection> {
+        let conn = Connection::open(&self.path)?;
+        schema::configure_reader(&conn)?;
+        Ok(conn)
+    }
+}
+
+pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<StoredEvent>> {
+    conn.prepare_cached("SELECT position, body FROM events WHERE id = ?1")?
+        .query_row([id], stored_event)
+        .optional()
+}
+
+pub fn list(conn: &Connection, query: &ListQuery) -> rusqlite::Result<Vec<StoredEvent>> {
+    let mut sql = String::from("SELECT position, body FROM events WHERE position > ?");
+    let mut args = vec![SqlValue::Integer(query.after.min(i64::MAX as u64) as i64)];
+    for (column, value) in [("source", &query.source), ("detail_type", &query.detail_type), ("stream", &query.stream)] {
+        if let Some(value) = value {
+            sql.push_str(&format!(" AND {column} = ?"));
+            args.push(SqlValue::Text(value.clone()));
+        }
+    }
+    sql.push_str(" ORDER BY position LIMIT ?");
+    args.push(SqlValue::Integer(query.limit as i64));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args), stored_event)?;
+    rows.collect()
+}
+
+pub fn id_rules(conn: &Connection) -> rusqlite::Result<Vec<IdRule>> {
+    let mut stmt = conn.prepare_cached("SELECT detail_type, fields FROM id_rules ORDER BY detail_type")?;
+    let rows = stmt.query_map([], |r| {
+        let fields: String = r.get(1)?;
+        let fields = serde_json::from_str(&fields)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e)))?;
+        Ok(IdRule { detail_type: r.get(0)?, fields })
+    })?;
+    rows.collect()
+}
+
+fn stored_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent { position: row.get::<_, i64>(0)? as Position, body: row.get(1)? })
+}

@@ -1,0 +1,57 @@
+//! Tables, indexes and connection settings of the embedded store.
+
+use rusqlite::Connection;
+
+/// Each entry upgrades the schema by one version (`PRAGMA user_version`).
+/// Never edit a shipped entry: append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: the event log and id rules.
+    "CREATE TABLE events (
+        position     INTEGER PRIMARY KEY,  -- assigned by the writer, gap-free
+        id           TEXT NOT NULL UNIQUE, -- the permanent dedup index
+        content_hash BLOB NOT NULL,        -- sha256 of canonical (source, detail-type, version, detail)
+        source       TEXT NOT NULL,
+        detail_type  TEXT NOT NULL,
+        stream       TEXT,
+        time_us      INTEGER NOT NULL,
+        body         TEXT NOT NULL         -- the envelope JSON, without position
+    );
+    CREATE INDEX events_by_source ON events (source, position);
+    CREATE INDEX events_by_detail_type ON events (detail_type, position);
+    CREATE INDEX events_by_stream ON events (stream, position) WHERE stream IS NOT NULL;
+    CREATE TABLE id_rules (
+        detail_type TEXT PRIMARY KEY,
+        fields      TEXT NOT NULL          -- JSON array of JSON pointers
+    );",
+];
+
+/// Settings of the one write connection. `synchronous = FULL` makes every
+/// commit fsync the WAL: a 2xx is only sent after that.
+pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    configure_common(conn)
+}
+
+pub fn configure_reader(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "query_only", true)?;
+    configure_common(conn)
+}
+
+fn configure_common(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // 64 MiB page cache per connection (negative = KiB).
+    conn.pragma_update(None, "cache_size", -65536)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")
+}
+
+pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {
+    let current: usize = conn.pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))? as usize;
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(current) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", (i + 1) as i64)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
