@@ -1,1 +1,37 @@
-fn main() {}
+//! `herald`: the server (`serve`), the offline integrity check (`check`), and
+//! a client for the HTTP API (`publish`, `events`, `tail`).
+
+mod args;
+mod client;
+mod commands;
+
+use clap::Parser;
+
+use args::{Cli, Command};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => commands::serve::run(args).await,
+            Command::Check(args) => commands::check::run(args),
+            Command::Publish(args) => commands::publish::run(&cli.server, args).await,
+            Command::Events(args) => commands::events::run(&cli.server, args).await,
+            Command::Tail(args) => commands::tail::run(&cli.server, args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

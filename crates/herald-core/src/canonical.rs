@@ -78,6 +78,9 @@ mod tests {
 
     #[test]
     fn strings_are_escaped() {
-        assert_eq!(to_string(&json!({"k\"": "line\nbreak"})), r#"{"k\"":"line\nbreak"}"#);
+        assert_eq!(
+            to_string(&json!({"k\"": "line\nbreak"})),
+            r#"{"k\"":"line\nbreak"}"#
+        );
     }
 }

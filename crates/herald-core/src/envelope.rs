@@ -67,7 +67,10 @@ impl EventDraft {
             if !KNOWN_FIELDS.contains(&key.as_str()) {
                 errors.push(FieldError::new(
                     pointer_to(key),
-                    format!("unknown field; expected one of: {}", KNOWN_FIELDS[..10].join(", ")),
+                    format!(
+                        "unknown field; expected one of: {}",
+                        KNOWN_FIELDS[..10].join(", ")
+                    ),
                 ));
             }
         }
@@ -157,7 +160,10 @@ impl Event {
         if self.version != other.version {
             out.push("/version".to_owned());
         }
-        let (a, b) = (Value::Object(self.detail.clone()), Value::Object(other.detail.clone()));
+        let (a, b) = (
+            Value::Object(self.detail.clone()),
+            Value::Object(other.detail.clone()),
+        );
         diff_paths(&a, &b, "/detail".to_owned(), &mut out, limit);
         out.truncate(limit);
         out
@@ -196,18 +202,28 @@ impl Fields<'_> {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => {
                 if s.is_empty() {
-                    self.errors.push(FieldError::new(pointer, "must not be empty"));
+                    self.errors
+                        .push(FieldError::new(pointer, "must not be empty"));
                 } else if s.chars().count() > max_chars {
-                    self.errors.push(FieldError::new(pointer, format!("must be at most {max_chars} characters")));
+                    self.errors.push(FieldError::new(
+                        pointer,
+                        format!("must be at most {max_chars} characters"),
+                    ));
                 } else if s.chars().any(char::is_control) {
-                    self.errors.push(FieldError::new(pointer, "must not contain control characters"));
+                    self.errors.push(FieldError::new(
+                        pointer,
+                        "must not contain control characters",
+                    ));
                 } else {
                     return Some(s.clone());
                 }
                 None
             }
             Some(other) => {
-                self.errors.push(FieldError::new(pointer, format!("must be a string, not {}", kind(other))));
+                self.errors.push(FieldError::new(
+                    pointer,
+                    format!("must be a string, not {}", kind(other)),
+                ));
                 None
             }
         }
@@ -219,12 +235,18 @@ impl Fields<'_> {
             Some(Value::String(s)) => match DateTime::parse_from_rfc3339(s) {
                 Ok(t) => Some(t.with_timezone(&Utc)),
                 Err(e) => {
-                    self.errors.push(FieldError::new("/time", format!("must be an RFC 3339 timestamp: {e}")));
+                    self.errors.push(FieldError::new(
+                        "/time",
+                        format!("must be an RFC 3339 timestamp: {e}"),
+                    ));
                     None
                 }
             },
             Some(other) => {
-                self.errors.push(FieldError::new("/time", format!("must be an RFC 3339 string, not {}", kind(other))));
+                self.errors.push(FieldError::new(
+                    "/time",
+                    format!("must be an RFC 3339 string, not {}", kind(other)),
+                ));
                 None
             }
         }
@@ -234,7 +256,10 @@ impl Fields<'_> {
         match self.object.get("resources") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) if items.len() > MAX_RESOURCES => {
-                self.errors.push(FieldError::new("/resources", format!("must have at most {MAX_RESOURCES} entries")));
+                self.errors.push(FieldError::new(
+                    "/resources",
+                    format!("must have at most {MAX_RESOURCES} entries"),
+                ));
                 Vec::new()
             }
             Some(Value::Array(items)) => {
@@ -242,15 +267,19 @@ impl Fields<'_> {
                 for (i, item) in items.iter().enumerate() {
                     match item {
                         Value::String(s) if !s.is_empty() && s.len() <= 2048 => out.push(s.clone()),
-                        _ => self
-                            .errors
-                            .push(FieldError::new(format!("/resources/{i}"), "must be a non-empty string of at most 2048 bytes")),
+                        _ => self.errors.push(FieldError::new(
+                            format!("/resources/{i}"),
+                            "must be a non-empty string of at most 2048 bytes",
+                        )),
                     }
                 }
                 out
             }
             Some(other) => {
-                self.errors.push(FieldError::new("/resources", format!("must be an array of strings, not {}", kind(other))));
+                self.errors.push(FieldError::new(
+                    "/resources",
+                    format!("must be an array of strings, not {}", kind(other)),
+                ));
                 Vec::new()
             }
         }
@@ -263,7 +292,9 @@ impl Fields<'_> {
                 None
             }
             Some(Value::Object(map)) => {
-                let size = serde_json::to_string(map).map(|s| s.len()).unwrap_or(usize::MAX);
+                let size = serde_json::to_string(map)
+                    .map(|s| s.len())
+                    .unwrap_or(usize::MAX);
                 if size > MAX_DETAIL_BYTES {
                     self.errors.push(FieldError::new(
                         "/detail",
@@ -274,7 +305,10 @@ impl Fields<'_> {
                 Some(map.clone())
             }
             Some(other) => {
-                self.errors.push(FieldError::new("/detail", format!("must be a JSON object, not {}", kind(other))));
+                self.errors.push(FieldError::new(
+                    "/detail",
+                    format!("must be a JSON object, not {}", kind(other)),
+                ));
                 None
             }
         }
@@ -333,7 +367,9 @@ mod tests {
     use serde_json::json;
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-28T10:00:00Z").unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-11-28T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     fn pointers(err: Invalid) -> Vec<String> {
@@ -342,7 +378,11 @@ mod tests {
 
     #[test]
     fn minimal_event_gets_defaults() {
-        let draft = EventDraft::from_json(&json!({"source": "s", "detail-type": "t", "detail": {}}), now()).unwrap();
+        let draft = EventDraft::from_json(
+            &json!({"source": "s", "detail-type": "t", "detail": {}}),
+            now(),
+        )
+        .unwrap();
         assert_eq!(draft.version, "1");
         assert_eq!(draft.time, now());
         assert_eq!(draft.id, None);
@@ -362,29 +402,54 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             pointers(err),
-            vec!["/colour", "/id", "/detail-type", "/source", "/time", "/resources/1", "/detail"]
+            vec![
+                "/colour",
+                "/id",
+                "/detail-type",
+                "/source",
+                "/time",
+                "/resources/1",
+                "/detail"
+            ]
         );
     }
 
     #[test]
     fn non_object_is_rejected_at_the_root() {
-        assert_eq!(pointers(EventDraft::from_json(&json!([1]), now()).unwrap_err()), vec![""]);
+        assert_eq!(
+            pointers(EventDraft::from_json(&json!([1]), now()).unwrap_err()),
+            vec![""]
+        );
     }
 
     #[test]
     fn oversized_detail_is_rejected() {
         let big = "x".repeat(MAX_DETAIL_BYTES);
-        let err = EventDraft::from_json(&json!({"source": "s", "detail-type": "t", "detail": {"b": big}}), now()).unwrap_err();
+        let err = EventDraft::from_json(
+            &json!({"source": "s", "detail-type": "t", "detail": {"b": big}}),
+            now(),
+        )
+        .unwrap_err();
         assert_eq!(pointers(err), vec!["/detail"]);
     }
 
     #[test]
     fn id_longer_than_256_chars_is_rejected() {
         let long = "é".repeat(257);
-        let err = EventDraft::from_json(&json!({"id": long, "source": "s", "detail-type": "t", "detail": {}}), now()).unwrap_err();
+        let err = EventDraft::from_json(
+            &json!({"id": long, "source": "s", "detail-type": "t", "detail": {}}),
+            now(),
+        )
+        .unwrap_err();
         assert_eq!(pointers(err), vec!["/id"]);
         let ok = "é".repeat(256);
-        assert!(EventDraft::from_json(&json!({"id": ok, "source": "s", "detail-type": "t", "detail": {}}), now()).is_ok());
+        assert!(
+            EventDraft::from_json(
+                &json!({"id": ok, "source": "s", "detail-type": "t", "detail": {}}),
+                now()
+            )
+            .is_ok()
+        );
     }
 
     #[test]
@@ -400,10 +465,15 @@ mod tests {
     #[test]
     fn content_hash_ignores_metadata_but_not_content() {
         let base = json!({"source": "s", "detail-type": "t", "detail": {"a": 1, "b": 2}});
-        let a = EventDraft::from_json(&base, now()).unwrap().with_id("x".into());
-        let mut reordered = EventDraft::from_json(&json!({"detail": {"b": 2, "a": 1}, "detail-type": "t", "source": "s", "region": "eu"}), now())
+        let a = EventDraft::from_json(&base, now())
             .unwrap()
             .with_id("x".into());
+        let mut reordered = EventDraft::from_json(
+            &json!({"detail": {"b": 2, "a": 1}, "detail-type": "t", "source": "s", "region": "eu"}),
+            now(),
+        )
+        .unwrap()
+        .with_id("x".into());
         assert_eq!(a.content_hash(), reordered.content_hash());
         reordered.version = "2".into();
         assert_ne!(a.content_hash(), reordered.content_hash());
@@ -411,12 +481,18 @@ mod tests {
 
     #[test]
     fn differences_point_into_detail() {
-        let a = EventDraft::from_json(&json!({"source": "s", "detail-type": "t", "detail": {"n": {"x": 1}, "k": 1}}), now())
-            .unwrap()
-            .with_id("x".into());
+        let a = EventDraft::from_json(
+            &json!({"source": "s", "detail-type": "t", "detail": {"n": {"x": 1}, "k": 1}}),
+            now(),
+        )
+        .unwrap()
+        .with_id("x".into());
         let b = EventDraft::from_json(&json!({"source": "s2", "detail-type": "t", "detail": {"n": {"x": 2}, "k": 1, "new": 0}}), now())
             .unwrap()
             .with_id("x".into());
-        assert_eq!(a.content_differences(&b, 10), vec!["/source", "/detail/n/x", "/detail/new"]);
+        assert_eq!(
+            a.content_differences(&b, 10),
+            vec!["/source", "/detail/n/x", "/detail/new"]
+        );
     }
 }

@@ -3,11 +3,13 @@
 //! - [`envelope`]: the EventBridge-shaped [`Event`] and its validation from JSON.
 //! - [`canonical`]: canonical JSON, used for content comparison and derived ids.
 //! - [`identity`]: how an event gets its id (given, `Idempotency-Key`, id rule, UUIDv7).
+//! - [`formats`]: other wire formats (CloudEvents, AWS PutEvents) mapped onto the envelope.
 //! - [`limits`]: the size limits every entry point shares.
 
 pub mod canonical;
 pub mod envelope;
 pub mod error;
+pub mod formats;
 pub mod identity;
 pub mod limits;
 

@@ -1,1 +1,21 @@
+//! Herald's server: the HTTP API over the store.
+//!
+//! - [`api`]: thin axum handlers, one module per resource, mapped onto
+//! - [`ingest`]: validate -> identify -> append, shared by every way in
+//!   (native JSON, CloudEvents, AWS PutEvents);
+//! - [`problem`]: the one place errors become RFC 9457 problem+json;
+//! - [`serve`]: listening, graceful shutdown and the store's lifetime.
 
+pub mod api;
+pub mod body;
+pub mod config;
+pub mod ingest;
+pub mod metrics;
+pub mod problem;
+pub mod serve;
+pub mod state;
+
+pub use api::router;
+pub use config::ServerConfig;
+pub use serve::serve;
+pub use state::AppState;

@@ -78,7 +78,10 @@ impl StoredEvent {
     }
 
     pub fn json_value(&self) -> Result<serde_json::Value, StoreError> {
-        serde_json::from_str(&self.body).map_err(|e| StoreError::BadRecord { position: self.position, detail: e.to_string() })
+        serde_json::from_str(&self.body).map_err(|e| StoreError::BadRecord {
+            position: self.position,
+            detail: e.to_string(),
+        })
     }
 }
 

@@ -21,7 +21,10 @@ const MAX_IDLE: usize = 16;
 
 impl ReadPool {
     pub fn new(path: PathBuf) -> Self {
-        Self { path, idle: Arc::default() }
+        Self {
+            path,
+            idle: Arc::default(),
+        }
     }
 
     pub async fn run<T: Send + 'static>(
@@ -62,7 +65,11 @@ pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<StoredEvent>>
 pub fn list(conn: &Connection, query: &ListQuery) -> rusqlite::Result<Vec<StoredEvent>> {
     let mut sql = String::from("SELECT position, body FROM events WHERE position > ?");
     let mut args = vec![SqlValue::Integer(query.after.min(i64::MAX as u64) as i64)];
-    for (column, value) in [("source", &query.source), ("detail_type", &query.detail_type), ("stream", &query.stream)] {
+    for (column, value) in [
+        ("source", &query.source),
+        ("detail_type", &query.detail_type),
+        ("stream", &query.stream),
+    ] {
         if let Some(value) = value {
             sql.push_str(&format!(" AND {column} = ?"));
             args.push(SqlValue::Text(value.clone()));
@@ -76,16 +83,24 @@ pub fn list(conn: &Connection, query: &ListQuery) -> rusqlite::Result<Vec<Stored
 }
 
 pub fn id_rules(conn: &Connection) -> rusqlite::Result<Vec<IdRule>> {
-    let mut stmt = conn.prepare_cached("SELECT detail_type, fields FROM id_rules ORDER BY detail_type")?;
+    let mut stmt =
+        conn.prepare_cached("SELECT detail_type, fields FROM id_rules ORDER BY detail_type")?;
     let rows = stmt.query_map([], |r| {
         let fields: String = r.get(1)?;
-        let fields = serde_json::from_str(&fields)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e)))?;
-        Ok(IdRule { detail_type: r.get(0)?, fields })
+        let fields = serde_json::from_str(&fields).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
+        })?;
+        Ok(IdRule {
+            detail_type: r.get(0)?,
+            fields,
+        })
     })?;
     rows.collect()
 }
 
 fn stored_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
-    Ok(StoredEvent { position: row.get::<_, i64>(0)? as Position, body: row.get(1)? })
+    Ok(StoredEvent {
+        position: row.get::<_, i64>(0)? as Position,
+        body: row.get(1)?,
+    })
 }

@@ -20,9 +20,18 @@ use crate::{AppendOutcome, NewEvent, StoreError, StoredEvent};
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
 pub enum Job {
-    Append { events: Vec<NewEvent>, reply: Reply<Vec<AppendOutcome>> },
-    PutIdRule { rule: IdRule, reply: Reply<()> },
-    DeleteIdRule { detail_type: String, reply: Reply<bool> },
+    Append {
+        events: Vec<NewEvent>,
+        reply: Reply<Vec<AppendOutcome>>,
+    },
+    PutIdRule {
+        rule: IdRule,
+        reply: Reply<()>,
+    },
+    DeleteIdRule {
+        detail_type: String,
+        reply: Reply<bool>,
+    },
     /// Commit what came before, then stop.
     Shutdown,
 }
@@ -37,7 +46,10 @@ impl Job {
 
     fn fail(self, err: &StoreError) {
         let err = || match err {
-            StoreError::Corrupt { path, detail } => StoreError::Corrupt { path: path.clone(), detail: detail.clone() },
+            StoreError::Corrupt { path, detail } => StoreError::Corrupt {
+                path: path.clone(),
+                detail: detail.clone(),
+            },
             other => StoreError::Task(other.to_string()),
         };
         match self {
@@ -59,13 +71,20 @@ enum Output {
 impl Output {
     fn deliver(self, job: Job) {
         match (job, self) {
-            (Job::Append { reply, .. }, Output::Appended(outcomes)) => drop(reply.send(Ok(outcomes))),
+            (Job::Append { reply, .. }, Output::Appended(outcomes)) => {
+                drop(reply.send(Ok(outcomes)))
+            }
             (Job::PutIdRule { reply, .. }, Output::RuleStored) => drop(reply.send(Ok(()))),
-            (Job::DeleteIdRule { reply, .. }, Output::RuleDeleted(existed)) => drop(reply.send(Ok(existed))),
+            (Job::DeleteIdRule { reply, .. }, Output::RuleDeleted(existed)) => {
+                drop(reply.send(Ok(existed)))
+            }
             _ => unreachable!("each job produces its own kind of output"),
         }
     }
 }
+
+/// A group that could not be committed, with its jobs to answer.
+type Failed = (StoreError, Vec<Job>);
 
 pub struct Writer {
     pub conn: Connection,
@@ -80,7 +99,9 @@ impl Writer {
         let mut group = Vec::new();
         let mut stop = false;
         while !stop {
-            let Some(first) = queue.blocking_recv() else { break };
+            let Some(first) = queue.blocking_recv() else {
+                break;
+            };
             let mut events = first.event_count();
             group.push(first);
             while events < self.max_group_events {
@@ -115,7 +136,8 @@ impl Writer {
                     output.deliver(job);
                 }
                 metrics::histogram!("herald_store_commit_events").record(events as f64);
-                metrics::histogram!("herald_store_commit_seconds").record(started.elapsed().as_secs_f64());
+                metrics::histogram!("herald_store_commit_seconds")
+                    .record(started.elapsed().as_secs_f64());
             }
             Err((err, group)) => {
                 tracing::error!(error = %err, "commit failed; the group was rolled back");
@@ -129,9 +151,12 @@ impl Writer {
 
     /// Writes and commits one group. On failure nothing was committed and the
     /// jobs come back so each waiter can be told.
-    fn write_group(&mut self, group: Vec<Job>) -> Result<Vec<(Job, Output)>, (StoreError, Vec<Job>)> {
+    fn write_group(&mut self, group: Vec<Job>) -> Result<Vec<(Job, Output)>, Failed> {
         let path = self.path.clone();
-        let tx = match self.conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+        let tx = match self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+        {
             Ok(tx) => tx,
             Err(e) => return Err((classify(e, &path), group)),
         };
@@ -142,7 +167,9 @@ impl Writer {
             let output = match job {
                 Job::Append { events, .. } => append(&tx, events, &mut next).map(Output::Appended),
                 Job::PutIdRule { rule, .. } => put_id_rule(&tx, rule).map(|()| Output::RuleStored),
-                Job::DeleteIdRule { detail_type, .. } => delete_id_rule(&tx, detail_type).map(Output::RuleDeleted),
+                Job::DeleteIdRule { detail_type, .. } => {
+                    delete_id_rule(&tx, detail_type).map(Output::RuleDeleted)
+                }
                 Job::Shutdown => unreachable!("shutdown jobs are removed from a group"),
             };
             match output {
@@ -162,12 +189,17 @@ impl Writer {
     }
 }
 
-fn append(tx: &Transaction<'_>, events: &[NewEvent], next: &mut Position) -> rusqlite::Result<Vec<AppendOutcome>> {
+fn append(
+    tx: &Transaction<'_>,
+    events: &[NewEvent],
+    next: &mut Position,
+) -> rusqlite::Result<Vec<AppendOutcome>> {
     let mut insert = tx.prepare_cached(
         "INSERT INTO events (position, id, content_hash, source, detail_type, stream, time_us, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
     )?;
-    let mut existing = tx.prepare_cached("SELECT position, content_hash, body FROM events WHERE id = ?1")?;
+    let mut existing =
+        tx.prepare_cached("SELECT position, content_hash, body FROM events WHERE id = ?1")?;
     let mut outcomes = Vec::with_capacity(events.len());
     for e in events {
         let position = *next;
@@ -187,7 +219,13 @@ fn append(tx: &Transaction<'_>, events: &[NewEvent], next: &mut Position) -> rus
             continue;
         }
         let (position, hash, body) = existing
-            .query_row([&e.id], |r| Ok((r.get::<_, i64>(0)? as Position, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?)))
+            .query_row([&e.id], |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as Position,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
             .optional()?
             .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
         outcomes.push(if hash == e.content_hash {
@@ -210,5 +248,8 @@ fn put_id_rule(tx: &Transaction<'_>, rule: &IdRule) -> rusqlite::Result<()> {
 }
 
 fn delete_id_rule(tx: &Transaction<'_>, detail_type: &str) -> rusqlite::Result<bool> {
-    Ok(tx.prepare_cached("DELETE FROM id_rules WHERE detail_type = ?1")?.execute([detail_type])? > 0)
+    Ok(tx
+        .prepare_cached("DELETE FROM id_rules WHERE detail_type = ?1")?
+        .execute([detail_type])?
+        > 0)
 }

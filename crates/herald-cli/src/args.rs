@@ -1,0 +1,151 @@
+//! Command-line arguments. Every flag also reads a `HERALD_*` variable; a flag wins.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(name = "herald", version, about = "Durable, idempotent event backbone")]
+pub struct Cli {
+    /// The Herald server the client commands talk to.
+    #[arg(
+        long,
+        global = true,
+        env = "HERALD_SERVER",
+        default_value = "http://127.0.0.1:8787"
+    )]
+    pub server: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server on the embedded store.
+    Serve(ServeArgs),
+    /// Check the integrity of a data directory (run it with the server stopped).
+    Check(CheckArgs),
+    /// Publish events: one from flags, or many as JSON lines from a file or stdin.
+    Publish(PublishArgs),
+    /// Read stored events.
+    Events(EventsArgs),
+    /// Follow the log as events arrive.
+    Tail(TailArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port; the chosen one is printed).
+    #[arg(long, env = "HERALD_LISTEN", default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+    /// Where the embedded store keeps its file.
+    #[arg(long, env = "HERALD_DATA_DIR", default_value = "./herald-data")]
+    pub data_dir: PathBuf,
+    /// `account` for events published through AWS PutEvents.
+    #[arg(long, env = "HERALD_ACCOUNT")]
+    pub account: Option<String>,
+    /// `region` for PutEvents events whose signature names none.
+    #[arg(long, env = "HERALD_REGION")]
+    pub region: Option<String>,
+    /// Requests handled at once before answering 503.
+    #[arg(long, env = "HERALD_MAX_IN_FLIGHT", default_value_t = 4096)]
+    pub max_in_flight: usize,
+    /// Log format.
+    #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[arg(long, env = "HERALD_DATA_DIR", default_value = "./herald-data")]
+    pub data_dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct PublishArgs {
+    /// Read events as JSON lines from this file (`-` for stdin) instead of flags.
+    #[arg(long, short, conflicts_with_all = ["source", "detail_type", "detail"])]
+    pub file: Option<PathBuf>,
+    #[arg(long)]
+    pub source: Option<String>,
+    #[arg(long)]
+    pub detail_type: Option<String>,
+    /// The event's detail, a JSON object.
+    #[arg(long)]
+    pub detail: Option<String>,
+    #[arg(long)]
+    pub id: Option<String>,
+    #[arg(long)]
+    pub stream: Option<String>,
+    #[arg(long)]
+    pub version: Option<String>,
+    /// Sent as the Idempotency-Key header.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Events per request when reading JSON lines.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub batch: u16,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    #[command(subcommand)]
+    pub command: EventsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EventsCommand {
+    /// Print one event.
+    Get { id: String },
+    /// Print a page of events as JSON lines (and the `next` position on stderr).
+    List(Filter),
+}
+
+#[derive(Debug, Args, Default)]
+pub struct Filter {
+    #[arg(long)]
+    pub after: Option<u64>,
+    #[arg(long)]
+    pub limit: Option<u32>,
+    #[arg(long)]
+    pub source: Option<String>,
+    #[arg(long)]
+    pub detail_type: Option<String>,
+    #[arg(long)]
+    pub stream: Option<String>,
+}
+
+impl Filter {
+    pub fn query(&self) -> Vec<(&'static str, String)> {
+        let mut q = Vec::new();
+        if let Some(a) = self.after {
+            q.push(("after", a.to_string()));
+        }
+        if let Some(l) = self.limit {
+            q.push(("limit", l.to_string()));
+        }
+        for (name, value) in [
+            ("source", &self.source),
+            ("detail-type", &self.detail_type),
+            ("stream", &self.stream),
+        ] {
+            if let Some(v) = value {
+                q.push((name, v.clone()));
+            }
+        }
+        q
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct TailArgs {
+    #[command(flatten)]
+    pub filter: Filter,
+}

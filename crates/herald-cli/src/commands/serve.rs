@@ -1,0 +1,28 @@
+use std::process::ExitCode;
+
+use anyhow::Result;
+use herald_server::ServerConfig;
+use tracing_subscriber::EnvFilter;
+
+use crate::args::{LogFormat, ServeArgs};
+
+pub async fn run(args: ServeArgs) -> Result<ExitCode> {
+    let filter = EnvFilter::try_from_env("HERALD_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+    let config = ServerConfig {
+        listen: args.listen,
+        data_dir: args.data_dir,
+        account: args.account,
+        region: args.region,
+        max_in_flight: args.max_in_flight,
+        ..ServerConfig::default()
+    };
+    herald_server::serve(config).await?;
+    Ok(ExitCode::SUCCESS)
+}

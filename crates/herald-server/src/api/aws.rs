@@ -1,0 +1,135 @@
+//! AWS EventBridge `PutEvents` (AWS JSON 1.1 on `POST /`), so
+//! `boto3.client("events", endpoint_url=...).put_events(...)` and the AWS CLI
+//! publish to Herald unchanged. Signatures are accepted as they are.
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use herald_core::formats::aws::{self, Origin};
+use herald_core::limits::MAX_BATCH_EVENTS;
+use serde_json::{Value, json};
+
+use crate::body::{parse_json, read_limited};
+use crate::ingest::{self, Format, Outcome, Request};
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+const TARGET: &str = "AWSEvents.PutEvents";
+const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+
+/// AWS EventBridge PutEvents.
+#[utoipa::path(post, path = "/", tag = "aws",
+    params(("X-Amz-Target" = String, Header, description = "AWSEvents.PutEvents")),
+    request_body(content = Object, content_type = "application/x-amz-json-1.1", description = "PutEvents request"),
+    responses((status = 200, description = "PutEvents response: FailedEntryCount and Entries", body = Object)))]
+pub async fn put_events(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    match handle(&state, &headers, body).await {
+        Ok(response) => response,
+        Err((status, kind, message)) => aws_error(status, kind, &message),
+    }
+}
+
+type AwsError = (StatusCode, &'static str, String);
+
+async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, AwsError> {
+    let target = headers
+        .get("x-amz-target")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if target != TARGET {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            "UnknownOperationException",
+            format!("unsupported X-Amz-Target '{target}'"),
+        ));
+    }
+    let bytes = read_limited(headers, body).await.map_err(from_api)?;
+    let request = parse_json(&bytes).map_err(from_api)?;
+    let Some(Value::Array(entries)) = request.get("Entries") else {
+        return Err(validation("Entries must be an array of entries"));
+    };
+    if entries.is_empty() || entries.len() > MAX_BATCH_EVENTS {
+        return Err(validation(&format!(
+            "Entries must hold 1 to {MAX_BATCH_EVENTS} entries"
+        )));
+    }
+    let origin = Origin {
+        account: state.config.account.clone(),
+        region: headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(aws::region_from_authorization)
+            .or_else(|| state.config.region.clone()),
+    };
+    let offered = entries
+        .iter()
+        .map(|entry| aws::entry_to_envelope(entry, &origin))
+        .collect();
+    let request = Request {
+        format: Format::AwsPutEvents,
+        idempotency_key: None,
+        batch: true,
+    };
+    let outcomes = ingest::publish(state, offered, request)
+        .await
+        .map_err(from_api)?;
+
+    let mut failed = 0;
+    let entries: Vec<Value> = outcomes
+        .into_iter()
+        .map(|outcome| match outcome {
+            Outcome::Created { id, .. } | Outcome::Duplicate { id, .. } => json!({ "EventId": id }),
+            Outcome::Conflict { id, .. } => {
+                failed += 1;
+                json!({ "ErrorCode": "ConflictException", "ErrorMessage": format!("event {id} is stored with different content") })
+            }
+            Outcome::Invalid(invalid) => {
+                failed += 1;
+                let code = if invalid.errors.iter().any(|e| e.pointer.ends_with("/Detail")) { "MalformedDetail" } else { "InvalidArgument" };
+                json!({ "ErrorCode": code, "ErrorMessage": invalid.to_string() })
+            }
+        })
+        .collect();
+    let body = json!({ "FailedEntryCount": failed, "Entries": entries });
+    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], body.to_string()).into_response())
+}
+
+fn validation(message: &str) -> AwsError {
+    (
+        StatusCode::BAD_REQUEST,
+        "ValidationException",
+        message.to_owned(),
+    )
+}
+
+fn from_api(e: ApiError) -> AwsError {
+    let kind = match e.status() {
+        StatusCode::SERVICE_UNAVAILABLE => "ThrottlingException",
+        StatusCode::PAYLOAD_TOO_LARGE => "ValidationException",
+        s if s.is_server_error() => "InternalException",
+        _ => "ValidationException",
+    };
+    (e.status(), kind, e.to_string())
+}
+
+/// An error in the AWS JSON 1.1 protocol's shape, which the SDKs parse.
+fn aws_error(status: StatusCode, kind: &str, message: &str) -> Response {
+    let mut response = (
+        status,
+        json!({ "__type": kind, "message": message }).to_string(),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    if let Ok(v) = HeaderValue::from_str(kind) {
+        response.headers_mut().insert("x-amzn-errortype", v);
+    }
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
+    response
+}

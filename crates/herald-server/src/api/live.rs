@@ -1,0 +1,104 @@
+//! `/v1/events/live`: a Server-Sent Events tail of the log.
+//!
+//! Each reader keeps only a cursor and one page of events: it reads a page
+//! from the store after its cursor, sends it, and when caught up waits for the
+//! store's head to move. A slow reader therefore costs no memory on the
+//! server; it just reads from further back.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, Stream};
+use herald_store::{ListQuery, Store, StoredEvent};
+use std::sync::Arc;
+use tokio::sync::{OwnedSemaphorePermit, watch};
+
+use super::events::list_query;
+use super::wire::ListParams;
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+const PAGE: usize = 500;
+
+/// Follow the log as Server-Sent Events: `id` is the position, `data` the
+/// event. Starts after `after`, or `Last-Event-ID`, or else at the head.
+#[utoipa::path(get, path = "/v1/events/live", tag = "events", params(ListParams),
+    responses((status = 200, description = "text/event-stream of events", content_type = "text/event-stream")))]
+pub async fn tail(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(params): Query<ListParams>,
+) -> Result<Response, ApiError> {
+    let permit = state
+        .live_readers
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| ApiError::Overloaded("too many live readers"))?;
+    let mut query = list_query(&params)?;
+    query.limit = PAGE;
+    if params.after.is_none() {
+        query.after = match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
+            Some(id) => super::events::parse_param("Last-Event-ID", Some(id), 0, u64::MAX)?,
+            None => *state.store.head().borrow(),
+        };
+    }
+    let reader = Reader {
+        store: state.store.clone(),
+        head: state.store.head(),
+        shutdown: state.shutdown.clone(),
+        query,
+        buffer: VecDeque::new(),
+        _permit: permit,
+    };
+    Ok(Sse::new(events(reader))
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response())
+}
+
+struct Reader {
+    store: Arc<dyn Store>,
+    head: watch::Receiver<u64>,
+    shutdown: watch::Receiver<bool>,
+    query: ListQuery,
+    buffer: VecDeque<StoredEvent>,
+    _permit: OwnedSemaphorePermit,
+}
+
+fn events(reader: Reader) -> impl Stream<Item = Result<SseEvent, Infallible>> {
+    stream::unfold(reader, |mut r| async move {
+        loop {
+            if let Some(e) = r.buffer.pop_front() {
+                let event = SseEvent::default()
+                    .id(e.position.to_string())
+                    .data(e.to_json());
+                return Some((Ok(event), r));
+            }
+            if *r.shutdown.borrow() {
+                return None;
+            }
+            // Mark the head seen before reading, so a commit during the read wakes us.
+            r.head.borrow_and_update();
+            match r.store.list(r.query.clone()).await {
+                Ok(page) if !page.is_empty() => {
+                    r.query.after = page.last().map_or(r.query.after, |e| e.position);
+                    r.buffer.extend(page);
+                }
+                Ok(_) => {
+                    tokio::select! {
+                        changed = r.head.changed() => if changed.is_err() { return None },
+                        _ = r.shutdown.changed() => return None,
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "live reader stopped");
+                    return None;
+                }
+            }
+        }
+    })
+}

@@ -1,0 +1,64 @@
+//! The HTTP API: one module per resource, each handler a thin translation
+//! between HTTP and [`crate::ingest`] or the store.
+
+pub mod aws;
+pub mod events;
+pub mod id_rules;
+pub mod live;
+pub mod openapi;
+pub mod ops;
+pub mod wire;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use tower_http::trace::TraceLayer;
+
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", post(aws::put_events))
+        .route("/v1/events", post(events::publish).get(events::list))
+        .route("/v1/events/live", get(live::tail))
+        .route("/v1/events/{id}", put(events::put).get(events::get))
+        .route("/v1/id-rules", get(id_rules::list))
+        .route(
+            "/v1/id-rules/{detail_type}",
+            put(id_rules::put)
+                .get(id_rules::get)
+                .delete(id_rules::delete),
+        )
+        .route("/v1/openapi.json", get(ops::openapi))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limit_in_flight,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Bounds the requests handled at once: past the limit, answer 503 with
+/// `Retry-After` at once rather than queue without bound. The permit is
+/// released when the response head is ready (a live stream holds its own).
+async fn limit_in_flight(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match state.in_flight.clone().try_acquire_owned() {
+        Ok(_permit) => next.run(request).await,
+        Err(_) => ApiError::Overloaded("too many requests in flight").into_response(),
+    }
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::NotFound(format!(
+        "no route for {} {}",
+        request.method(),
+        request.uri().path()
+    ))
+}

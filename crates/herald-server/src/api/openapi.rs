@@ -1,0 +1,39 @@
+//! The OpenAPI document, generated from the handlers' annotations.
+
+use utoipa::OpenApi;
+
+use super::{aws, events, id_rules, live, ops, wire};
+use crate::problem::Problem;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Herald",
+        description = "Durable, idempotent event backbone: publish and read events in the AWS EventBridge envelope."
+    ),
+    paths(
+        events::publish,
+        events::put,
+        events::get,
+        events::list,
+        live::tail,
+        id_rules::put,
+        id_rules::list,
+        id_rules::get,
+        id_rules::delete,
+        aws::put_events,
+        ops::healthz,
+        ops::readyz,
+        ops::metrics,
+        ops::openapi,
+    ),
+    components(schemas(
+        wire::EventIn,
+        wire::EventOut,
+        wire::PublishOut,
+        wire::BatchOut,
+        wire::EventPage,
+        Problem
+    ))
+)]
+pub struct ApiDoc;

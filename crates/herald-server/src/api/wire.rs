@@ -1,0 +1,118 @@
+//! Shapes on the wire that the API writes (and documents in OpenAPI).
+
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::ingest::Outcome;
+use crate::problem::ApiError;
+
+/// The answer to publishing one event.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PublishOut {
+    pub id: String,
+    /// Where the event is in the log: for a duplicate, the original position.
+    pub position: u64,
+    /// True when the event was already stored (nothing new was written).
+    pub duplicate: bool,
+}
+
+/// The answer to a batch: one entry per event, in order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchOut {
+    #[schema(value_type = Vec<Object>)]
+    pub results: Vec<Value>,
+    /// How many events of the batch were not stored.
+    pub failed: usize,
+}
+
+impl BatchOut {
+    pub fn from_outcomes(outcomes: Vec<Outcome>) -> Self {
+        let mut failed = 0;
+        let results = outcomes
+            .into_iter()
+            .map(|o| match o.into_result() {
+                Ok((id, position, duplicate)) => serde_json::json!(PublishOut {
+                    id,
+                    position,
+                    duplicate
+                }),
+                Err(e) => {
+                    failed += 1;
+                    serde_json::json!({ "error": problem_value(&e) })
+                }
+            })
+            .collect();
+        Self { results, failed }
+    }
+}
+
+fn problem_value(e: &ApiError) -> Value {
+    serde_json::to_value(e.problem()).unwrap_or_default()
+}
+
+/// An event as served: the envelope plus its `position`.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = StoredEvent)]
+pub struct EventOut {
+    pub position: u64,
+    pub version: String,
+    pub id: String,
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    pub source: String,
+    pub account: Option<String>,
+    pub time: String,
+    pub region: Option<String>,
+    pub resources: Vec<String>,
+    #[schema(value_type = Object)]
+    pub detail: Value,
+    pub stream: Option<String>,
+}
+
+/// An event as published (documentation of the accepted fields; validation
+/// reports every problem at once, see `herald_core::envelope`).
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(as = EventIn)]
+pub struct EventIn {
+    /// 1-256 characters: the idempotency key. Omit it to have one derived or assigned.
+    pub id: Option<String>,
+    /// Schema version of `detail`; default "1".
+    pub version: Option<String>,
+    #[serde(rename = "detail-type")]
+    pub detail_type: String,
+    pub source: String,
+    pub account: Option<String>,
+    /// RFC 3339; default: the time received.
+    pub time: Option<String>,
+    pub region: Option<String>,
+    pub resources: Option<Vec<String>>,
+    /// A JSON object of at most 256 KiB.
+    #[schema(value_type = Object)]
+    pub detail: Value,
+    /// The entity the event belongs to, e.g. `tweet-42`.
+    pub stream: Option<String>,
+}
+
+/// A page of the log.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventPage {
+    /// In position order.
+    pub events: Vec<EventOut>,
+    /// Pass as `after` to read on.
+    pub next: u64,
+}
+
+#[derive(Debug, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only events after this position (default 0).
+    pub after: Option<String>,
+    /// At most this many events (1-1000, default 100).
+    pub limit: Option<String>,
+    pub source: Option<String>,
+    #[serde(rename = "detail-type")]
+    #[param(rename = "detail-type")]
+    pub detail_type: Option<String>,
+    pub stream: Option<String>,
+}

@@ -1,0 +1,68 @@
+//! Reading request bodies: size limit first, then media type, then JSON.
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, header};
+use herald_core::limits::MAX_BODY_BYTES;
+use serde_json::Value;
+
+use crate::problem::ApiError;
+
+/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] without
+/// buffering past the limit.
+pub async fn read_limited(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let too_large = || ApiError::TooLarge(format!("the body limit is {MAX_BODY_BYTES} bytes"));
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|e| {
+            if is_length_limit(&e) {
+                too_large()
+            } else {
+                ApiError::MalformedJson(format!("could not read the body: {e}"))
+            }
+        })
+}
+
+fn is_length_limit(err: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
+}
+
+/// Parses JSON, naming the line and column of a syntax error.
+pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::MalformedJson("the body is empty".into()));
+    }
+    serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))
+}
+
+/// The media type's essence (`application/json`), lower-cased, without parameters.
+pub fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(value.split(';').next()?.trim().to_ascii_lowercase())
+}
+
+/// Requires a JSON body (`application/json` or any `+json` type).
+pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    match media_type(headers) {
+        Some(t) if herald_core::formats::cloudevents::is_json_media_type(&t) => Ok(()),
+        Some(t) => Err(ApiError::UnsupportedMediaType(format!(
+            "expected Content-Type application/json, got {t}"
+        ))),
+        None => Err(ApiError::UnsupportedMediaType(
+            "expected Content-Type application/json".into(),
+        )),
+    }
+}

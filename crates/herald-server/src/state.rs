@@ -1,0 +1,49 @@
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use herald_core::IdRule;
+use herald_store::{Store, StoreError};
+use tokio::sync::{Semaphore, watch};
+
+use crate::config::ServerConfig;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    /// Id rules by detail-type, read on every publish without an id; the store
+    /// is the truth, this is its cache (updated on every write through the API).
+    pub id_rules: Arc<RwLock<HashMap<String, IdRule>>>,
+    pub config: Arc<ServerConfig>,
+    pub in_flight: Arc<Semaphore>,
+    pub live_readers: Arc<Semaphore>,
+    /// Turns true when the server begins to shut down; live streams end on it.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl AppState {
+    pub async fn new(
+        store: Arc<dyn Store>,
+        config: ServerConfig,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Self, StoreError> {
+        let rules = store
+            .id_rules()
+            .await?
+            .into_iter()
+            .map(|r| (r.detail_type.clone(), r))
+            .collect();
+        Ok(Self {
+            store,
+            id_rules: Arc::new(RwLock::new(rules)),
+            in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+            live_readers: Arc::new(Semaphore::new(config.max_live_readers)),
+            config: Arc::new(config),
+            shutdown,
+        })
+    }
+
+    pub fn id_rule(&self, detail_type: &str) -> Option<IdRule> {
+        self.id_rules.read().ok()?.get(detail_type).cloned()
+    }
+}
