@@ -66,3 +66,37 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
         )),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunked(total: usize) -> Body {
+        let chunks = (0..total.div_ceil(65536)).map(move |i| {
+            Ok::<_, std::io::Error>(Bytes::from(vec![b' '; 65536.min(total - i * 65536)]))
+        });
+        Body::from_stream(futures_util::stream::iter(chunks))
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_past_the_limit_is_too_large() {
+        let err = read_limited(&HeaderMap::new(), chunked(MAX_BODY_BYTES + 1))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ApiError::TooLarge(_)), "{err:?}");
+        assert_eq!(
+            read_limited(&HeaderMap::new(), chunked(MAX_BODY_BYTES))
+                .await
+                .unwrap()
+                .len(),
+            MAX_BODY_BYTES
+        );
+    }
+
+    #[test]
+    fn empty_and_broken_json_are_malformed() {
+        assert!(matches!(parse_json(b"  "), Err(ApiError::MalformedJson(_))));
+        assert!(matches!(parse_json(b"{"), Err(ApiError::MalformedJson(_))));
+        assert!(parse_json(b"{}").is_ok());
+    }
+}

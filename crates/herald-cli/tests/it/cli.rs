@@ -1,0 +1,112 @@
+//! The client subcommands against a running server.
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+
+use crate::harness::{BIN, Herald, data_dir};
+
+fn herald(h: &Herald, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env("HERALD_SERVER", &h.url)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_get_list_and_tail_from_the_command_line() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+
+    let mut tail = Command::new(BIN)
+        .args(["tail", "--after", "0"])
+        .env("HERALD_SERVER", &h.url)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+
+    let (ok, out, err) = herald(
+        &h,
+        &[
+            "publish",
+            "--source",
+            "cli",
+            "--detail-type",
+            "Note",
+            "--detail",
+            r#"{"n":1}"#,
+            "--id",
+            "n-1",
+        ],
+        None,
+    );
+    assert!(ok, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        json!({"id": "n-1", "position": 1, "duplicate": false})
+    );
+
+    let lines = "{\"id\":\"n-2\",\"source\":\"cli\",\"detail-type\":\"Note\",\"detail\":{}}\n\n{\"id\":\"n-1\",\"source\":\"cli\",\"detail-type\":\"Note\",\"detail\":{\"n\":1}}\n";
+    let (ok, out, err) = herald(&h, &["publish", "--file", "-"], Some(lines));
+    assert!(ok, "{err}");
+    let results: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        results,
+        vec![
+            json!({"id": "n-2", "position": 2, "duplicate": false}),
+            json!({"id": "n-1", "position": 1, "duplicate": true})
+        ]
+    );
+
+    let (ok, out, _) = herald(
+        &h,
+        &["publish", "--file", "-"],
+        Some("{\"id\":\"bad\",\"source\":\"cli\"}\n"),
+    );
+    assert!(!ok, "a refused event fails the command");
+    assert!(out.contains("/0/detail-type"), "{out}");
+
+    let (ok, out, _) = herald(&h, &["events", "get", "n-2"], None);
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["position"], 2);
+    let (ok, _, err) = herald(&h, &["events", "get", "missing"], None);
+    assert!(!ok && err.contains("404"), "{err}");
+
+    let (ok, out, err) = herald(&h, &["events", "list", "--after", "1"], None);
+    assert!(ok);
+    assert_eq!(out.lines().count(), 1);
+    assert!(err.contains("next: 2"), "{err}");
+
+    let mut tail_out = BufReader::new(tail.stdout.take().unwrap()).lines();
+    let first: Value = serde_json::from_str(&tail_out.next().unwrap().unwrap()).unwrap();
+    let second: Value = serde_json::from_str(&tail_out.next().unwrap().unwrap()).unwrap();
+    assert_eq!(
+        (first["id"].as_str(), second["id"].as_str()),
+        (Some("n-1"), Some("n-2"))
+    );
+    tail.kill().unwrap();
+    tail.wait().unwrap();
+}

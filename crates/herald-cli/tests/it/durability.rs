@@ -1,0 +1,279 @@
+//! Durability: restart persistence, SIGTERM drain, `kill -9` mid-stream, and
+//! damaged files reported rather than served.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::harness::{BIN, Herald, data_dir, event};
+
+#[tokio::test]
+async fn a_restart_keeps_events_positions_and_dedup() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+    for i in 0..5 {
+        h.post("/v1/events", &event(&format!("e{i}"), json!({"i": i})))
+            .await;
+    }
+    let before = h.all_events().await;
+    let h = h.restart();
+    assert_eq!(h.all_events().await, before);
+    assert_eq!(
+        h.post("/v1/events", &event("e3", json!({"i": 3}))).await,
+        (200, json!({"id": "e3", "position": 4, "duplicate": true}))
+    );
+    assert_eq!(
+        h.post("/v1/events", &event("e5", json!({}))).await.1["position"],
+        6,
+        "positions continue"
+    );
+}
+
+/// Publishes from many connections until told to stop; returns what was acknowledged.
+async fn publish_until(
+    h: &Herald,
+    stop: Arc<AtomicBool>,
+    workers: usize,
+    batch: usize,
+) -> Vec<(String, u64, Instant)> {
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let (http, url, stop) = (h.http.clone(), h.url("/v1/events"), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut acked = Vec::new();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let events: Vec<Value> = (0..batch)
+                    .map(|i| event(&format!("w{w}-{n}-{i}"), json!({"w": w, "n": n, "i": i})))
+                    .collect();
+                n += 1;
+                let body = if batch == 1 {
+                    events[0].clone()
+                } else {
+                    Value::Array(events.clone())
+                };
+                let Ok(response) = http.post(&url).json(&body).send().await else {
+                    break;
+                };
+                let status = response.status().as_u16();
+                let Ok(answer) = response.json::<Value>().await else {
+                    break;
+                };
+                let at = Instant::now();
+                assert!(
+                    status == 200 || status == 201,
+                    "unexpected {status}: {answer}"
+                );
+                if batch == 1 {
+                    acked.push((
+                        answer["id"].as_str().unwrap().to_owned(),
+                        answer["position"].as_u64().unwrap(),
+                        at,
+                    ));
+                } else {
+                    for r in answer["results"].as_array().unwrap() {
+                        acked.push((
+                            r["id"].as_str().unwrap().to_owned(),
+                            r["position"].as_u64().unwrap(),
+                            at,
+                        ));
+                    }
+                }
+            }
+            acked
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
+    let dir = data_dir();
+    let h = Arc::new(Herald::start(dir.path()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let (h, stop) = (h.clone(), stop.clone());
+        tokio::spawn(async move { publish_until(&h, stop, 8, 200).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let signalled = Instant::now();
+    crate::harness::signal(h.pid(), "TERM");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.store(true, Ordering::Relaxed);
+    let acked = publisher.await.unwrap();
+    let h = Arc::try_unwrap(h).ok().expect("publisher finished");
+    let status = h.terminate();
+    assert!(status.success(), "exit status after SIGTERM: {status:?}");
+    assert!(
+        acked.iter().any(|(_, _, at)| *at > signalled),
+        "some requests were in flight when SIGTERM came and were answered"
+    );
+
+    let h = Herald::start(dir.path());
+    let stored: HashMap<String, u64> = h
+        .all_events()
+        .await
+        .into_iter()
+        .map(|e| {
+            (
+                e["id"].as_str().unwrap().to_owned(),
+                e["position"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    for (id, position, _) in &acked {
+        assert_eq!(
+            stored.get(id),
+            Some(position),
+            "acknowledged event {id} kept its position"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_stream_loses_no_acknowledged_event() {
+    let dir = data_dir();
+    let h = Arc::new(Herald::start(dir.path()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let (h, stop) = (h.clone(), stop.clone());
+        tokio::spawn(async move { publish_until(&h, stop, 16, 1).await })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    crate::harness::signal(h.pid(), "KILL");
+    stop.store(true, Ordering::Relaxed);
+    let acked = publisher.await.unwrap();
+    assert!(
+        acked.len() > 100,
+        "the stream was under way: {} acknowledged",
+        acked.len()
+    );
+    drop(h);
+
+    let h = Herald::start(dir.path());
+    let events = h.all_events().await;
+    let positions: Vec<u64> = events
+        .iter()
+        .map(|e| e["position"].as_u64().unwrap())
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "positions strictly increasing"
+    );
+    let ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(
+        ids.iter().collect::<HashSet<_>>().len(),
+        ids.len(),
+        "each id stored once"
+    );
+    let stored: HashMap<&str, u64> = ids.iter().copied().zip(positions.iter().copied()).collect();
+    for (id, position, _) in &acked {
+        assert_eq!(
+            stored.get(id.as_str()),
+            Some(position),
+            "acknowledged {id} survives kill -9 at its position"
+        );
+    }
+
+    // Publishing everything acknowledged again yields only duplicates.
+    let republish: Vec<Value> = acked
+        .iter()
+        .map(|(id, _, _)| {
+            let mut parts = id
+                .trim_start_matches('w')
+                .split('-')
+                .map(|p| p.parse::<u64>().unwrap());
+            let (w, n, i) = (
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+                parts.next().unwrap(),
+            );
+            event(id, json!({"w": w, "n": n, "i": i}))
+        })
+        .collect();
+    for chunk in republish.chunks(1000) {
+        let (status, body) = h.post("/v1/events", &Value::Array(chunk.to_vec())).await;
+        assert_eq!((status, body["failed"].clone()), (200, json!(0)));
+        assert!(
+            body["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["duplicate"] == true),
+            "only duplicates"
+        );
+    }
+    assert_eq!(h.all_events().await.len(), events.len());
+}
+
+#[tokio::test]
+async fn a_damaged_data_file_is_reported_by_check_and_never_served() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+    let batch: Vec<Value> = (0..1000)
+        .map(|i| event(&format!("e{i:04}"), json!({"pad": "x".repeat(200)})))
+        .collect();
+    h.post("/v1/events", &Value::Array(batch)).await;
+    assert!(h.terminate().success());
+
+    let check = std::process::Command::new(BIN)
+        .args(["check", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "healthy: {}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(String::from_utf8_lossy(&check.stdout).starts_with("ok"));
+
+    let file = dir.path().join("herald.db");
+    damage(&file);
+    let check = std::process::Command::new(BIN)
+        .args(["check", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(2), "damaged file fails the check");
+    assert!(
+        String::from_utf8_lossy(&check.stderr).contains("herald.db"),
+        "names the file"
+    );
+
+    let h = Herald::start(dir.path());
+    let mut server_errors = 0;
+    for i in (0..1000).step_by(25) {
+        let (status, body) = h.get(&format!("/v1/events/e{i:04}")).await;
+        match status {
+            200 => assert_eq!(body["id"], format!("e{i:04}"), "served data is real data"),
+            500 => {
+                assert_eq!(body["type"], "urn:herald:problem:storage-damaged");
+                server_errors += 1;
+            }
+            other => assert_eq!(other, 404, "{body}"),
+        }
+    }
+    assert!(server_errors > 0, "damaged pages answer 5xx");
+}
+
+/// Overwrites bytes across the file's data pages (not the header).
+fn damage(path: &std::path::Path) {
+    use std::io::{Seek, SeekFrom, Write};
+    let len = std::fs::metadata(path).unwrap().len();
+    let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    let mut offset = 4 * 4096;
+    while offset + 4096 < len {
+        f.seek(SeekFrom::Start(offset)).unwrap();
+        f.write_all(&[0x5A; 48]).unwrap();
+        offset += 2 * 4096;
+    }
+    f.sync_all().unwrap();
+}

@@ -1,0 +1,159 @@
+//! Starting and stopping the real binary.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_herald");
+
+/// A running `herald serve` on a port of its own choosing.
+pub struct Herald {
+    pub url: String,
+    pub data_dir: PathBuf,
+    child: Child,
+    pub http: reqwest::Client,
+}
+
+impl Herald {
+    /// Starts a server on `data_dir` and waits until it is listening.
+    pub fn start(data_dir: &Path) -> Herald {
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env("HERALD_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start herald");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("read the listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
+        Herald {
+            url: format!("http://{addr}"),
+            data_dir: data_dir.to_owned(),
+            child,
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then wait for the process to exit.
+    pub fn terminate(mut self) -> ExitStatus {
+        signal(self.child.id(), "TERM");
+        wait_timeout(&mut self.child, Duration::from_secs(20)).expect("herald exits after SIGTERM")
+    }
+
+    pub fn restart(self) -> Herald {
+        let dir = self.data_dir.clone();
+        assert!(self.terminate().success());
+        Herald::start(&dir)
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send(self.http.post(self.url(path)).json(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send(self.http.put(self.url(path)).json(body)).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    /// Sends a request; returns the status and the body as JSON (or as a string when not JSON).
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        let response = request.send().await.expect("request reaches herald");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("read body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Every stored event, in position order, read page by page.
+    pub async fn all_events(&self) -> Vec<Value> {
+        let mut after = 0;
+        let mut out = Vec::new();
+        loop {
+            let (status, page) = self
+                .get(&format!("/v1/events?after={after}&limit=1000"))
+                .await;
+            assert_eq!(status, 200, "{page}");
+            let events = page["events"].as_array().unwrap().clone();
+            if events.is_empty() {
+                return out;
+            }
+            after = page["next"].as_u64().unwrap();
+            out.extend(events);
+        }
+    }
+}
+
+impl Drop for Herald {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn signal(pid: u32, name: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{name} {pid}");
+}
+
+fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(status) = child.try_wait().ok()? {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+/// A fresh data directory, removed when dropped.
+pub fn data_dir() -> tempfile::TempDir {
+    tempfile::tempdir().expect("temp dir")
+}
+
+/// A valid event with the given id and detail.
+pub fn event(id: &str, detail: Value) -> Value {
+    serde_json::json!({"id": id, "source": "test.shop", "detail-type": "Order Placed", "detail": detail})
+}
+
+/// The pointers named in a problem's `errors`.
+pub fn pointers(problem: &Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["pointer"].as_str().map(str::to_owned))
+        .collect()
+}

@@ -1,0 +1,216 @@
+//! Reading: by id, pages with filters, the live SSE tail, and the operational
+//! endpoints (health, readiness, metrics, OpenAPI).
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use crate::harness::{Herald, data_dir, event};
+
+#[tokio::test]
+async fn get_by_id_returns_the_envelope_with_its_position() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+    let mut e = event("o-1", json!({"total": 3}));
+    e["time"] = json!("2026-11-28T10:00:00+01:00");
+    e["resources"] = json!(["arn:shop:order/1"]);
+    e["stream"] = json!("order-1");
+    h.post("/v1/events", &e).await;
+    let (status, stored) = h.get("/v1/events/o-1").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        stored,
+        json!({"position": 1, "version": "1", "id": "o-1", "detail-type": "Order Placed", "source": "test.shop",
+            "time": "2026-11-28T09:00:00Z", "resources": ["arn:shop:order/1"], "detail": {"total": 3}, "stream": "order-1"})
+    );
+    let (status, problem) = h.get("/v1/events/nope").await;
+    assert_eq!(
+        (status, problem["type"].clone()),
+        (404, json!("urn:herald:problem:not-found"))
+    );
+}
+
+#[tokio::test]
+async fn list_pages_in_position_order_with_filters() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+    let batch: Vec<Value> = (0..30)
+        .map(|i| {
+            json!({"id": format!("e{i}"), "source": if i % 3 == 0 { "a" } else { "b" }, "detail-type": if i % 2 == 0 { "Even" } else { "Odd" },
+                "stream": format!("s{}", i % 5), "detail": {"i": i}})
+        })
+        .collect();
+    h.post("/v1/events", &Value::Array(batch)).await;
+
+    let (_, page) = h.get("/v1/events?limit=10").await;
+    let positions: Vec<u64> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["position"].as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        (positions, page["next"].clone()),
+        ((1..=10).collect(), json!(10))
+    );
+    let (_, page) = h.get("/v1/events?after=25").await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 5);
+    assert_eq!(page["next"], 30);
+    let (_, page) = h.get("/v1/events?after=30").await;
+    assert_eq!(page, json!({"events": [], "next": 30}));
+
+    let (_, page) = h.get("/v1/events?source=a&detail-type=Even").await;
+    let ids: Vec<&str> = page["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["e0", "e6", "e12", "e18", "e24"]);
+    let (_, page) = h.get("/v1/events?stream=s4").await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 6);
+
+    for bad in ["after=-1", "limit=0", "limit=1001", "limit=ten"] {
+        let (status, problem) = h.get(&format!("/v1/events?{bad}")).await;
+        assert_eq!(status, 400, "{bad}");
+        assert_eq!(
+            problem["errors"][0]["parameter"],
+            bad.split('=').next().unwrap()
+        );
+    }
+}
+
+/// Reads SSE frames from a live response until `count` events arrived.
+async fn read_events(response: reqwest::Response, count: usize) -> Vec<(u64, Value)> {
+    let mut body = response.bytes_stream();
+    let mut buffer = String::new();
+    let mut out = Vec::new();
+    while out.len() < count {
+        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
+            .await
+            .expect("event in time")
+            .unwrap()
+            .unwrap();
+        buffer.push_str(std::str::from_utf8(&chunk).unwrap());
+        while let Some(end) = buffer.find("\n\n") {
+            let frame: String = buffer.drain(..end + 2).collect();
+            let id = frame
+                .lines()
+                .find_map(|l| l.strip_prefix("id: "))
+                .map(|v| v.parse().unwrap());
+            let data = frame.lines().find_map(|l| l.strip_prefix("data: "));
+            if let (Some(id), Some(data)) = (id, data) {
+                out.push((id, serde_json::from_str(data).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn live_tail_follows_new_events_and_resumes_from_a_position() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+    h.post("/v1/events", &event("before", json!({}))).await;
+
+    let live = h
+        .http
+        .get(h.url("/v1/events/live?source=test.shop"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.status(), 200);
+    assert!(
+        live.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    h.post(
+        "/v1/events",
+        &json!({"id": "other", "source": "elsewhere", "detail-type": "t", "detail": {}}),
+    )
+    .await;
+    for i in 0..3 {
+        h.post("/v1/events", &event(&format!("live-{i}"), json!({"i": i})))
+            .await;
+    }
+    let seen = read_events(live, 3).await;
+    let ids: Vec<(u64, &str)> = seen
+        .iter()
+        .map(|(p, e)| (*p, e["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        ids,
+        vec![(3, "live-0"), (4, "live-1"), (5, "live-2")],
+        "only new events matching the filter"
+    );
+
+    let resumed = h
+        .http
+        .get(h.url("/v1/events/live"))
+        .header("Last-Event-ID", "3")
+        .send()
+        .await
+        .unwrap();
+    let seen = read_events(resumed, 2).await;
+    assert_eq!(seen.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![4, 5]);
+    let from_start = h
+        .http
+        .get(h.url("/v1/events/live?after=0"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(read_events(from_start, 5).await.len(), 5);
+}
+
+#[tokio::test]
+async fn health_readiness_metrics_and_openapi() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+    assert_eq!(h.get("/healthz").await, (200, json!({"status": "ok"})));
+    h.post("/v1/events", &event("m1", json!({}))).await;
+    h.post("/v1/events", &event("m1", json!({}))).await;
+    h.post("/v1/events", &event("m1", json!({"x": 1}))).await;
+    h.post("/v1/events", &json!({})).await;
+    assert_eq!(
+        h.get("/readyz").await,
+        (200, json!({"status": "ready", "head": 1}))
+    );
+
+    let metrics = h
+        .http
+        .get(h.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "herald_events_published_total{outcome=\"created\"} 1",
+        "herald_events_published_total{outcome=\"duplicate\"} 1",
+        "herald_events_published_total{outcome=\"conflict\"} 1",
+        "herald_events_published_total{outcome=\"rejected\"} 1",
+        "herald_store_commit_events_count",
+        "herald_store_commit_seconds_bucket",
+    ] {
+        assert!(metrics.contains(line), "metrics lack {line}:\n{metrics}");
+    }
+
+    let (status, doc) = h.get("/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    for path in [
+        "/v1/events",
+        "/v1/events/{id}",
+        "/v1/events/live",
+        "/v1/id-rules/{detail_type}",
+        "/",
+    ] {
+        assert!(doc["paths"][path].is_object(), "OpenAPI lacks {path}");
+    }
+    assert!(doc["components"]["schemas"]["Problem"].is_object());
+    let (status, problem) = h.get("/v2/nothing").await;
+    assert_eq!((status, problem["status"].clone()), (404, json!(404)));
+}
