@@ -66,7 +66,11 @@ fn offered_events(
     bytes: &[u8],
 ) -> Result<(Vec<Offered>, Format, bool), ApiError> {
     if headers.contains_key("ce-specversion") {
-        require_json(headers)?;
+        // Binary mode: SDKs omit Content-Type when the event names no
+        // datacontenttype; the body must then parse as JSON.
+        if headers.contains_key(axum::http::header::CONTENT_TYPE) {
+            require_json(headers)?;
+        }
         let attributes = headers.iter().filter_map(|(name, value)| {
             let name = name.as_str().strip_prefix("ce-")?;
             Some((name.to_owned(), value.to_str().ok()?.to_owned()))
