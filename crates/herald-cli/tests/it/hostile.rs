@@ -21,7 +21,7 @@ impl Rng {
         const ALPHABET: &[u8] = b"{}[]\":,0123456789.eE+-truefalsnl \\u\xff\x00abc";
         (0..len)
             .map(|_| {
-                if self.next() % 4 == 0 {
+                if self.next().is_multiple_of(4) {
                     self.next() as u8
                 } else {
                     ALPHABET[(self.next() as usize) % ALPHABET.len()]
