@@ -9,12 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[command(name = "herald", version, about = "Durable, idempotent event backbone")]
 pub struct Cli {
     /// The Herald server the client commands talk to.
-    #[arg(
-        long,
-        global = true,
-        env = "HERALD_SERVER",
-        default_value = "http://127.0.0.1:8787"
-    )]
+    #[arg(long, global = true, env = "HERALD_SERVER", default_value = "http://127.0.0.1:8787")]
     pub server: String,
     #[command(subcommand)]
     pub command: Command,
@@ -131,11 +126,7 @@ impl Filter {
         if let Some(l) = self.limit {
             q.push(("limit", l.to_string()));
         }
-        for (name, value) in [
-            ("source", &self.source),
-            ("detail-type", &self.detail_type),
-            ("stream", &self.stream),
-        ] {
+        for (name, value) in [("source", &self.source), ("detail-type", &self.detail_type), ("stream", &self.stream)] {
             if let Some(v) = value {
                 q.push((name, v.clone()));
             }

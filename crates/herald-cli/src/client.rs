@@ -10,13 +10,8 @@ pub struct Client {
 
 impl Client {
     pub fn new(server: &str) -> Result<Self> {
-        let http = reqwest::Client::builder()
-            .build()
-            .context("building the HTTP client")?;
-        Ok(Self {
-            http,
-            base: server.trim_end_matches('/').to_owned(),
-        })
+        let http = reqwest::Client::builder().build().context("building the HTTP client")?;
+        Ok(Self { http, base: server.trim_end_matches('/').to_owned() })
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -30,10 +25,7 @@ impl Client {
     /// Sends a request and returns the status and JSON body; a problem body
     /// is returned too (the caller decides what is an error).
     pub async fn send(&self, request: reqwest::RequestBuilder) -> Result<(u16, Value)> {
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("cannot reach Herald at {}", self.base))?;
+        let response = request.send().await.with_context(|| format!("cannot reach Herald at {}", self.base))?;
         let status = response.status().as_u16();
         let text = response.text().await.context("reading the response")?;
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
@@ -44,10 +36,7 @@ impl Client {
     pub async fn expect_ok(&self, request: reqwest::RequestBuilder) -> Result<Value> {
         let (status, body) = self.send(request).await?;
         if !(200..300).contains(&status) {
-            bail!(
-                "HTTP {status}: {}",
-                serde_json::to_string_pretty(&body).unwrap_or_default()
-            );
+            bail!("HTTP {status}: {}", serde_json::to_string_pretty(&body).unwrap_or_default());
         }
         Ok(body)
     }

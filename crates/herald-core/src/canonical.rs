@@ -5,7 +5,9 @@
 //! Written out here rather than relying on `serde_json`'s map ordering, because a
 //! `preserve_order` feature enabled anywhere in the build would silently change it.
 
-use serde_json::Value;
+use std::fmt::Write;
+
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 pub fn to_string(value: &Value) -> String {
@@ -15,44 +17,114 @@ pub fn to_string(value: &Value) -> String {
 }
 
 pub fn sha256(value: &Value) -> [u8; 32] {
-    Sha256::digest(to_string(value).as_bytes()).into()
+    let mut hasher = HashWriter(Sha256::new());
+    write(value, &mut hasher);
+    hasher.0.finalize().into()
 }
 
-fn write(value: &Value, out: &mut String) {
-    match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_unstable();
-            out.push('{');
-            for (i, key) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_str(key, out);
-                out.push(':');
-                write(&map[key], out);
+/// One element of a list to hash, borrowed from wherever it lives.
+pub enum Part<'a> {
+    Str(&'a str),
+    Object(&'a Map<String, Value>),
+}
+
+/// Hash of the canonical text of the JSON array `[parts...]`, streamed into
+/// the hasher: no copy of the values, no intermediate string.
+pub fn sha256_of_list(parts: &[Part<'_>]) -> [u8; 32] {
+    let mut hasher = HashWriter(Sha256::new());
+    let _ = (|| {
+        hasher.write_char('[')?;
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                hasher.write_char(',')?;
             }
-            out.push('}');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write(item, out);
+            match part {
+                Part::Str(s) => write_str(s, &mut hasher)?,
+                Part::Object(map) => write_object(map, &mut hasher)?,
             }
-            out.push(']');
         }
-        Value::String(s) => write_str(s, out),
-        // Null, booleans and numbers print canonically already.
-        other => out.push_str(&other.to_string()),
+        hasher.write_char(']')
+    })();
+    hasher.0.finalize().into()
+}
+
+struct HashWriter(Sha256);
+
+impl Write for HashWriter {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.update(s.as_bytes());
+        Ok(())
     }
 }
 
-fn write_str(s: &str, out: &mut String) {
-    // serde_json's string escaping is canonical (shortest escapes, \u for controls).
-    out.push_str(&Value::String(s.to_owned()).to_string());
+fn write<W: Write>(value: &Value, out: &mut W) {
+    // Writing to a String or a hasher cannot fail.
+    let _ = try_write(value, out);
+}
+
+fn try_write<W: Write>(value: &Value, out: &mut W) -> std::fmt::Result {
+    match value {
+        Value::Object(map) => write_object(map, out),
+        Value::Array(items) => {
+            out.write_char('[')?;
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.write_char(',')?;
+                }
+                try_write(item, out)?;
+            }
+            out.write_char(']')
+        }
+        Value::String(s) => write_str(s, out),
+        Value::Null => out.write_str("null"),
+        Value::Bool(b) => out.write_str(if *b { "true" } else { "false" }),
+        // serde_json prints numbers canonically (shortest round-trip form).
+        Value::Number(n) => write!(out, "{n}"),
+    }
+}
+
+fn write_object<W: Write>(map: &Map<String, Value>, out: &mut W) -> std::fmt::Result {
+    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.write_char('{')?;
+    for (i, (key, value)) in entries.into_iter().enumerate() {
+        if i > 0 {
+            out.write_char(',')?;
+        }
+        write_str(key, out)?;
+        out.write_char(':')?;
+        try_write(value, out)?;
+    }
+    out.write_char('}')
+}
+
+/// JSON string escaping as serde_json does it: short escapes where JSON has
+/// them, `\u00XX` for other control characters, everything else verbatim.
+fn write_str<W: Write>(s: &str, out: &mut W) -> std::fmt::Result {
+    out.write_char('"')?;
+    let mut start = 0;
+    for (i, c) in s.char_indices() {
+        let escape = match c {
+            '"' => "\\\"",
+            '\\' => "\\\\",
+            '\n' => "\\n",
+            '\r' => "\\r",
+            '\t' => "\\t",
+            '\u{8}' => "\\b",
+            '\u{c}' => "\\f",
+            c if (c as u32) < 0x20 => "",
+            _ => continue,
+        };
+        out.write_str(&s[start..i])?;
+        if escape.is_empty() {
+            write!(out, "\\u{:04x}", c as u32)?;
+        } else {
+            out.write_str(escape)?;
+        }
+        start = i + c.len_utf8();
+    }
+    out.write_str(&s[start..])?;
+    out.write_char('"')
 }
 
 #[cfg(test)]
@@ -77,10 +149,21 @@ mod tests {
     }
 
     #[test]
+    fn escaping_matches_serde_json() {
+        for s in ["plain", "q\"uote", "back\\slash", "\u{1}\u{1f}\u{7f}", "tab\tnl\ncr\rbs\u{8}ff\u{c}", "é中/🎉"] {
+            assert_eq!(to_string(&json!(s)), serde_json::to_string(s).unwrap(), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn hashing_a_list_equals_hashing_the_array() {
+        let a = json!({"y": 1, "x": [true, null]});
+        let parts = [Part::Str("s"), Part::Object(a.as_object().unwrap())];
+        assert_eq!(sha256_of_list(&parts), sha256(&json!(["s", a])));
+    }
+
+    #[test]
     fn strings_are_escaped() {
-        assert_eq!(
-            to_string(&json!({"k\"": "line\nbreak"})),
-            r#"{"k\"":"line\nbreak"}"#
-        );
+        assert_eq!(to_string(&json!({"k\"": "line\nbreak"})), r#"{"k\"":"line\nbreak"}"#);
     }
 }

@@ -59,7 +59,13 @@ pub const CONTENT_FIELDS: [&str; 4] = ["source", "detail-type", "version", "deta
 impl EventDraft {
     /// Validates a JSON value as an event. `received` is the default `time`.
     pub fn from_json(value: &Value, received: DateTime<Utc>) -> Result<Self, Invalid> {
-        let Some(object) = value.as_object() else {
+        Self::from_value(value.clone(), received)
+    }
+
+    /// [`from_json`](Self::from_json) taking ownership, so `detail` is moved
+    /// rather than copied (the publish hot path).
+    pub fn from_value(value: Value, received: DateTime<Utc>) -> Result<Self, Invalid> {
+        let Value::Object(object) = value else {
             return Err(Invalid::one("", "an event must be a JSON object"));
         };
         let mut errors = Vec::new();
@@ -67,10 +73,7 @@ impl EventDraft {
             if !KNOWN_FIELDS.contains(&key.as_str()) {
                 errors.push(FieldError::new(
                     pointer_to(key),
-                    format!(
-                        "unknown field; expected one of: {}",
-                        KNOWN_FIELDS[..10].join(", ")
-                    ),
+                    format!("unknown field; expected one of: {}", KNOWN_FIELDS[..10].join(", ")),
                 ));
             }
         }
@@ -121,8 +124,7 @@ impl EventDraft {
     /// The draft as an envelope JSON object (without `id` when it has none),
     /// so id rules can point into it.
     pub fn to_json(&self) -> Value {
-        let mut value = serde_json::to_value(self.clone().with_id(String::new()))
-            .expect("an event always serializes");
+        let mut value = serde_json::to_value(self.clone().with_id(String::new())).expect("an event always serializes");
         if let (Some(map), None) = (value.as_object_mut(), &self.id) {
             map.remove("id");
         }
@@ -134,12 +136,13 @@ impl Event {
     /// Hash of the content fields ([`CONTENT_FIELDS`]) in canonical JSON: two
     /// events with one id and equal hashes are duplicates of each other.
     pub fn content_hash(&self) -> [u8; 32] {
-        canonical::sha256(&Value::Array(vec![
-            Value::String(self.source.clone()),
-            Value::String(self.detail_type.clone()),
-            Value::String(self.version.clone()),
-            Value::Object(self.detail.clone()),
-        ]))
+        use canonical::Part;
+        canonical::sha256_of_list(&[
+            Part::Str(&self.source),
+            Part::Str(&self.detail_type),
+            Part::Str(&self.version),
+            Part::Object(&self.detail),
+        ])
     }
 
     /// The envelope as JSON text, as it is stored and served.
@@ -160,10 +163,7 @@ impl Event {
         if self.version != other.version {
             out.push("/version".to_owned());
         }
-        let (a, b) = (
-            Value::Object(self.detail.clone()),
-            Value::Object(other.detail.clone()),
-        );
+        let (a, b) = (Value::Object(self.detail.clone()), Value::Object(other.detail.clone()));
         diff_paths(&a, &b, "/detail".to_owned(), &mut out, limit);
         out.truncate(limit);
         out
@@ -186,12 +186,12 @@ const KNOWN_FIELDS: [&str; 11] = [
     "position",
 ];
 
-struct Fields<'a> {
-    object: &'a Map<String, Value>,
+struct Fields {
+    object: Map<String, Value>,
     errors: Vec<FieldError>,
 }
 
-impl Fields<'_> {
+impl Fields {
     fn text(&mut self, name: &str, max_chars: usize, required: bool) -> Option<String> {
         let pointer = pointer_to(name);
         match self.object.get(name) {
@@ -202,28 +202,18 @@ impl Fields<'_> {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => {
                 if s.is_empty() {
-                    self.errors
-                        .push(FieldError::new(pointer, "must not be empty"));
+                    self.errors.push(FieldError::new(pointer, "must not be empty"));
                 } else if s.chars().count() > max_chars {
-                    self.errors.push(FieldError::new(
-                        pointer,
-                        format!("must be at most {max_chars} characters"),
-                    ));
+                    self.errors.push(FieldError::new(pointer, format!("must be at most {max_chars} characters")));
                 } else if s.chars().any(char::is_control) {
-                    self.errors.push(FieldError::new(
-                        pointer,
-                        "must not contain control characters",
-                    ));
+                    self.errors.push(FieldError::new(pointer, "must not contain control characters"));
                 } else {
                     return Some(s.clone());
                 }
                 None
             }
             Some(other) => {
-                self.errors.push(FieldError::new(
-                    pointer,
-                    format!("must be a string, not {}", kind(other)),
-                ));
+                self.errors.push(FieldError::new(pointer, format!("must be a string, not {}", kind(other))));
                 None
             }
         }
@@ -235,18 +225,12 @@ impl Fields<'_> {
             Some(Value::String(s)) => match DateTime::parse_from_rfc3339(s) {
                 Ok(t) => Some(t.with_timezone(&Utc)),
                 Err(e) => {
-                    self.errors.push(FieldError::new(
-                        "/time",
-                        format!("must be an RFC 3339 timestamp: {e}"),
-                    ));
+                    self.errors.push(FieldError::new("/time", format!("must be an RFC 3339 timestamp: {e}")));
                     None
                 }
             },
             Some(other) => {
-                self.errors.push(FieldError::new(
-                    "/time",
-                    format!("must be an RFC 3339 string, not {}", kind(other)),
-                ));
+                self.errors.push(FieldError::new("/time", format!("must be an RFC 3339 string, not {}", kind(other))));
                 None
             }
         }
@@ -256,10 +240,7 @@ impl Fields<'_> {
         match self.object.get("resources") {
             None | Some(Value::Null) => Vec::new(),
             Some(Value::Array(items)) if items.len() > MAX_RESOURCES => {
-                self.errors.push(FieldError::new(
-                    "/resources",
-                    format!("must have at most {MAX_RESOURCES} entries"),
-                ));
+                self.errors.push(FieldError::new("/resources", format!("must have at most {MAX_RESOURCES} entries")));
                 Vec::new()
             }
             Some(Value::Array(items)) => {
@@ -276,43 +257,50 @@ impl Fields<'_> {
                 out
             }
             Some(other) => {
-                self.errors.push(FieldError::new(
-                    "/resources",
-                    format!("must be an array of strings, not {}", kind(other)),
-                ));
+                self.errors
+                    .push(FieldError::new("/resources", format!("must be an array of strings, not {}", kind(other))));
                 Vec::new()
             }
         }
     }
 
     fn detail(&mut self) -> Option<Map<String, Value>> {
-        match self.object.get("detail") {
+        match self.object.remove("detail") {
             None | Some(Value::Null) => {
                 self.errors.push(FieldError::new("/detail", "is required"));
                 None
             }
             Some(Value::Object(map)) => {
-                let size = serde_json::to_string(map)
-                    .map(|s| s.len())
-                    .unwrap_or(usize::MAX);
+                let size = serialized_len(&map);
                 if size > MAX_DETAIL_BYTES {
-                    self.errors.push(FieldError::new(
-                        "/detail",
-                        format!("is {size} bytes; the limit is {MAX_DETAIL_BYTES}"),
-                    ));
+                    self.errors
+                        .push(FieldError::new("/detail", format!("is {size} bytes; the limit is {MAX_DETAIL_BYTES}")));
                     return None;
                 }
-                Some(map.clone())
+                Some(map)
             }
             Some(other) => {
-                self.errors.push(FieldError::new(
-                    "/detail",
-                    format!("must be a JSON object, not {}", kind(other)),
-                ));
+                self.errors.push(FieldError::new("/detail", format!("must be a JSON object, not {}", kind(&other))));
                 None
             }
         }
     }
+}
+
+/// Length of the compact JSON text of `map`, counted without building it.
+fn serialized_len(map: &Map<String, Value>) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, map).map_or(usize::MAX, |()| count.0)
 }
 
 /// JSON pointer to a top-level field (RFC 6901 escaping).
@@ -367,9 +355,7 @@ mod tests {
     use serde_json::json;
 
     fn now() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2026-11-28T10:00:00Z")
-            .unwrap()
-            .with_timezone(&Utc)
+        DateTime::parse_from_rfc3339("2026-11-28T10:00:00Z").unwrap().with_timezone(&Utc)
     }
 
     fn pointers(err: Invalid) -> Vec<String> {
@@ -378,11 +364,7 @@ mod tests {
 
     #[test]
     fn minimal_event_gets_defaults() {
-        let draft = EventDraft::from_json(
-            &json!({"source": "s", "detail-type": "t", "detail": {}}),
-            now(),
-        )
-        .unwrap();
+        let draft = EventDraft::from_json(&json!({"source": "s", "detail-type": "t", "detail": {}}), now()).unwrap();
         assert_eq!(draft.version, "1");
         assert_eq!(draft.time, now());
         assert_eq!(draft.id, None);
@@ -402,53 +384,32 @@ mod tests {
         .unwrap_err();
         assert_eq!(
             pointers(err),
-            vec![
-                "/colour",
-                "/id",
-                "/detail-type",
-                "/source",
-                "/time",
-                "/resources/1",
-                "/detail"
-            ]
+            vec!["/colour", "/id", "/detail-type", "/source", "/time", "/resources/1", "/detail"]
         );
     }
 
     #[test]
     fn non_object_is_rejected_at_the_root() {
-        assert_eq!(
-            pointers(EventDraft::from_json(&json!([1]), now()).unwrap_err()),
-            vec![""]
-        );
+        assert_eq!(pointers(EventDraft::from_json(&json!([1]), now()).unwrap_err()), vec![""]);
     }
 
     #[test]
     fn oversized_detail_is_rejected() {
         let big = "x".repeat(MAX_DETAIL_BYTES);
-        let err = EventDraft::from_json(
-            &json!({"source": "s", "detail-type": "t", "detail": {"b": big}}),
-            now(),
-        )
-        .unwrap_err();
+        let err = EventDraft::from_json(&json!({"source": "s", "detail-type": "t", "detail": {"b": big}}), now())
+            .unwrap_err();
         assert_eq!(pointers(err), vec!["/detail"]);
     }
 
     #[test]
     fn id_longer_than_256_chars_is_rejected() {
         let long = "é".repeat(257);
-        let err = EventDraft::from_json(
-            &json!({"id": long, "source": "s", "detail-type": "t", "detail": {}}),
-            now(),
-        )
-        .unwrap_err();
+        let err = EventDraft::from_json(&json!({"id": long, "source": "s", "detail-type": "t", "detail": {}}), now())
+            .unwrap_err();
         assert_eq!(pointers(err), vec!["/id"]);
         let ok = "é".repeat(256);
         assert!(
-            EventDraft::from_json(
-                &json!({"id": ok, "source": "s", "detail-type": "t", "detail": {}}),
-                now()
-            )
-            .is_ok()
+            EventDraft::from_json(&json!({"id": ok, "source": "s", "detail-type": "t", "detail": {}}), now()).is_ok()
         );
     }
 
@@ -465,9 +426,7 @@ mod tests {
     #[test]
     fn content_hash_ignores_metadata_but_not_content() {
         let base = json!({"source": "s", "detail-type": "t", "detail": {"a": 1, "b": 2}});
-        let a = EventDraft::from_json(&base, now())
-            .unwrap()
-            .with_id("x".into());
+        let a = EventDraft::from_json(&base, now()).unwrap().with_id("x".into());
         let mut reordered = EventDraft::from_json(
             &json!({"detail": {"b": 2, "a": 1}, "detail-type": "t", "source": "s", "region": "eu"}),
             now(),
@@ -487,12 +446,12 @@ mod tests {
         )
         .unwrap()
         .with_id("x".into());
-        let b = EventDraft::from_json(&json!({"source": "s2", "detail-type": "t", "detail": {"n": {"x": 2}, "k": 1, "new": 0}}), now())
-            .unwrap()
-            .with_id("x".into());
-        assert_eq!(
-            a.content_differences(&b, 10),
-            vec!["/source", "/detail/n/x", "/detail/new"]
-        );
+        let b = EventDraft::from_json(
+            &json!({"source": "s2", "detail-type": "t", "detail": {"n": {"x": 2}, "k": 1, "new": 0}}),
+            now(),
+        )
+        .unwrap()
+        .with_id("x".into());
+        assert_eq!(a.content_differences(&b, 10), vec!["/source", "/detail/n/x", "/detail/new"]);
     }
 }

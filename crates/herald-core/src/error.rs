@@ -9,10 +9,7 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(pointer: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            pointer: pointer.into(),
-            message: message.into(),
-        }
+        Self { pointer: pointer.into(), message: message.into() }
     }
 
     /// The same error, with its pointer moved under `prefix` (e.g. `/3` for the
@@ -32,14 +29,10 @@ pub struct Invalid {
 
 impl Invalid {
     pub fn one(pointer: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            errors: vec![FieldError::new(pointer, message)],
-        }
+        Self { errors: vec![FieldError::new(pointer, message)] }
     }
 
     pub fn under(self, prefix: &str) -> Self {
-        Self {
-            errors: self.errors.into_iter().map(|e| e.under(prefix)).collect(),
-        }
+        Self { errors: self.errors.into_iter().map(|e| e.under(prefix)).collect() }
     }
 }

@@ -37,18 +37,12 @@ impl IdRule {
             errors.push(FieldError::new("/detail-type", "must not be empty"));
         }
         if fields.is_empty() || fields.len() > MAX_ID_RULE_FIELDS {
-            errors.push(FieldError::new(
-                "/fields",
-                format!("must list 1 to {MAX_ID_RULE_FIELDS} JSON pointers"),
-            ));
+            errors.push(FieldError::new("/fields", format!("must list 1 to {MAX_ID_RULE_FIELDS} JSON pointers")));
         }
         for (i, field) in fields.iter().enumerate() {
             let top = field.split('/').nth(1).unwrap_or("");
             if !field.starts_with('/') {
-                errors.push(FieldError::new(
-                    format!("/fields/{i}"),
-                    "must be a JSON pointer starting with '/'",
-                ));
+                errors.push(FieldError::new(format!("/fields/{i}"), "must be a JSON pointer starting with '/'"));
             } else if !RULE_ROOTS.contains(&top) {
                 errors.push(FieldError::new(
                     format!("/fields/{i}"),
@@ -56,14 +50,7 @@ impl IdRule {
                 ));
             }
         }
-        if errors.is_empty() {
-            Ok(Self {
-                detail_type,
-                fields,
-            })
-        } else {
-            Err(Invalid { errors })
-        }
+        if errors.is_empty() { Ok(Self { detail_type, fields }) } else { Err(Invalid { errors }) }
     }
 
     /// The id this rule constructs for `draft`. Every pointed-at value must be
@@ -78,10 +65,7 @@ impl IdRule {
                 Some(v) if !v.is_null() => values.push(v.clone()),
                 _ => errors.push(FieldError::new(
                     field.clone(),
-                    format!(
-                        "is required: the id rule for detail-type '{}' builds the id from it",
-                        self.detail_type
-                    ),
+                    format!("is required: the id rule for detail-type '{}' builds the id from it", self.detail_type),
                 )),
             }
         }
@@ -100,14 +84,7 @@ impl IdRule {
 
 /// Envelope fields an id rule may use. `time` and `id` are left out: a
 /// redelivered webhook usually carries a new time, and the id is the output.
-const RULE_ROOTS: [&str; 6] = [
-    "detail",
-    "source",
-    "account",
-    "region",
-    "resources",
-    "stream",
-];
+const RULE_ROOTS: [&str; 6] = ["detail", "source", "account", "region", "resources", "stream"];
 
 /// The id for a request carrying `Idempotency-Key: key`; `index` tells apart
 /// the events of one batch request.
@@ -140,23 +117,16 @@ mod tests {
 
     #[test]
     fn rule_ids_depend_only_on_the_named_fields() {
-        let rule = IdRule::new(
-            "Tweet Liked".into(),
-            vec!["/detail/user_id".into(), "/detail/tweet_id".into()],
-        )
-        .unwrap();
+        let rule =
+            IdRule::new("Tweet Liked".into(), vec!["/detail/user_id".into(), "/detail/tweet_id".into()]).unwrap();
         let a = draft(
             json!({"source": "x", "detail-type": "Tweet Liked", "detail": {"user_id": 1, "tweet_id": "9", "at": 1}}),
         );
         let b = draft(
             json!({"source": "x", "detail-type": "Tweet Liked", "detail": {"tweet_id": "9", "user_id": 1, "at": 2}}),
         );
-        let c = draft(
-            json!({"source": "x", "detail-type": "Tweet Liked", "detail": {"user_id": 2, "tweet_id": "9"}}),
-        );
-        let d = draft(
-            json!({"source": "y", "detail-type": "Tweet Liked", "detail": {"user_id": 1, "tweet_id": "9"}}),
-        );
+        let c = draft(json!({"source": "x", "detail-type": "Tweet Liked", "detail": {"user_id": 2, "tweet_id": "9"}}));
+        let d = draft(json!({"source": "y", "detail-type": "Tweet Liked", "detail": {"user_id": 1, "tweet_id": "9"}}));
         assert_eq!(rule.derive_id(&a).unwrap(), rule.derive_id(&b).unwrap());
         assert_ne!(rule.derive_id(&a).unwrap(), rule.derive_id(&c).unwrap());
         assert_ne!(rule.derive_id(&a).unwrap(), rule.derive_id(&d).unwrap());
@@ -166,9 +136,7 @@ mod tests {
     fn missing_rule_field_is_named() {
         let rule = IdRule::new("t".into(), vec!["/detail/user_id".into()]).unwrap();
         let err = rule
-            .derive_id(&draft(
-                json!({"source": "x", "detail-type": "t", "detail": {"user_id": null}}),
-            ))
+            .derive_id(&draft(json!({"source": "x", "detail-type": "t", "detail": {"user_id": null}})))
             .unwrap_err();
         assert_eq!(err.errors[0].pointer, "/detail/user_id");
     }
@@ -183,18 +151,9 @@ mod tests {
 
     #[test]
     fn idempotency_keys_are_scoped_by_source_and_index() {
-        assert_eq!(
-            from_idempotency_key("s", "k", None),
-            from_idempotency_key("s", "k", None)
-        );
-        assert_ne!(
-            from_idempotency_key("s", "k", None),
-            from_idempotency_key("t", "k", None)
-        );
-        assert_ne!(
-            from_idempotency_key("s", "k", Some(0)),
-            from_idempotency_key("s", "k", Some(1))
-        );
+        assert_eq!(from_idempotency_key("s", "k", None), from_idempotency_key("s", "k", None));
+        assert_ne!(from_idempotency_key("s", "k", None), from_idempotency_key("t", "k", None));
+        assert_ne!(from_idempotency_key("s", "k", Some(0)), from_idempotency_key("s", "k", Some(1)));
     }
 
     #[test]

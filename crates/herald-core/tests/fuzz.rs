@@ -12,17 +12,10 @@ fn any_json() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
-        any::<f64>()
-            .prop_filter("finite", |f| f.is_finite())
-            .prop_map(Value::from),
+        any::<f64>().prop_filter("finite", |f| f.is_finite()).prop_map(Value::from),
         ".{0,12}".prop_map(Value::String),
-        prop_oneof![
-            Just("1"),
-            Just("2026-11-28T10:00:00Z"),
-            Just("detail"),
-            Just("")
-        ]
-        .prop_map(|s| Value::String(s.into())),
+        prop_oneof![Just("1"), Just("2026-11-28T10:00:00Z"), Just("detail"), Just("")]
+            .prop_map(|s| Value::String(s.into())),
     ];
     leaf.prop_recursive(4, 48, 6, |inner| {
         prop_oneof![
@@ -65,9 +58,7 @@ fn field_name() -> impl Strategy<Value = String> {
 }
 
 fn received() -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339("2026-11-28T00:00:00Z")
-        .unwrap()
-        .with_timezone(&Utc)
+    DateTime::parse_from_rfc3339("2026-11-28T00:00:00Z").unwrap().with_timezone(&Utc)
 }
 
 proptest! {

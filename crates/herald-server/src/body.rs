@@ -11,22 +11,14 @@ use crate::problem::ApiError;
 /// buffering past the limit.
 pub async fn read_limited(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     let too_large = || ApiError::TooLarge(format!("the body limit is {MAX_BODY_BYTES} bytes"));
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|e| {
-            if is_length_limit(&e) {
-                too_large()
-            } else {
-                ApiError::MalformedJson(format!("could not read the body: {e}"))
-            }
-        })
+    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {
+        if is_length_limit(&e) { too_large() } else { ApiError::MalformedJson(format!("could not read the body: {e}")) }
+    })
 }
 
 fn is_length_limit(err: &axum::Error) -> bool {
@@ -58,12 +50,8 @@ pub fn media_type(headers: &HeaderMap) -> Option<String> {
 pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     match media_type(headers) {
         Some(t) if herald_core::formats::cloudevents::is_json_media_type(&t) => Ok(()),
-        Some(t) => Err(ApiError::UnsupportedMediaType(format!(
-            "expected Content-Type application/json, got {t}"
-        ))),
-        None => Err(ApiError::UnsupportedMediaType(
-            "expected Content-Type application/json".into(),
-        )),
+        Some(t) => Err(ApiError::UnsupportedMediaType(format!("expected Content-Type application/json, got {t}"))),
+        None => Err(ApiError::UnsupportedMediaType("expected Content-Type application/json".into())),
     }
 }
 
@@ -72,25 +60,16 @@ mod tests {
     use super::*;
 
     fn chunked(total: usize) -> Body {
-        let chunks = (0..total.div_ceil(65536)).map(move |i| {
-            Ok::<_, std::io::Error>(Bytes::from(vec![b' '; 65536.min(total - i * 65536)]))
-        });
+        let chunks = (0..total.div_ceil(65536))
+            .map(move |i| Ok::<_, std::io::Error>(Bytes::from(vec![b' '; 65536.min(total - i * 65536)])));
         Body::from_stream(futures_util::stream::iter(chunks))
     }
 
     #[tokio::test]
     async fn a_streamed_body_past_the_limit_is_too_large() {
-        let err = read_limited(&HeaderMap::new(), chunked(MAX_BODY_BYTES + 1))
-            .await
-            .unwrap_err();
+        let err = read_limited(&HeaderMap::new(), chunked(MAX_BODY_BYTES + 1)).await.unwrap_err();
         assert!(matches!(err, ApiError::TooLarge(_)), "{err:?}");
-        assert_eq!(
-            read_limited(&HeaderMap::new(), chunked(MAX_BODY_BYTES))
-                .await
-                .unwrap()
-                .len(),
-            MAX_BODY_BYTES
-        );
+        assert_eq!(read_limited(&HeaderMap::new(), chunked(MAX_BODY_BYTES)).await.unwrap().len(), MAX_BODY_BYTES);
     }
 
     #[test]

@@ -21,19 +21,9 @@ pub type Offered = Result<Value, Invalid>;
 /// What became of one offered event.
 #[derive(Debug)]
 pub enum Outcome {
-    Created {
-        id: String,
-        position: Position,
-    },
-    Duplicate {
-        id: String,
-        position: Position,
-    },
-    Conflict {
-        id: String,
-        position: Position,
-        differences: Vec<String>,
-    },
+    Created { id: String, position: Position },
+    Duplicate { id: String, position: Position },
+    Conflict { id: String, position: Position, differences: Vec<String> },
     Invalid(Invalid),
 }
 
@@ -42,15 +32,7 @@ impl Outcome {
         match self {
             Outcome::Created { id, position } => Ok((id, position, false)),
             Outcome::Duplicate { id, position } => Ok((id, position, true)),
-            Outcome::Conflict {
-                id,
-                position,
-                differences,
-            } => Err(ApiError::Conflict {
-                id,
-                position,
-                differences,
-            }),
+            Outcome::Conflict { id, position, differences } => Err(ApiError::Conflict { id, position, differences }),
             Outcome::Invalid(invalid) => Err(ApiError::Invalid(invalid)),
         }
     }
@@ -95,11 +77,7 @@ pub struct Request<'a> {
 
 /// Validates, identifies and appends. Invalid events are reported, valid ones
 /// stored, in one durable commit; outcomes come back in the offered order.
-pub async fn publish(
-    state: &AppState,
-    offered: Vec<Offered>,
-    request: Request<'_>,
-) -> Result<Vec<Outcome>, ApiError> {
+pub async fn publish(state: &AppState, offered: Vec<Offered>, request: Request<'_>) -> Result<Vec<Outcome>, ApiError> {
     let received = Utc::now();
     let events: Vec<Result<Event, Invalid>> = offered
         .into_iter()
@@ -107,25 +85,14 @@ pub async fn publish(
         .map(|(i, value)| {
             let index = request.batch.then_some(i);
             let event = value.and_then(|value| {
-                let draft = EventDraft::from_json(&value, received)
-                    .map_err(|e| request.format.rename(e))?;
+                let draft = EventDraft::from_value(value, received).map_err(|e| request.format.rename(e))?;
                 identify(state, draft, request.idempotency_key, index)
             });
-            event.map_err(|e| {
-                if request.batch {
-                    e.under(&request.format.batch_pointer(i))
-                } else {
-                    e
-                }
-            })
+            event.map_err(|e| if request.batch { e.under(&request.format.batch_pointer(i)) } else { e })
         })
         .collect();
 
-    let valid: Vec<NewEvent> = events
-        .iter()
-        .filter_map(|e| e.as_ref().ok())
-        .map(NewEvent::from_event)
-        .collect();
+    let valid: Vec<NewEvent> = events.iter().filter_map(|e| e.as_ref().ok()).map(NewEvent::from_event).collect();
     let mut stored = state.store.append(valid).await?.into_iter();
 
     let mut outcomes = Vec::with_capacity(events.len());
@@ -133,14 +100,8 @@ pub async fn publish(
         outcomes.push(match event {
             Err(invalid) => Outcome::Invalid(invalid),
             Ok(event) => match stored.next().expect("one append outcome per valid event") {
-                AppendOutcome::Appended(position) => Outcome::Created {
-                    id: event.id,
-                    position,
-                },
-                AppendOutcome::Duplicate(position) => Outcome::Duplicate {
-                    id: event.id,
-                    position,
-                },
+                AppendOutcome::Appended(position) => Outcome::Created { id: event.id, position },
+                AppendOutcome::Duplicate(position) => Outcome::Duplicate { id: event.id, position },
                 AppendOutcome::Conflict(existing) => {
                     let original = existing.json_value()?;
                     let original = EventDraft::from_json(&original, received)
@@ -150,11 +111,7 @@ pub async fn publish(
                             detail: e.to_string(),
                         })?;
                     let differences = original.content_differences(&event, 20);
-                    Outcome::Conflict {
-                        id: event.id,
-                        position: existing.position,
-                        differences,
-                    }
+                    Outcome::Conflict { id: event.id, position: existing.position, differences }
                 }
             },
         });
@@ -164,12 +121,7 @@ pub async fn publish(
 }
 
 /// Gives a draft its id (see [`herald_core::identity`] for the precedence).
-fn identify(
-    state: &AppState,
-    draft: EventDraft,
-    key: Option<&str>,
-    index: Option<usize>,
-) -> Result<Event, Invalid> {
+fn identify(state: &AppState, draft: EventDraft, key: Option<&str>, index: Option<usize>) -> Result<Event, Invalid> {
     let id = match (&draft.id, key) {
         (Some(id), _) => id.clone(),
         (None, Some(key)) => identity::from_idempotency_key(&draft.source, key, index),
@@ -191,12 +143,7 @@ fn record(outcomes: &[Outcome]) {
             Outcome::Invalid(_) => rejected += 1,
         }
     }
-    for (name, n) in [
-        ("created", created),
-        ("duplicate", duplicate),
-        ("conflict", conflict),
-        ("rejected", rejected),
-    ] {
+    for (name, n) in [("created", created), ("duplicate", duplicate), ("conflict", conflict), ("rejected", rejected)] {
         if n > 0 {
             metrics::published(name, n);
         }
@@ -208,13 +155,9 @@ pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<&str>, 
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    let invalid = |message: &str| ApiError::InvalidParameter {
-        name: "Idempotency-Key".into(),
-        message: message.into(),
-    };
-    let key = value
-        .to_str()
-        .map_err(|_| invalid("must be visible ASCII"))?;
+    let invalid =
+        |message: &str| ApiError::InvalidParameter { name: "Idempotency-Key".into(), message: message.into() };
+    let key = value.to_str().map_err(|_| invalid("must be visible ASCII"))?;
     if key.is_empty() || key.len() > 256 {
         return Err(invalid("must be 1 to 256 characters"));
     }

@@ -12,17 +12,12 @@ pub fn handle() -> &'static PrometheusHandle {
         let recorder = PrometheusBuilder::new()
             .set_buckets_for_metric(
                 Matcher::Full("herald_store_commit_events".into()),
-                &[
-                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0,
-                ],
+                &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0],
             )
             .and_then(|b| {
                 b.set_buckets_for_metric(
                     Matcher::Suffix("_seconds".into()),
-                    &[
-                        0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                        0.25, 1.0,
-                    ],
+                    &[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0],
                 )
             })
             .expect("bucket lists are non-empty")
@@ -35,6 +30,5 @@ pub fn handle() -> &'static PrometheusHandle {
 }
 
 pub fn published(outcome: &'static str, count: usize) {
-    metrics::counter!("herald_events_published_total", "outcome" => outcome)
-        .increment(count as u64);
+    metrics::counter!("herald_events_published_total", "outcome" => outcome).increment(count as u64);
 }

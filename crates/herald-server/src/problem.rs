@@ -23,11 +23,7 @@ pub enum ApiError {
     NotFound(String),
     /// 409: an event with this id and different content is stored.
     #[error("event {id} is already stored with different content")]
-    Conflict {
-        id: String,
-        position: Position,
-        differences: Vec<String>,
-    },
+    Conflict { id: String, position: Position, differences: Vec<String> },
     /// 413: the body, a batch or an event is too large.
     #[error("{0}")]
     TooLarge(String),
@@ -51,16 +47,13 @@ const RETRY_AFTER_SECONDS: &str = "1";
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::MalformedJson(_) | ApiError::InvalidParameter { .. } => {
-                StatusCode::BAD_REQUEST
-            }
+            ApiError::MalformedJson(_) | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::Overloaded(_)
-            | ApiError::Store(StoreError::Overloaded | StoreError::Closed) => {
+            ApiError::Overloaded(_) | ApiError::Store(StoreError::Overloaded | StoreError::Closed) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -74,13 +67,9 @@ impl ApiError {
             ApiError::NotFound(_) => ("not-found", "Not found"),
             ApiError::Conflict { .. } => ("id-conflict", "Same id, different content"),
             ApiError::TooLarge(_) => ("too-large", "Content too large"),
-            ApiError::UnsupportedMediaType(_) => {
-                ("unsupported-media-type", "Unsupported media type")
-            }
+            ApiError::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
             ApiError::Invalid(_) => ("invalid-event", "Invalid event"),
-            ApiError::Overloaded(_) | ApiError::Store(StoreError::Overloaded) => {
-                ("overloaded", "Overloaded")
-            }
+            ApiError::Overloaded(_) | ApiError::Store(StoreError::Overloaded) => ("overloaded", "Overloaded"),
             ApiError::Store(StoreError::Closed) => ("shutting-down", "Shutting down"),
             ApiError::Store(StoreError::Corrupt { .. }) => ("storage-damaged", "Storage damaged"),
             ApiError::Store(_) => ("storage-error", "Storage error"),
@@ -98,50 +87,25 @@ impl ApiError {
                 invalid.errors.iter().map(field_error).collect(),
                 None,
             ),
-            ApiError::InvalidParameter { name, message } => (
-                format!("{name} {message}"),
-                vec![json!({"parameter": name, "message": message})],
-                None,
-            ),
-            ApiError::Conflict {
-                id,
-                position,
-                differences,
-            } => (
-                format!(
-                    "event {id} is stored at position {position} with different content; nothing was changed"
-                ),
+            ApiError::InvalidParameter { name, message } => {
+                (format!("{name} {message}"), vec![json!({"parameter": name, "message": message})], None)
+            }
+            ApiError::Conflict { id, position, differences } => (
+                format!("event {id} is stored at position {position} with different content; nothing was changed"),
                 differences
                     .iter()
-                    .map(|p| {
-                        field_error(&FieldError::new(p.clone(), "differs from the stored event"))
-                    })
+                    .map(|p| field_error(&FieldError::new(p.clone(), "differs from the stored event")))
                     .collect(),
                 Some(json!({"id": id, "position": position})),
             ),
-            ApiError::Store(StoreError::Corrupt { .. }) => (
-                "a data file is damaged; see the server log".to_owned(),
-                Vec::new(),
-                None,
-            ),
-            ApiError::Store(StoreError::Overloaded | StoreError::Closed) => {
-                (self.to_string(), Vec::new(), None)
+            ApiError::Store(StoreError::Corrupt { .. }) => {
+                ("a data file is damaged; see the server log".to_owned(), Vec::new(), None)
             }
-            ApiError::Store(_) => (
-                "the store failed; see the server log".to_owned(),
-                Vec::new(),
-                None,
-            ),
+            ApiError::Store(StoreError::Overloaded | StoreError::Closed) => (self.to_string(), Vec::new(), None),
+            ApiError::Store(_) => ("the store failed; see the server log".to_owned(), Vec::new(), None),
             other => (other.to_string(), Vec::new(), None),
         };
-        Problem {
-            kind: format!("urn:herald:problem:{slug}"),
-            title,
-            status,
-            detail,
-            errors,
-            extra,
-        }
+        Problem { kind: format!("urn:herald:problem:{slug}"), title, status, detail, errors, extra }
     }
 }
 
@@ -170,18 +134,11 @@ pub struct Problem {
 
 impl Problem {
     pub fn into_response_with(self, status: StatusCode) -> Response {
-        let mut response =
-            (status, serde_json::to_string(&self).unwrap_or_default()).into_response();
+        let mut response = (status, serde_json::to_string(&self).unwrap_or_default()).into_response();
         let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
-        );
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
-            headers.insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECONDS),
-            );
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
         }
         response
     }
@@ -193,8 +150,7 @@ impl IntoResponse for ApiError {
         if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
             tracing::error!(error = %self, "request failed");
         }
-        metrics::counter!("herald_requests_failed_total", "status" => status.as_str().to_owned())
-            .increment(1);
+        metrics::counter!("herald_requests_failed_total", "status" => status.as_str().to_owned()).increment(1);
         self.problem().into_response_with(status)
     }
 }

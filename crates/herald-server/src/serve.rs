@@ -16,10 +16,7 @@ pub enum ServeError {
     #[error(transparent)]
     Store(#[from] herald_store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: std::net::SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
     #[error("server failed: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -28,16 +25,9 @@ pub enum ServeError {
 /// once ready (tests and scripts wait for that line).
 pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     crate::metrics::handle();
-    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(
-        &config.data_dir,
-        SqliteConfig::default(),
-    )?);
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: config.listen,
-            source,
-        })?;
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir, SqliteConfig::default())?);
+    let listener =
+        TcpListener::bind(config.listen).await.map_err(|source| ServeError::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr()?;
     let (shutdown_tx, shutdown) = watch::channel(false);
     let state = AppState::new(store.clone(), config, shutdown).await?;
@@ -61,8 +51,8 @@ async fn stop_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("install SIGTERM handler");
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("install SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},

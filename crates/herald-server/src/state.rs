@@ -27,12 +27,7 @@ impl AppState {
         config: ServerConfig,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Self, StoreError> {
-        let rules = store
-            .id_rules()
-            .await?
-            .into_iter()
-            .map(|r| (r.detail_type.clone(), r))
-            .collect();
+        let rules = store.id_rules().await?.into_iter().map(|r| (r.detail_type.clone(), r)).collect();
         Ok(Self {
             store,
             id_rules: Arc::new(RwLock::new(rules)),

@@ -46,92 +46,38 @@ fn positions(outcomes: &[AppendOutcome]) -> Vec<u64> {
 }
 
 fn page(after: u64, limit: usize) -> ListQuery {
-    ListQuery {
-        after,
-        limit,
-        ..Default::default()
-    }
+    ListQuery { after, limit, ..Default::default() }
 }
 
 pub async fn positions_start_at_one_and_increase(store: impl Store) {
-    let out = store
-        .append(vec![
-            event("a", "s", "{}", None),
-            event("b", "s", "{}", None),
-        ])
-        .await
-        .unwrap();
-    assert_eq!(
-        out,
-        vec![AppendOutcome::Appended(1), AppendOutcome::Appended(2)]
-    );
-    let out = store
-        .append(vec![event("c", "s", "{}", None)])
-        .await
-        .unwrap();
+    let out = store.append(vec![event("a", "s", "{}", None), event("b", "s", "{}", None)]).await.unwrap();
+    assert_eq!(out, vec![AppendOutcome::Appended(1), AppendOutcome::Appended(2)]);
+    let out = store.append(vec![event("c", "s", "{}", None)]).await.unwrap();
     assert_eq!(out, vec![AppendOutcome::Appended(3)]);
     assert_eq!(*store.head().borrow(), 3);
 }
 
 pub async fn same_id_same_content_is_a_duplicate(store: impl Store) {
-    store
-        .append(vec![event("a", "s", r#"{"n":1}"#, None)])
-        .await
-        .unwrap();
-    let out = store
-        .append(vec![
-            event("a", "s", r#"{"n":1}"#, None),
-            event("b", "s", "{}", None),
-        ])
-        .await
-        .unwrap();
-    assert_eq!(
-        out,
-        vec![AppendOutcome::Duplicate(1), AppendOutcome::Appended(2)]
-    );
-    assert_eq!(
-        store.list(page(0, 10)).await.unwrap().len(),
-        2,
-        "a duplicate stores nothing"
-    );
+    store.append(vec![event("a", "s", r#"{"n":1}"#, None)]).await.unwrap();
+    let out = store.append(vec![event("a", "s", r#"{"n":1}"#, None), event("b", "s", "{}", None)]).await.unwrap();
+    assert_eq!(out, vec![AppendOutcome::Duplicate(1), AppendOutcome::Appended(2)]);
+    assert_eq!(store.list(page(0, 10)).await.unwrap().events.len(), 2, "a duplicate stores nothing");
 }
 
 pub async fn duplicates_within_one_append_are_detected(store: impl Store) {
-    let out = store
-        .append(vec![
-            event("a", "s", "{}", None),
-            event("a", "s", "{}", None),
-        ])
-        .await
-        .unwrap();
-    assert_eq!(
-        out,
-        vec![AppendOutcome::Appended(1), AppendOutcome::Duplicate(1)]
-    );
+    let out = store.append(vec![event("a", "s", "{}", None), event("a", "s", "{}", None)]).await.unwrap();
+    assert_eq!(out, vec![AppendOutcome::Appended(1), AppendOutcome::Duplicate(1)]);
 }
 
 pub async fn same_id_other_content_is_a_conflict_and_changes_nothing(store: impl Store) {
-    store
-        .append(vec![event("a", "s", r#"{"n":1}"#, None)])
-        .await
-        .unwrap();
+    store.append(vec![event("a", "s", r#"{"n":1}"#, None)]).await.unwrap();
     let original = store.get("a").await.unwrap().unwrap();
-    let out = store
-        .append(vec![event("a", "s", r#"{"n":2}"#, None)])
-        .await
-        .unwrap();
+    let out = store.append(vec![event("a", "s", r#"{"n":2}"#, None)]).await.unwrap();
     assert_eq!(out, vec![AppendOutcome::Conflict(original.clone())]);
     assert_eq!(store.get("a").await.unwrap().unwrap(), original);
     assert_eq!(*store.head().borrow(), 1, "a conflict takes no position");
-    let next = store
-        .append(vec![event("b", "s", "{}", None)])
-        .await
-        .unwrap();
-    assert_eq!(
-        next,
-        vec![AppendOutcome::Appended(2)],
-        "positions stay gap-free"
-    );
+    let next = store.append(vec![event("b", "s", "{}", None)]).await.unwrap();
+    assert_eq!(next, vec![AppendOutcome::Appended(2)], "positions stay gap-free");
 }
 
 pub async fn get_returns_the_stored_body(store: impl Store) {
@@ -154,47 +100,20 @@ pub async fn list_pages_in_position_order_with_filters(store: impl Store) {
         })
         .collect();
     store.append(events).await.unwrap();
-    let first = store.list(page(0, 4)).await.unwrap();
-    assert_eq!(
-        first.iter().map(|e| e.position).collect::<Vec<_>>(),
-        vec![1, 2, 3, 4]
-    );
-    let rest = store.list(page(4, 100)).await.unwrap();
-    assert_eq!(
-        rest.iter().map(|e| e.position).collect::<Vec<_>>(),
-        (5..=10).collect::<Vec<_>>()
-    );
-    let odd = store
-        .list(ListQuery {
-            source: Some("odd".into()),
-            ..page(0, 100)
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        odd.iter().map(|e| e.position).collect::<Vec<_>>(),
-        vec![2, 4, 6, 8, 10]
-    );
-    let odd_s2 = store
-        .list(ListQuery {
-            source: Some("odd".into()),
-            stream: Some("s2".into()),
-            ..page(6, 100)
-        })
-        .await
-        .unwrap();
-    assert_eq!(
-        odd_s2.iter().map(|e| e.position).collect::<Vec<_>>(),
-        vec![8, 10]
-    );
-    let none = store
-        .list(ListQuery {
-            detail_type: Some("other".into()),
-            ..page(0, 100)
-        })
-        .await
-        .unwrap();
-    assert!(none.is_empty());
+    let first = store.list(page(0, 4)).await.unwrap().events;
+    assert_eq!(first.iter().map(|e| e.position).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
+    let rest = store.list(page(4, 100)).await.unwrap().events;
+    assert_eq!(rest.iter().map(|e| e.position).collect::<Vec<_>>(), (5..=10).collect::<Vec<_>>());
+    let odd = store.list(ListQuery { source: Some("odd".into()), ..page(0, 100) }).await.unwrap();
+    assert_eq!(odd.events.iter().map(|e| e.position).collect::<Vec<_>>(), vec![2, 4, 6, 8, 10]);
+    let odd_s2 =
+        store.list(ListQuery { source: Some("odd".into()), stream: Some("s2".into()), ..page(6, 100) }).await.unwrap();
+    assert_eq!(odd_s2.events.iter().map(|e| e.position).collect::<Vec<_>>(), vec![8, 10]);
+    let none = store.list(ListQuery { detail_type: Some("other".into()), ..page(0, 100) }).await.unwrap();
+    assert!(none.events.is_empty());
+    assert_eq!(none.next, 10, "a fruitless filtered read still moves the reader on");
+    let caught_up = store.list(page(10, 100)).await.unwrap();
+    assert_eq!((caught_up.events.len(), caught_up.next), (0, 10));
 }
 
 pub async fn concurrent_appends_get_unique_increasing_positions(store: impl Store) {
@@ -206,15 +125,8 @@ pub async fn concurrent_appends_get_unique_increasing_positions(store: impl Stor
             let mut seen = Vec::new();
             for i in 0..25 {
                 // Every third append repeats an id another task also sends.
-                let id = if i % 3 == 0 {
-                    format!("shared-{i}")
-                } else {
-                    format!("t{t}-{i}")
-                };
-                let out = store
-                    .append(vec![event(&id, "s", "{}", None)])
-                    .await
-                    .unwrap();
+                let id = if i % 3 == 0 { format!("shared-{i}") } else { format!("t{t}-{i}") };
+                let out = store.append(vec![event(&id, "s", "{}", None)]).await.unwrap();
                 seen.push((id, positions(&out)[0]));
             }
             seen
@@ -227,13 +139,9 @@ pub async fn concurrent_appends_get_unique_increasing_positions(store: impl Stor
             assert_eq!(first, position, "id {id} answered with two positions");
         }
     }
-    let all = store.list(page(0, 10_000)).await.unwrap();
+    let all = store.list(page(0, 10_000)).await.unwrap().events;
     let stored: Vec<u64> = all.iter().map(|e| e.position).collect();
-    assert_eq!(
-        stored,
-        (1..=by_id.len() as u64).collect::<Vec<_>>(),
-        "gap-free, strictly increasing"
-    );
+    assert_eq!(stored, (1..=by_id.len() as u64).collect::<Vec<_>>(), "gap-free, strictly increasing");
     let unique: HashSet<u64> = by_id.values().copied().collect();
     assert_eq!(unique.len(), by_id.len(), "one position per id");
 }
@@ -241,10 +149,7 @@ pub async fn concurrent_appends_get_unique_increasing_positions(store: impl Stor
 pub async fn head_notifies_live_readers(store: impl Store) {
     let mut head = store.head();
     assert_eq!(*head.borrow_and_update(), 0);
-    store
-        .append(vec![event("a", "s", "{}", None)])
-        .await
-        .unwrap();
+    store.append(vec![event("a", "s", "{}", None)]).await.unwrap();
     head.changed().await.unwrap();
     assert_eq!(*head.borrow(), 1);
 }
@@ -252,11 +157,7 @@ pub async fn head_notifies_live_readers(store: impl Store) {
 pub async fn id_rules_are_upserted_listed_and_deleted(store: impl Store) {
     let rule = IdRule::new("Liked".into(), vec!["/detail/user".into()]).unwrap();
     store.put_id_rule(rule.clone()).await.unwrap();
-    let changed = IdRule::new(
-        "Liked".into(),
-        vec!["/detail/user".into(), "/detail/tweet".into()],
-    )
-    .unwrap();
+    let changed = IdRule::new("Liked".into(), vec!["/detail/user".into(), "/detail/tweet".into()]).unwrap();
     store.put_id_rule(changed.clone()).await.unwrap();
     assert_eq!(store.id_rules().await.unwrap(), vec![changed]);
     assert!(store.delete_id_rule("Liked").await.unwrap());
@@ -266,18 +167,9 @@ pub async fn id_rules_are_upserted_listed_and_deleted(store: impl Store) {
 
 pub async fn ready_then_closed(store: impl Store) {
     store.ready().await.unwrap();
-    store
-        .append(vec![event("a", "s", "{}", None)])
-        .await
-        .unwrap();
+    store.append(vec![event("a", "s", "{}", None)]).await.unwrap();
     store.close().await;
-    assert!(
-        store
-            .append(vec![event("b", "s", "{}", None)])
-            .await
-            .is_err(),
-        "a closed store refuses writes"
-    );
+    assert!(store.append(vec![event("b", "s", "{}", None)]).await.is_err(), "a closed store refuses writes");
 }
 
 /// Instantiates every contract test for a backend. `$make` is an async

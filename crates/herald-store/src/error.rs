@@ -18,10 +18,7 @@ pub enum StoreError {
     #[error("stored record at position {position} is unreadable: {detail}")]
     BadRecord { position: Position, detail: String },
     #[error("cannot open data directory {}: {source}", path.display())]
-    Open {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Open { path: PathBuf, source: std::io::Error },
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("store task failed: {0}")]

@@ -78,10 +78,8 @@ impl StoredEvent {
     }
 
     pub fn json_value(&self) -> Result<serde_json::Value, StoreError> {
-        serde_json::from_str(&self.body).map_err(|e| StoreError::BadRecord {
-            position: self.position,
-            detail: e.to_string(),
-        })
+        serde_json::from_str(&self.body)
+            .map_err(|e| StoreError::BadRecord { position: self.position, detail: e.to_string() })
     }
 }
 
@@ -96,6 +94,17 @@ pub struct ListQuery {
     pub stream: Option<String>,
 }
 
+/// One page of the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Page {
+    /// Matching events in position order.
+    pub events: Vec<StoredEvent>,
+    /// Where to continue (`after` of the next query): the last event returned,
+    /// or how far a filtered scan got when it found fewer. Equal to the
+    /// query's `after` with no events means the reader is caught up.
+    pub next: Position,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Appends events in order, durably: when this returns `Ok`, every
@@ -105,7 +114,7 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get(&self, id: &str) -> Result<Option<StoredEvent>, StoreError>;
 
-    async fn list(&self, query: ListQuery) -> Result<Vec<StoredEvent>, StoreError>;
+    async fn list(&self, query: ListQuery) -> Result<Page, StoreError>;
 
     /// The position of the last committed event (0 when empty), updated after
     /// every commit: a live reader waits on it.

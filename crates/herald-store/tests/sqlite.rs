@@ -38,24 +38,14 @@ async fn reopening_keeps_events_positions_and_dedup() {
         vec![AppendOutcome::Duplicate(1), AppendOutcome::Appended(3)]
     );
     store.close().await;
-    assert!(
-        check(dir.path()).unwrap().is_empty(),
-        "a healthy file passes the check"
-    );
+    assert!(check(dir.path()).unwrap().is_empty(), "a healthy file passes the check");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_pushes_back_instead_of_growing() {
     let dir = tempfile::tempdir().unwrap();
     let store = std::sync::Arc::new(
-        SqliteStore::open(
-            dir.path(),
-            SqliteConfig {
-                queue_capacity: 1,
-                max_group_events: 1,
-            },
-        )
-        .unwrap(),
+        SqliteStore::open(dir.path(), SqliteConfig { queue_capacity: 1, max_group_events: 1 }).unwrap(),
     );
     // All tasks append at the same moment, faster than one commit takes.
     let start = std::sync::Arc::new(tokio::sync::Barrier::new(200));
@@ -76,16 +66,9 @@ async fn a_full_queue_pushes_back_instead_of_growing() {
             Err(e) => panic!("unexpected error {e}"),
         }
     }
-    assert!(
-        overloaded > 0,
-        "200 simultaneous appends into a queue of 1 must be refused in part"
-    );
+    assert!(overloaded > 0, "200 simultaneous appends into a queue of 1 must be refused in part");
     assert_eq!(stored + overloaded, 200);
-    assert_eq!(
-        *store.head().borrow(),
-        stored as u64,
-        "exactly the accepted appends are stored"
-    );
+    assert_eq!(*store.head().borrow(), stored as u64, "exactly the accepted appends are stored");
 }
 
 #[tokio::test]
@@ -101,8 +84,7 @@ async fn a_damaged_file_is_reported_not_served() {
     corrupt_pages(&path);
     let problems = check(dir.path());
     assert!(
-        matches!(&problems, Err(StoreError::Corrupt { .. }))
-            || !problems.as_ref().unwrap().is_empty(),
+        matches!(&problems, Err(StoreError::Corrupt { .. })) || !problems.as_ref().unwrap().is_empty(),
         "{problems:?}"
     );
 
@@ -114,17 +96,11 @@ async fn a_damaged_file_is_reported_not_served() {
                 assert_eq!(p, path);
                 corrupt_seen = true;
             }
-            Ok(Some(e)) => assert!(
-                e.body.contains(&format!("event-{i:05}")),
-                "served data must be the real data"
-            ),
+            Ok(Some(e)) => assert!(e.body.contains(&format!("event-{i:05}")), "served data must be the real data"),
             Ok(None) | Err(_) => {}
         }
     }
-    assert!(
-        corrupt_seen,
-        "reading damaged pages must report the damaged file"
-    );
+    assert!(corrupt_seen, "reading damaged pages must report the damaged file");
 }
 
 /// Overwrites the middle of the file (past the header and schema pages) with garbage.

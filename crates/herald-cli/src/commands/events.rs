@@ -14,14 +14,7 @@ pub async fn run(server: &str, args: EventsArgs) -> Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&event)?);
         }
         EventsCommand::List(filter) => {
-            let page = client
-                .expect_ok(
-                    client
-                        .http()
-                        .get(client.url("/v1/events"))
-                        .query(&filter.query()),
-                )
-                .await?;
+            let page = client.expect_ok(client.http().get(client.url("/v1/events")).query(&filter.query())).await?;
             for event in page["events"].as_array().into_iter().flatten() {
                 println!("{event}");
             }

@@ -19,11 +19,7 @@ pub async fn run(server: &str, args: PublishArgs) -> Result<ExitCode> {
         }
         let (status, body) = client.send(request).await?;
         println!("{body}");
-        return Ok(if status < 300 {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        });
+        return Ok(if status < 300 { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     };
 
     let reader: Box<dyn BufRead> = if file.as_os_str() == "-" {
@@ -40,8 +36,7 @@ pub async fn run(server: &str, args: PublishArgs) -> Result<ExitCode> {
         if line.trim().is_empty() {
             continue;
         }
-        let event: Value =
-            serde_json::from_str(&line).with_context(|| format!("line {} is not JSON", n + 1))?;
+        let event: Value = serde_json::from_str(&line).with_context(|| format!("line {} is not JSON", n + 1))?;
         batch.push(event);
         if batch.len() == args.batch as usize {
             failed += send_batch(&client, std::mem::take(&mut batch)).await?;
@@ -50,17 +45,11 @@ pub async fn run(server: &str, args: PublishArgs) -> Result<ExitCode> {
     if !batch.is_empty() {
         failed += send_batch(&client, batch).await?;
     }
-    Ok(if failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
-    })
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 async fn send_batch(client: &Client, events: Vec<Value>) -> Result<usize> {
-    let body = client
-        .expect_ok(client.http().post(client.url("/v1/events")).json(&events))
-        .await?;
+    let body = client.expect_ok(client.http().post(client.url("/v1/events")).json(&events)).await?;
     for result in body["results"].as_array().into_iter().flatten() {
         println!("{result}");
     }
@@ -79,11 +68,7 @@ fn event_from_flags(args: &PublishArgs) -> Result<Value> {
     event.insert("source".into(), source.clone().into());
     event.insert("detail-type".into(), detail_type.clone().into());
     event.insert("detail".into(), detail);
-    for (name, value) in [
-        ("id", &args.id),
-        ("stream", &args.stream),
-        ("version", &args.version),
-    ] {
+    for (name, value) in [("id", &args.id), ("stream", &args.stream), ("version", &args.version)] {
         if let Some(v) = value {
             event.insert(name.into(), v.clone().into());
         }

@@ -18,13 +18,7 @@ pub async fn run(server: &str, args: TailArgs) -> Result<ExitCode> {
         if let Some(a) = after {
             query.push(("after", a.to_string()));
         }
-        let response = match client
-            .http()
-            .get(client.url("/v1/events/live"))
-            .query(&query)
-            .send()
-            .await
-        {
+        let response = match client.http().get(client.url("/v1/events/live")).query(&query).send().await {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("disconnected ({e}); retrying");
@@ -33,11 +27,7 @@ pub async fn run(server: &str, args: TailArgs) -> Result<ExitCode> {
             }
         };
         if !response.status().is_success() {
-            bail!(
-                "HTTP {}: {}",
-                response.status(),
-                response.text().await.unwrap_or_default()
-            );
+            bail!("HTTP {}: {}", response.status(), response.text().await.unwrap_or_default());
         }
         let mut body = response.bytes_stream();
         let mut buffer = String::new();

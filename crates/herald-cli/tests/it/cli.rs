@@ -17,12 +17,7 @@ fn herald(h: &Herald, args: &[&str], stdin: Option<&str>) -> (bool, String, Stri
         .spawn()
         .unwrap();
     if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
     }
     drop(child.stdin.take());
     let out = child.wait_with_output().unwrap();
@@ -47,32 +42,16 @@ async fn publish_get_list_and_tail_from_the_command_line() {
 
     let (ok, out, err) = herald(
         &h,
-        &[
-            "publish",
-            "--source",
-            "cli",
-            "--detail-type",
-            "Note",
-            "--detail",
-            r#"{"n":1}"#,
-            "--id",
-            "n-1",
-        ],
+        &["publish", "--source", "cli", "--detail-type", "Note", "--detail", r#"{"n":1}"#, "--id", "n-1"],
         None,
     );
     assert!(ok, "{err}");
-    assert_eq!(
-        serde_json::from_str::<Value>(&out).unwrap(),
-        json!({"id": "n-1", "position": 1, "duplicate": false})
-    );
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!({"id": "n-1", "position": 1, "duplicate": false}));
 
     let lines = "{\"id\":\"n-2\",\"source\":\"cli\",\"detail-type\":\"Note\",\"detail\":{}}\n\n{\"id\":\"n-1\",\"source\":\"cli\",\"detail-type\":\"Note\",\"detail\":{\"n\":1}}\n";
     let (ok, out, err) = herald(&h, &["publish", "--file", "-"], Some(lines));
     assert!(ok, "{err}");
-    let results: Vec<Value> = out
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let results: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(
         results,
         vec![
@@ -81,11 +60,7 @@ async fn publish_get_list_and_tail_from_the_command_line() {
         ]
     );
 
-    let (ok, out, _) = herald(
-        &h,
-        &["publish", "--file", "-"],
-        Some("{\"id\":\"bad\",\"source\":\"cli\"}\n"),
-    );
+    let (ok, out, _) = herald(&h, &["publish", "--file", "-"], Some("{\"id\":\"bad\",\"source\":\"cli\"}\n"));
     assert!(!ok, "a refused event fails the command");
     assert!(out.contains("/0/detail-type"), "{out}");
 
@@ -103,10 +78,7 @@ async fn publish_get_list_and_tail_from_the_command_line() {
     let mut tail_out = BufReader::new(tail.stdout.take().unwrap()).lines();
     let first: Value = serde_json::from_str(&tail_out.next().unwrap().unwrap()).unwrap();
     let second: Value = serde_json::from_str(&tail_out.next().unwrap().unwrap()).unwrap();
-    assert_eq!(
-        (first["id"].as_str(), second["id"].as_str()),
-        (Some("n-1"), Some("n-2"))
-    );
+    assert_eq!((first["id"].as_str(), second["id"].as_str()), (Some("n-1"), Some("n-2")));
     tail.kill().unwrap();
     tail.wait().unwrap();
 }

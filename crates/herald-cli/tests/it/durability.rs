@@ -15,8 +15,7 @@ async fn a_restart_keeps_events_positions_and_dedup() {
     let dir = data_dir();
     let h = Herald::start(dir.path());
     for i in 0..5 {
-        h.post("/v1/events", &event(&format!("e{i}"), json!({"i": i})))
-            .await;
+        h.post("/v1/events", &event(&format!("e{i}"), json!({"i": i}))).await;
     }
     let before = h.all_events().await;
     let h = h.restart();
@@ -25,20 +24,11 @@ async fn a_restart_keeps_events_positions_and_dedup() {
         h.post("/v1/events", &event("e3", json!({"i": 3}))).await,
         (200, json!({"id": "e3", "position": 4, "duplicate": true}))
     );
-    assert_eq!(
-        h.post("/v1/events", &event("e5", json!({}))).await.1["position"],
-        6,
-        "positions continue"
-    );
+    assert_eq!(h.post("/v1/events", &event("e5", json!({}))).await.1["position"], 6, "positions continue");
 }
 
 /// Publishes from many connections until told to stop; returns what was acknowledged.
-async fn publish_until(
-    h: &Herald,
-    stop: Arc<AtomicBool>,
-    workers: usize,
-    batch: usize,
-) -> Vec<(String, u64, Instant)> {
+async fn publish_until(h: &Herald, stop: Arc<AtomicBool>, workers: usize, batch: usize) -> Vec<(String, u64, Instant)> {
     let mut tasks = Vec::new();
     for w in 0..workers {
         let (http, url, stop) = (h.http.clone(), h.url("/v1/events"), stop.clone());
@@ -46,15 +36,10 @@ async fn publish_until(
             let mut acked = Vec::new();
             let mut n = 0;
             while !stop.load(Ordering::Relaxed) {
-                let events: Vec<Value> = (0..batch)
-                    .map(|i| event(&format!("w{w}-{n}-{i}"), json!({"w": w, "n": n, "i": i})))
-                    .collect();
+                let events: Vec<Value> =
+                    (0..batch).map(|i| event(&format!("w{w}-{n}-{i}"), json!({"w": w, "n": n, "i": i}))).collect();
                 n += 1;
-                let body = if batch == 1 {
-                    events[0].clone()
-                } else {
-                    Value::Array(events.clone())
-                };
+                let body = if batch == 1 { events[0].clone() } else { Value::Array(events.clone()) };
                 let Ok(response) = http.post(&url).json(&body).send().await else {
                     break;
                 };
@@ -63,23 +48,12 @@ async fn publish_until(
                     break;
                 };
                 let at = Instant::now();
-                assert!(
-                    status == 200 || status == 201,
-                    "unexpected {status}: {answer}"
-                );
+                assert!(status == 200 || status == 201, "unexpected {status}: {answer}");
                 if batch == 1 {
-                    acked.push((
-                        answer["id"].as_str().unwrap().to_owned(),
-                        answer["position"].as_u64().unwrap(),
-                        at,
-                    ));
+                    acked.push((answer["id"].as_str().unwrap().to_owned(), answer["position"].as_u64().unwrap(), at));
                 } else {
                     for r in answer["results"].as_array().unwrap() {
-                        acked.push((
-                            r["id"].as_str().unwrap().to_owned(),
-                            r["position"].as_u64().unwrap(),
-                            at,
-                        ));
+                        acked.push((r["id"].as_str().unwrap().to_owned(), r["position"].as_u64().unwrap(), at));
                     }
                 }
             }
@@ -121,19 +95,10 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
         .all_events()
         .await
         .into_iter()
-        .map(|e| {
-            (
-                e["id"].as_str().unwrap().to_owned(),
-                e["position"].as_u64().unwrap(),
-            )
-        })
+        .map(|e| (e["id"].as_str().unwrap().to_owned(), e["position"].as_u64().unwrap()))
         .collect();
     for (id, position, _) in &acked {
-        assert_eq!(
-            stored.get(id),
-            Some(position),
-            "acknowledged event {id} kept its position"
-        );
+        assert_eq!(stored.get(id), Some(position), "acknowledged event {id} kept its position");
     }
 }
 
@@ -150,65 +115,33 @@ async fn kill_9_mid_stream_loses_no_acknowledged_event() {
     crate::harness::signal(h.pid(), "KILL");
     stop.store(true, Ordering::Relaxed);
     let acked = publisher.await.unwrap();
-    assert!(
-        acked.len() > 100,
-        "the stream was under way: {} acknowledged",
-        acked.len()
-    );
+    assert!(acked.len() > 100, "the stream was under way: {} acknowledged", acked.len());
     drop(h);
 
     let h = Herald::start(dir.path());
     let events = h.all_events().await;
-    let positions: Vec<u64> = events
-        .iter()
-        .map(|e| e["position"].as_u64().unwrap())
-        .collect();
-    assert!(
-        positions.windows(2).all(|w| w[0] < w[1]),
-        "positions strictly increasing"
-    );
+    let positions: Vec<u64> = events.iter().map(|e| e["position"].as_u64().unwrap()).collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]), "positions strictly increasing");
     let ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
-    assert_eq!(
-        ids.iter().collect::<HashSet<_>>().len(),
-        ids.len(),
-        "each id stored once"
-    );
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len(), "each id stored once");
     let stored: HashMap<&str, u64> = ids.iter().copied().zip(positions.iter().copied()).collect();
     for (id, position, _) in &acked {
-        assert_eq!(
-            stored.get(id.as_str()),
-            Some(position),
-            "acknowledged {id} survives kill -9 at its position"
-        );
+        assert_eq!(stored.get(id.as_str()), Some(position), "acknowledged {id} survives kill -9 at its position");
     }
 
     // Publishing everything acknowledged again yields only duplicates.
     let republish: Vec<Value> = acked
         .iter()
         .map(|(id, _, _)| {
-            let mut parts = id
-                .trim_start_matches('w')
-                .split('-')
-                .map(|p| p.parse::<u64>().unwrap());
-            let (w, n, i) = (
-                parts.next().unwrap(),
-                parts.next().unwrap(),
-                parts.next().unwrap(),
-            );
+            let mut parts = id.trim_start_matches('w').split('-').map(|p| p.parse::<u64>().unwrap());
+            let (w, n, i) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap());
             event(id, json!({"w": w, "n": n, "i": i}))
         })
         .collect();
     for chunk in republish.chunks(1000) {
         let (status, body) = h.post("/v1/events", &Value::Array(chunk.to_vec())).await;
         assert_eq!((status, body["failed"].clone()), (200, json!(0)));
-        assert!(
-            body["results"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .all(|r| r["duplicate"] == true),
-            "only duplicates"
-        );
+        assert!(body["results"].as_array().unwrap().iter().all(|r| r["duplicate"] == true), "only duplicates");
     }
     assert_eq!(h.all_events().await.len(), events.len());
 }
@@ -217,36 +150,19 @@ async fn kill_9_mid_stream_loses_no_acknowledged_event() {
 async fn a_damaged_data_file_is_reported_by_check_and_never_served() {
     let dir = data_dir();
     let h = Herald::start(dir.path());
-    let batch: Vec<Value> = (0..1000)
-        .map(|i| event(&format!("e{i:04}"), json!({"pad": "x".repeat(200)})))
-        .collect();
+    let batch: Vec<Value> = (0..1000).map(|i| event(&format!("e{i:04}"), json!({"pad": "x".repeat(200)}))).collect();
     h.post("/v1/events", &Value::Array(batch)).await;
     assert!(h.terminate().success());
 
-    let check = std::process::Command::new(BIN)
-        .args(["check", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        check.status.success(),
-        "healthy: {}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+    let check = std::process::Command::new(BIN).args(["check", "--data-dir"]).arg(dir.path()).output().unwrap();
+    assert!(check.status.success(), "healthy: {}", String::from_utf8_lossy(&check.stderr));
     assert!(String::from_utf8_lossy(&check.stdout).starts_with("ok"));
 
     let file = dir.path().join("herald.db");
     damage(&file);
-    let check = std::process::Command::new(BIN)
-        .args(["check", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let check = std::process::Command::new(BIN).args(["check", "--data-dir"]).arg(dir.path()).output().unwrap();
     assert_eq!(check.status.code(), Some(2), "damaged file fails the check");
-    assert!(
-        String::from_utf8_lossy(&check.stderr).contains("herald.db"),
-        "names the file"
-    );
+    assert!(String::from_utf8_lossy(&check.stderr).contains("herald.db"), "names the file");
 
     let h = Herald::start(dir.path());
     let mut server_errors = 0;

@@ -30,21 +30,14 @@ impl Herald {
             .expect("start herald");
         let stdout = child.stdout.take().expect("piped stdout");
         let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("read the listening line");
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
+        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        let addr =
+            line.trim().strip_prefix("listening on ").unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
         Herald {
             url: format!("http://{addr}"),
             data_dir: data_dir.to_owned(),
             child,
-            http: reqwest::Client::builder()
-                .pool_max_idle_per_host(64)
-                .build()
-                .unwrap(),
+            http: reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap(),
         }
     }
 
@@ -85,10 +78,7 @@ impl Herald {
         let response = request.send().await.expect("request reaches herald");
         let status = response.status().as_u16();
         let text = response.text().await.expect("read body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     /// Every stored event, in position order, read page by page.
@@ -96,9 +86,7 @@ impl Herald {
         let mut after = 0;
         let mut out = Vec::new();
         loop {
-            let (status, page) = self
-                .get(&format!("/v1/events?after={after}&limit=1000"))
-                .await;
+            let (status, page) = self.get(&format!("/v1/events?after={after}&limit=1000")).await;
             assert_eq!(status, 200, "{page}");
             let events = page["events"].as_array().unwrap().clone();
             if events.is_empty() {
@@ -118,12 +106,7 @@ impl Drop for Herald {
 }
 
 pub fn signal(pid: u32, name: &str) {
-    let ok = Command::new("kill")
-        .arg(format!("-{name}"))
-        .arg(pid.to_string())
-        .status()
-        .unwrap()
-        .success();
+    let ok = Command::new("kill").arg(format!("-{name}")).arg(pid.to_string()).status().unwrap().success();
     assert!(ok, "kill -{name} {pid}");
 }
 

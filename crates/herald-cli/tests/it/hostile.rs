@@ -36,18 +36,21 @@ async fn junk_gets_a_problem_and_changes_nothing() {
     let dir = data_dir();
     let h = Herald::start(dir.path());
     h.post("/v1/events", &event("keep", json!({"k": 1}))).await;
-    h.put("/v1/id-rules/Rule", &json!({"fields": ["/detail/k"]}))
-        .await;
+    h.put("/v1/id-rules/Rule", &json!({"fields": ["/detail/k"]})).await;
     let before = h.all_events().await;
 
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut bodies: Vec<Vec<u8>> = (0..300).map(|_| rng.bytes(300)).collect();
     bodies.push(format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)).into_bytes());
-    bodies.push(format!("{{\"id\":\"keep\",\"source\":\"test.shop\",\"detail-type\":\"Order Placed\",\"detail\":{}{}}}", "{\"a\":".repeat(200), "}".repeat(200)).into_bytes());
     bodies.push(
-        br#"{"id":"keep","source":"test.shop","detail-type":"Order Placed","detail":{"k":2}}"#
-            .to_vec(),
+        format!(
+            "{{\"id\":\"keep\",\"source\":\"test.shop\",\"detail-type\":\"Order Placed\",\"detail\":{}{}}}",
+            "{\"a\":".repeat(200),
+            "}".repeat(200)
+        )
+        .into_bytes(),
     );
+    bodies.push(br#"{"id":"keep","source":"test.shop","detail-type":"Order Placed","detail":{"k":2}}"#.to_vec());
     bodies.push(br#"{"detail-type":"Rule","source":"s","detail":{"k":null}}"#.to_vec());
     bodies.push(b"\xef\xbb\xbf{}".to_vec());
 
@@ -70,24 +73,14 @@ async fn junk_gets_a_problem_and_changes_nothing() {
             let status = response.status().as_u16();
             let text = response.text().await.unwrap();
             // A random body can by chance be a valid new event; anything else is a 4xx.
-            assert!(
-                status < 500,
-                "body #{i} to {method} {path} got {status}: {text}"
-            );
+            assert!(status < 500, "body #{i} to {method} {path} got {status}: {text}");
             if status >= 400 {
-                let problem: Value =
-                    serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
-                assert!(
-                    problem["type"].is_string() || problem["__type"].is_string(),
-                    "{problem}"
-                );
+                let problem: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
+                assert!(problem["type"].is_string() || problem["__type"].is_string(), "{problem}");
             }
         }
     }
     let after = h.all_events().await;
     assert_eq!(after, before, "no stored event changed");
-    assert_eq!(
-        h.get("/v1/id-rules/Rule").await.1["fields"],
-        json!(["/detail/k"])
-    );
+    assert_eq!(h.get("/v1/id-rules/Rule").await.1["fields"], json!(["/detail/k"]));
 }

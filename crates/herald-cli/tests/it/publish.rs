@@ -9,35 +9,15 @@ use crate::harness::{Herald, data_dir, event, pointers};
 async fn new_event_is_201_and_same_event_again_is_200_with_the_original_position() {
     let dir = data_dir();
     let h = Herald::start(dir.path());
-    let (status, body) = h
-        .post("/v1/events", &event("order-1", json!({"total": 10})))
-        .await;
-    assert_eq!(
-        (status, &body),
-        (
-            201,
-            &json!({"id": "order-1", "position": 1, "duplicate": false})
-        )
-    );
+    let (status, body) = h.post("/v1/events", &event("order-1", json!({"total": 10}))).await;
+    assert_eq!((status, &body), (201, &json!({"id": "order-1", "position": 1, "duplicate": false})));
     h.post("/v1/events", &event("order-2", json!({}))).await;
 
     // Same content with other key order and whitespace is still the same event.
     let raw = r#"{ "detail": {"total":10}, "detail-type": "Order Placed", "source": "test.shop", "id": "order-1", "region": "eu" }"#;
-    let (status, body) = h
-        .send(
-            h.http
-                .post(h.url("/v1/events"))
-                .header("content-type", "application/json")
-                .body(raw),
-        )
-        .await;
-    assert_eq!(
-        (status, body),
-        (
-            200,
-            json!({"id": "order-1", "position": 1, "duplicate": true})
-        )
-    );
+    let (status, body) =
+        h.send(h.http.post(h.url("/v1/events")).header("content-type", "application/json").body(raw)).await;
+    assert_eq!((status, body), (200, json!({"id": "order-1", "position": 1, "duplicate": true})));
     assert_eq!(h.all_events().await.len(), 2, "a duplicate stores nothing");
 }
 
@@ -45,33 +25,17 @@ async fn new_event_is_201_and_same_event_again_is_200_with_the_original_position
 async fn same_id_with_different_content_is_409_naming_the_fields_and_changes_nothing() {
     let dir = data_dir();
     let h = Herald::start(dir.path());
-    h.post(
-        "/v1/events",
-        &event("order-1", json!({"total": 10, "items": [1]})),
-    )
-    .await;
+    h.post("/v1/events", &event("order-1", json!({"total": 10, "items": [1]}))).await;
     let before = h.get("/v1/events/order-1").await.1;
 
     let mut changed = event("order-1", json!({"total": 11, "items": [1]}));
     changed["version"] = json!("2");
-    let response = h
-        .http
-        .post(h.url("/v1/events"))
-        .json(&changed)
-        .send()
-        .await
-        .unwrap();
+    let response = h.http.post(h.url("/v1/events")).json(&changed).send().await.unwrap();
     assert_eq!(response.status(), 409);
-    assert_eq!(
-        response.headers()["content-type"],
-        "application/problem+json"
-    );
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
     let problem: Value = response.json().await.unwrap();
     assert_eq!(pointers(&problem), vec!["/version", "/detail/total"]);
-    assert_eq!(
-        (problem["status"].clone(), problem["position"].clone()),
-        (json!(409), json!(1))
-    );
+    assert_eq!((problem["status"].clone(), problem["position"].clone()), (json!(409), json!(1)));
     assert_eq!(h.get("/v1/events/order-1").await.1, before);
     assert_eq!(h.all_events().await.len(), 1);
 }
@@ -80,14 +44,9 @@ async fn same_id_with_different_content_is_409_naming_the_fields_and_changes_not
 async fn idempotency_key_makes_a_retried_post_a_duplicate() {
     let dir = data_dir();
     let h = Herald::start(dir.path());
-    let body =
-        json!({"source": "billing", "detail-type": "Invoice Paid", "detail": {"invoice": 7}});
+    let body = json!({"source": "billing", "detail-type": "Invoice Paid", "detail": {"invoice": 7}});
     let post = |key: &'static str, body: Value| {
-        let request = h
-            .http
-            .post(h.url("/v1/events"))
-            .header("Idempotency-Key", key)
-            .json(&body);
+        let request = h.http.post(h.url("/v1/events")).header("Idempotency-Key", key).json(&body);
         h.send(request)
     };
     let (s1, first) = post("retry-abc", body.clone()).await;
@@ -110,10 +69,7 @@ async fn events_without_id_or_key_get_a_fresh_uuid_v7() {
     let body = json!({"source": "s", "detail-type": "t", "detail": {}});
     let (_, a) = h.post("/v1/events", &body).await;
     let (_, b) = h.post("/v1/events", &body).await;
-    let (a, b) = (
-        a["id"].as_str().unwrap().to_owned(),
-        b["id"].as_str().unwrap().to_owned(),
-    );
+    let (a, b) = (a["id"].as_str().unwrap().to_owned(), b["id"].as_str().unwrap().to_owned());
     assert_ne!(a, b);
     assert_eq!(&a[14..15], "7", "UUID version 7: {a}");
 }
@@ -126,10 +82,7 @@ async fn id_rules_make_redelivered_webhooks_one_event() {
     let (status, stored) = h.put("/v1/id-rules/Tweet%20Liked", &rule).await;
     assert_eq!(
         (status, stored),
-        (
-            200,
-            json!({"detail-type": "Tweet Liked", "fields": ["/detail/user_id", "/detail/tweet_id"]})
-        )
+        (200, json!({"detail-type": "Tweet Liked", "fields": ["/detail/user_id", "/detail/tweet_id"]}))
     );
 
     let like = |at: &str| json!({"source": "twitter", "detail-type": "Tweet Liked", "time": at, "detail": {"user_id": 1, "tweet_id": "42"}});
@@ -138,39 +91,19 @@ async fn id_rules_make_redelivered_webhooks_one_event() {
     assert_eq!((s1, s2), (201, 200));
     assert_eq!(first["id"], redelivered["id"]);
 
-    let missing =
-        json!({"source": "twitter", "detail-type": "Tweet Liked", "detail": {"user_id": 1}});
+    let missing = json!({"source": "twitter", "detail-type": "Tweet Liked", "detail": {"user_id": 1}});
     let (status, problem) = h.post("/v1/events", &missing).await;
-    assert_eq!(
-        (status, pointers(&problem)),
-        (422, vec!["/detail/tweet_id".to_owned()])
-    );
+    assert_eq!((status, pointers(&problem)), (422, vec!["/detail/tweet_id".to_owned()]));
 
     // The rule survives a restart.
     let h = h.restart();
     let (status, again) = h.post("/v1/events", &like("2026-11-28T11:00:00Z")).await;
     assert_eq!((status, &again["id"]), (200, &first["id"]));
-    assert_eq!(
-        h.get("/v1/id-rules").await.1["rules"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(h.get("/v1/id-rules").await.1["rules"].as_array().unwrap().len(), 1);
 
-    let (status, problem) = h
-        .put("/v1/id-rules/Other", &json!({"fields": ["detail/x"]}))
-        .await;
-    assert_eq!(
-        (status, pointers(&problem)),
-        (422, vec!["/fields/0".to_owned()])
-    );
-    assert_eq!(
-        h.send(h.http.delete(h.url("/v1/id-rules/Tweet%20Liked")))
-            .await
-            .0,
-        204
-    );
+    let (status, problem) = h.put("/v1/id-rules/Other", &json!({"fields": ["detail/x"]})).await;
+    assert_eq!((status, pointers(&problem)), (422, vec!["/fields/0".to_owned()]));
+    assert_eq!(h.send(h.http.delete(h.url("/v1/id-rules/Tweet%20Liked"))).await.0, 204);
     assert_eq!(h.get("/v1/id-rules/Tweet%20Liked").await.0, 404);
     let (status, _) = h.post("/v1/events", &like("2026-11-28T12:00:00Z")).await;
     assert_eq!(status, 201, "without the rule the event gets a fresh id");
@@ -192,24 +125,12 @@ async fn a_batch_stores_the_valid_events_and_reports_the_rest() {
     assert_eq!(status, 200);
     assert_eq!(body["failed"], 2);
     let results = body["results"].as_array().unwrap();
-    assert_eq!(
-        results[0],
-        json!({"id": "b1", "position": 2, "duplicate": false})
-    );
-    assert_eq!(
-        pointers(&results[1]["error"]),
-        vec!["/1/detail-type", "/1/detail"]
-    );
+    assert_eq!(results[0], json!({"id": "b1", "position": 2, "duplicate": false}));
+    assert_eq!(pointers(&results[1]["error"]), vec!["/1/detail-type", "/1/detail"]);
     assert_eq!(results[1]["error"]["status"], 422);
-    assert_eq!(
-        results[2],
-        json!({"id": "seen", "position": 1, "duplicate": true})
-    );
+    assert_eq!(results[2], json!({"id": "seen", "position": 1, "duplicate": true}));
     assert_eq!(results[3]["error"]["status"], 409);
-    assert_eq!(
-        results[4],
-        json!({"id": "b1", "position": 2, "duplicate": true})
-    );
+    assert_eq!(results[4], json!({"id": "b1", "position": 2, "duplicate": true}));
     assert_eq!(h.all_events().await.len(), 2);
 }
 
@@ -217,16 +138,12 @@ async fn a_batch_stores_the_valid_events_and_reports_the_rest() {
 async fn batch_limits_are_enforced() {
     let dir = data_dir();
     let h = Herald::start(dir.path());
-    let too_many: Vec<Value> = (0..1001)
-        .map(|i| event(&format!("e{i}"), json!({})))
-        .collect();
+    let too_many: Vec<Value> = (0..1001).map(|i| event(&format!("e{i}"), json!({}))).collect();
     let (status, problem) = h.post("/v1/events", &Value::Array(too_many)).await;
     assert_eq!((status, problem["status"].clone()), (413, json!(413)));
     let (status, problem) = h.post("/v1/events", &json!([])).await;
     assert_eq!((status, pointers(&problem)), (422, vec![String::new()]));
-    let exactly: Vec<Value> = (0..1000)
-        .map(|i| event(&format!("e{i}"), json!({})))
-        .collect();
+    let exactly: Vec<Value> = (0..1000).map(|i| event(&format!("e{i}"), json!({}))).collect();
     let (status, body) = h.post("/v1/events", &Value::Array(exactly)).await;
     assert_eq!((status, body["failed"].clone()), (200, json!(0)));
     assert_eq!(h.all_events().await.len(), 1000);
@@ -237,23 +154,12 @@ async fn malformed_oversized_and_mistyped_bodies_get_problems() {
     let dir = data_dir();
     let h = Herald::start(dir.path());
     let post_raw = |content_type: &'static str, body: Vec<u8>| {
-        h.send(
-            h.http
-                .post(h.url("/v1/events"))
-                .header("content-type", content_type)
-                .body(body),
-        )
+        h.send(h.http.post(h.url("/v1/events")).header("content-type", content_type).body(body))
     };
 
     let (status, problem) = post_raw("application/json", b"{\"id\": ".to_vec()).await;
-    assert_eq!(
-        (status, problem["type"].clone()),
-        (400, json!("urn:herald:problem:malformed-json"))
-    );
-    assert!(
-        problem["detail"].as_str().unwrap().contains("line 1"),
-        "{problem}"
-    );
+    assert_eq!((status, problem["type"].clone()), (400, json!("urn:herald:problem:malformed-json")));
+    assert!(problem["detail"].as_str().unwrap().contains("line 1"), "{problem}");
 
     let (status, _) = post_raw("text/plain", b"{}".to_vec()).await;
     assert_eq!(status, 415);
@@ -268,19 +174,13 @@ async fn malformed_oversized_and_mistyped_bodies_get_problems() {
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("application/problem+json"), "{answer}");
 
-    let big_detail = json!({"id": "big", "source": "s", "detail-type": "t", "detail": {"blob": "x".repeat(256 * 1024)}});
+    let big_detail =
+        json!({"id": "big", "source": "s", "detail-type": "t", "detail": {"blob": "x".repeat(256 * 1024)}});
     let (status, problem) = h.post("/v1/events", &big_detail).await;
-    assert_eq!(
-        (status, pointers(&problem)),
-        (422, vec!["/detail".to_owned()])
-    );
+    assert_eq!((status, pointers(&problem)), (422, vec!["/detail".to_owned()]));
 
-    let (status, problem) = h
-        .post(
-            "/v1/events",
-            &json!({"id": 5, "source": "", "detail-type": "t", "detail": {}, "time": "noon"}),
-        )
-        .await;
+    let (status, problem) =
+        h.post("/v1/events", &json!({"id": 5, "source": "", "detail-type": "t", "detail": {}, "time": "noon"})).await;
     assert_eq!(status, 422);
     assert_eq!(pointers(&problem), vec!["/id", "/source", "/time"]);
     assert_eq!(problem["title"], "Invalid event");
@@ -291,9 +191,7 @@ async fn malformed_oversized_and_mistyped_bodies_get_problems() {
 fn raw_request(h: &Herald, request: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(h.url.trim_start_matches("http://")).unwrap();
-    stream
-        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
-        .unwrap();
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
     stream.write_all(request.as_bytes()).unwrap();
     let mut answer = vec![0; 4096];
     let n = stream.read(&mut answer).unwrap();
@@ -308,10 +206,7 @@ async fn put_by_id_is_idempotent_and_checks_the_id() {
     let (s1, first) = h.put("/v1/events/user-1%2Frename", &body).await;
     let (s2, again) = h.put("/v1/events/user-1%2Frename", &body).await;
     assert_eq!((s1, s2), (201, 200));
-    assert_eq!(
-        first,
-        json!({"id": "user-1/rename", "position": 1, "duplicate": false})
-    );
+    assert_eq!(first, json!({"id": "user-1/rename", "position": 1, "duplicate": false}));
     assert_eq!(again["duplicate"], true);
 
     let mut changed = body.clone();
@@ -322,8 +217,5 @@ async fn put_by_id_is_idempotent_and_checks_the_id() {
     mismatched["id"] = json!("someone-else");
     let (status, problem) = h.put("/v1/events/user-2", &mismatched).await;
     assert_eq!((status, pointers(&problem)), (422, vec!["/id".to_owned()]));
-    assert_eq!(
-        h.get("/v1/events/user-1%2Frename").await.1["detail"]["name"],
-        "Ada"
-    );
+    assert_eq!(h.get("/v1/events/user-1%2Frename").await.1["detail"]["name"], "Ada");
 }

@@ -25,10 +25,7 @@ async fn get_by_id_returns_the_envelope_with_its_position() {
             "time": "2026-11-28T09:00:00Z", "resources": ["arn:shop:order/1"], "detail": {"total": 3}, "stream": "order-1"})
     );
     let (status, problem) = h.get("/v1/events/nope").await;
-    assert_eq!(
-        (status, problem["type"].clone()),
-        (404, json!("urn:herald:problem:not-found"))
-    );
+    assert_eq!((status, problem["type"].clone()), (404, json!("urn:herald:problem:not-found")));
 }
 
 #[tokio::test]
@@ -44,16 +41,9 @@ async fn list_pages_in_position_order_with_filters() {
     h.post("/v1/events", &Value::Array(batch)).await;
 
     let (_, page) = h.get("/v1/events?limit=10").await;
-    let positions: Vec<u64> = page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["position"].as_u64().unwrap())
-        .collect();
-    assert_eq!(
-        (positions, page["next"].clone()),
-        ((1..=10).collect(), json!(10))
-    );
+    let positions: Vec<u64> =
+        page["events"].as_array().unwrap().iter().map(|e| e["position"].as_u64().unwrap()).collect();
+    assert_eq!((positions, page["next"].clone()), ((1..=10).collect(), json!(10)));
     let (_, page) = h.get("/v1/events?after=25").await;
     assert_eq!(page["events"].as_array().unwrap().len(), 5);
     assert_eq!(page["next"], 30);
@@ -61,12 +51,7 @@ async fn list_pages_in_position_order_with_filters() {
     assert_eq!(page, json!({"events": [], "next": 30}));
 
     let (_, page) = h.get("/v1/events?source=a&detail-type=Even").await;
-    let ids: Vec<&str> = page["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["id"].as_str().unwrap())
-        .collect();
+    let ids: Vec<&str> = page["events"].as_array().unwrap().iter().map(|e| e["id"].as_str().unwrap()).collect();
     assert_eq!(ids, vec!["e0", "e6", "e12", "e18", "e24"]);
     let (_, page) = h.get("/v1/events?stream=s4").await;
     assert_eq!(page["events"].as_array().unwrap().len(), 6);
@@ -74,10 +59,7 @@ async fn list_pages_in_position_order_with_filters() {
     for bad in ["after=-1", "limit=0", "limit=1001", "limit=ten"] {
         let (status, problem) = h.get(&format!("/v1/events?{bad}")).await;
         assert_eq!(status, 400, "{bad}");
-        assert_eq!(
-            problem["errors"][0]["parameter"],
-            bad.split('=').next().unwrap()
-        );
+        assert_eq!(problem["errors"][0]["parameter"], bad.split('=').next().unwrap());
     }
 }
 
@@ -87,18 +69,12 @@ async fn read_events(response: reqwest::Response, count: usize) -> Vec<(u64, Val
     let mut buffer = String::new();
     let mut out = Vec::new();
     while out.len() < count {
-        let chunk = tokio::time::timeout(Duration::from_secs(10), body.next())
-            .await
-            .expect("event in time")
-            .unwrap()
-            .unwrap();
+        let chunk =
+            tokio::time::timeout(Duration::from_secs(10), body.next()).await.expect("event in time").unwrap().unwrap();
         buffer.push_str(std::str::from_utf8(&chunk).unwrap());
         while let Some(end) = buffer.find("\n\n") {
             let frame: String = buffer.drain(..end + 2).collect();
-            let id = frame
-                .lines()
-                .find_map(|l| l.strip_prefix("id: "))
-                .map(|v| v.parse().unwrap());
+            let id = frame.lines().find_map(|l| l.strip_prefix("id: ")).map(|v| v.parse().unwrap());
             let data = frame.lines().find_map(|l| l.strip_prefix("data: "));
             if let (Some(id), Some(data)) = (id, data) {
                 out.push((id, serde_json::from_str(data).unwrap()));
@@ -114,54 +90,21 @@ async fn live_tail_follows_new_events_and_resumes_from_a_position() {
     let h = Herald::start(dir.path());
     h.post("/v1/events", &event("before", json!({}))).await;
 
-    let live = h
-        .http
-        .get(h.url("/v1/events/live?source=test.shop"))
-        .send()
-        .await
-        .unwrap();
+    let live = h.http.get(h.url("/v1/events/live?source=test.shop")).send().await.unwrap();
     assert_eq!(live.status(), 200);
-    assert!(
-        live.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/event-stream")
-    );
-    h.post(
-        "/v1/events",
-        &json!({"id": "other", "source": "elsewhere", "detail-type": "t", "detail": {}}),
-    )
-    .await;
+    assert!(live.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    h.post("/v1/events", &json!({"id": "other", "source": "elsewhere", "detail-type": "t", "detail": {}})).await;
     for i in 0..3 {
-        h.post("/v1/events", &event(&format!("live-{i}"), json!({"i": i})))
-            .await;
+        h.post("/v1/events", &event(&format!("live-{i}"), json!({"i": i}))).await;
     }
     let seen = read_events(live, 3).await;
-    let ids: Vec<(u64, &str)> = seen
-        .iter()
-        .map(|(p, e)| (*p, e["id"].as_str().unwrap()))
-        .collect();
-    assert_eq!(
-        ids,
-        vec![(3, "live-0"), (4, "live-1"), (5, "live-2")],
-        "only new events matching the filter"
-    );
+    let ids: Vec<(u64, &str)> = seen.iter().map(|(p, e)| (*p, e["id"].as_str().unwrap())).collect();
+    assert_eq!(ids, vec![(3, "live-0"), (4, "live-1"), (5, "live-2")], "only new events matching the filter");
 
-    let resumed = h
-        .http
-        .get(h.url("/v1/events/live"))
-        .header("Last-Event-ID", "3")
-        .send()
-        .await
-        .unwrap();
+    let resumed = h.http.get(h.url("/v1/events/live")).header("Last-Event-ID", "3").send().await.unwrap();
     let seen = read_events(resumed, 2).await;
     assert_eq!(seen.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![4, 5]);
-    let from_start = h
-        .http
-        .get(h.url("/v1/events/live?after=0"))
-        .send()
-        .await
-        .unwrap();
+    let from_start = h.http.get(h.url("/v1/events/live?after=0")).send().await.unwrap();
     assert_eq!(read_events(from_start, 5).await.len(), 5);
 }
 
@@ -174,20 +117,9 @@ async fn health_readiness_metrics_and_openapi() {
     h.post("/v1/events", &event("m1", json!({}))).await;
     h.post("/v1/events", &event("m1", json!({"x": 1}))).await;
     h.post("/v1/events", &json!({})).await;
-    assert_eq!(
-        h.get("/readyz").await,
-        (200, json!({"status": "ready", "head": 1}))
-    );
+    assert_eq!(h.get("/readyz").await, (200, json!({"status": "ready", "head": 1})));
 
-    let metrics = h
-        .http
-        .get(h.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = h.http.get(h.url("/metrics")).send().await.unwrap().text().await.unwrap();
     for line in [
         "herald_events_published_total{outcome=\"created\"} 1",
         "herald_events_published_total{outcome=\"duplicate\"} 1",
@@ -201,13 +133,7 @@ async fn health_readiness_metrics_and_openapi() {
 
     let (status, doc) = h.get("/v1/openapi.json").await;
     assert_eq!(status, 200);
-    for path in [
-        "/v1/events",
-        "/v1/events/{id}",
-        "/v1/events/live",
-        "/v1/id-rules/{detail_type}",
-        "/",
-    ] {
+    for path in ["/v1/events", "/v1/events/{id}", "/v1/events/live", "/v1/id-rules/{detail_type}", "/"] {
         assert!(doc["paths"][path].is_object(), "OpenAPI lacks {path}");
     }
     assert!(doc["components"]["schemas"]["Problem"].is_object());

@@ -27,11 +27,7 @@ pub fn entry_to_envelope(entry: &Value, origin: &Origin) -> Result<Value, Invali
     };
     let mut envelope = Map::new();
     let mut errors = Vec::new();
-    for (from, to) in [
-        ("Source", "source"),
-        ("DetailType", "detail-type"),
-        ("Resources", "resources"),
-    ] {
+    for (from, to) in [("Source", "source"), ("DetailType", "detail-type"), ("Resources", "resources")] {
         if let Some(v) = entry.get(from) {
             envelope.insert(to.into(), v.clone());
         }
@@ -40,15 +36,9 @@ pub fn entry_to_envelope(entry: &Value, origin: &Origin) -> Result<Value, Invali
         Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
             Ok(detail @ Value::Object(_)) => drop(envelope.insert("detail".into(), detail)),
             Ok(_) => errors.push(FieldError::new("/Detail", "must be a JSON object")),
-            Err(e) => errors.push(FieldError::new(
-                "/Detail",
-                format!("is not valid JSON: {e}"),
-            )),
+            Err(e) => errors.push(FieldError::new("/Detail", format!("is not valid JSON: {e}"))),
         },
-        Some(_) => errors.push(FieldError::new(
-            "/Detail",
-            "must be a string holding a JSON object",
-        )),
+        Some(_) => errors.push(FieldError::new("/Detail", "must be a string holding a JSON object")),
         None => errors.push(FieldError::new("/Detail", "is required")),
     }
     match entry.get("Time") {
@@ -65,11 +55,7 @@ pub fn entry_to_envelope(entry: &Value, origin: &Origin) -> Result<Value, Invali
     if let Some(region) = &origin.region {
         envelope.insert("region".into(), region.clone().into());
     }
-    if errors.is_empty() {
-        Ok(Value::Object(envelope))
-    } else {
-        Err(Invalid { errors })
-    }
+    if errors.is_empty() { Ok(Value::Object(envelope)) } else { Err(Invalid { errors }) }
 }
 
 /// Field pointers from the envelope's validation, renamed to the entry's fields.
@@ -90,27 +76,14 @@ pub fn rename_errors(invalid: Invalid) -> Invalid {
         }
         p.to_owned()
     };
-    Invalid {
-        errors: invalid
-            .errors
-            .into_iter()
-            .map(|e| FieldError {
-                pointer: rename(&e.pointer),
-                ..e
-            })
-            .collect(),
-    }
+    Invalid { errors: invalid.errors.into_iter().map(|e| FieldError { pointer: rename(&e.pointer), ..e }).collect() }
 }
 
 /// The region an AWS SDK signed for, read from the SigV4 credential scope
 /// (`Credential=AKID/20261128/eu-west-1/events/aws4_request`). Signatures
 /// themselves are not verified.
 pub fn region_from_authorization(header: &str) -> Option<String> {
-    let scope = header
-        .split("Credential=")
-        .nth(1)?
-        .split([',', ' '])
-        .next()?;
+    let scope = header.split("Credential=").nth(1)?.split([',', ' ']).next()?;
     let region = scope.split('/').nth(2)?;
     (!region.is_empty()).then(|| region.to_owned())
 }
@@ -129,10 +102,7 @@ mod tests {
 
     #[test]
     fn entry_maps_onto_the_envelope() {
-        let origin = Origin {
-            account: Some("123".into()),
-            region: Some("eu-west-1".into()),
-        };
+        let origin = Origin { account: Some("123".into()), region: Some("eu-west-1".into()) };
         let entry = json!({"Source": "shop", "DetailType": "Order Placed", "Detail": "{\"n\":1}", "Resources": ["arn:x"], "Time": 1764324000.5, "EventBusName": "default"});
         assert_eq!(
             entry_to_envelope(&entry, &origin).unwrap(),
@@ -143,27 +113,18 @@ mod tests {
 
     #[test]
     fn bad_detail_is_named() {
-        let err = entry_to_envelope(
-            &json!({"Source": "s", "DetailType": "t", "Detail": "{oops"}),
-            &Origin::default(),
-        )
-        .unwrap_err();
+        let err = entry_to_envelope(&json!({"Source": "s", "DetailType": "t", "Detail": "{oops"}), &Origin::default())
+            .unwrap_err();
         assert_eq!(err.errors[0].pointer, "/Detail");
-        let err = entry_to_envelope(
-            &json!({"Source": "s", "DetailType": "t", "Detail": "[1]"}),
-            &Origin::default(),
-        )
-        .unwrap_err();
+        let err = entry_to_envelope(&json!({"Source": "s", "DetailType": "t", "Detail": "[1]"}), &Origin::default())
+            .unwrap_err();
         assert_eq!(err.errors[0].pointer, "/Detail");
     }
 
     #[test]
     fn region_comes_from_the_credential_scope() {
         let h = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261128/eu-central-1/events/aws4_request, SignedHeaders=host, Signature=abc";
-        assert_eq!(
-            region_from_authorization(h).as_deref(),
-            Some("eu-central-1")
-        );
+        assert_eq!(region_from_authorization(h).as_deref(), Some("eu-central-1"));
         assert_eq!(region_from_authorization("Bearer x"), None);
     }
 }

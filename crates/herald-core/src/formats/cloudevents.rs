@@ -34,18 +34,12 @@ pub fn to_envelope(ce: &Value) -> Result<Value, Invalid> {
         }
     }
     if ce.contains_key("data_base64") {
-        errors.push(FieldError::new(
-            "/data_base64",
-            "binary data is not supported: send a JSON object as data",
-        ));
+        errors.push(FieldError::new("/data_base64", "binary data is not supported: send a JSON object as data"));
     }
     if let Some(Value::String(ct)) = ce.get("datacontenttype")
         && !is_json_media_type(ct)
     {
-        errors.push(FieldError::new(
-            "/datacontenttype",
-            "must be a JSON media type",
-        ));
+        errors.push(FieldError::new("/datacontenttype", "must be a JSON media type"));
     }
     match ce.get("data") {
         None | Some(Value::Object(_)) => {}
@@ -70,12 +64,7 @@ pub fn to_envelope(ce: &Value) -> Result<Value, Invalid> {
             envelope.insert(to.to_owned(), v.clone());
         }
     }
-    envelope.insert(
-        "detail".into(),
-        ce.get("data")
-            .cloned()
-            .unwrap_or_else(|| Value::Object(Map::new())),
-    );
+    envelope.insert("detail".into(), ce.get("data").cloned().unwrap_or_else(|| Value::Object(Map::new())));
     Ok(Value::Object(envelope))
 }
 
@@ -83,12 +72,9 @@ pub fn to_envelope(ce: &Value) -> Result<Value, Invalid> {
 /// the CloudEvents attribute the client sent.
 pub fn rename_errors(invalid: Invalid) -> Invalid {
     let rename = |p: &str| -> String {
-        for (envelope, ce) in [
-            ("/detail-type", "/type"),
-            ("/stream", "/subject"),
-            ("/detail", "/data"),
-            ("/version", "/dataversion"),
-        ] {
+        for (envelope, ce) in
+            [("/detail-type", "/type"), ("/stream", "/subject"), ("/detail", "/data"), ("/version", "/dataversion")]
+        {
             if let Some(rest) = p.strip_prefix(envelope)
                 && (rest.is_empty() || rest.starts_with('/'))
             {
@@ -97,16 +83,7 @@ pub fn rename_errors(invalid: Invalid) -> Invalid {
         }
         p.to_owned()
     };
-    Invalid {
-        errors: invalid
-            .errors
-            .into_iter()
-            .map(|e| FieldError {
-                pointer: rename(&e.pointer),
-                ..e
-            })
-            .collect(),
-    }
+    Invalid { errors: invalid.errors.into_iter().map(|e| FieldError { pointer: rename(&e.pointer), ..e }).collect() }
 }
 
 /// Builds the structured form of a binary-mode CloudEvent from its `ce-*`
@@ -121,12 +98,7 @@ pub fn from_binary(attributes: impl IntoIterator<Item = (String, String)>, data:
 }
 
 pub fn is_json_media_type(media_type: &str) -> bool {
-    let essence = media_type
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
+    let essence = media_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
     essence == "application/json" || essence.ends_with("+json") || essence == "text/json"
 }
 
@@ -138,10 +110,7 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'%'
             && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(
-                std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
-                16,
-            )
+            && let Ok(b) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16)
         {
             out.push(b);
             i += 3;
@@ -173,10 +142,7 @@ mod tests {
     fn missing_attributes_are_named() {
         let err = to_envelope(&json!({"specversion": "0.3", "data": [1]})).unwrap_err();
         let pointers: Vec<_> = err.errors.iter().map(|e| e.pointer.as_str()).collect();
-        assert_eq!(
-            pointers,
-            vec!["/specversion", "/id", "/source", "/type", "/data"]
-        );
+        assert_eq!(pointers, vec!["/specversion", "/id", "/source", "/type", "/data"]);
     }
 
     #[test]
@@ -194,13 +160,8 @@ mod tests {
 
     #[test]
     fn binary_attributes_are_percent_decoded() {
-        let ce = from_binary(
-            [
-                ("id".to_owned(), "a%20b".to_owned()),
-                ("type".to_owned(), "100%".to_owned()),
-            ],
-            json!({}),
-        );
+        let ce =
+            from_binary([("id".to_owned(), "a%20b".to_owned()), ("type".to_owned(), "100%".to_owned())], json!({}));
         assert_eq!(ce["id"], "a b");
         assert_eq!(ce["type"], "100%");
     }

@@ -33,10 +33,7 @@ pub async fn put_events(State(state): State<AppState>, headers: HeaderMap, body:
 type AwsError = (StatusCode, &'static str, String);
 
 async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Response, AwsError> {
-    let target = headers
-        .get("x-amz-target")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
     if target != TARGET {
         return Err((
             StatusCode::BAD_REQUEST,
@@ -50,9 +47,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Res
         return Err(validation("Entries must be an array of entries"));
     };
     if entries.is_empty() || entries.len() > MAX_BATCH_EVENTS {
-        return Err(validation(&format!(
-            "Entries must hold 1 to {MAX_BATCH_EVENTS} entries"
-        )));
+        return Err(validation(&format!("Entries must hold 1 to {MAX_BATCH_EVENTS} entries")));
     }
     let origin = Origin {
         account: state.config.account.clone(),
@@ -62,18 +57,9 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Res
             .and_then(aws::region_from_authorization)
             .or_else(|| state.config.region.clone()),
     };
-    let offered = entries
-        .iter()
-        .map(|entry| aws::entry_to_envelope(entry, &origin))
-        .collect();
-    let request = Request {
-        format: Format::AwsPutEvents,
-        idempotency_key: None,
-        batch: true,
-    };
-    let outcomes = ingest::publish(state, offered, request)
-        .await
-        .map_err(from_api)?;
+    let offered = entries.iter().map(|entry| aws::entry_to_envelope(entry, &origin)).collect();
+    let request = Request { format: Format::AwsPutEvents, idempotency_key: None, batch: true };
+    let outcomes = ingest::publish(state, offered, request).await.map_err(from_api)?;
 
     let mut failed = 0;
     let entries: Vec<Value> = outcomes
@@ -96,11 +82,7 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Res
 }
 
 fn validation(message: &str) -> AwsError {
-    (
-        StatusCode::BAD_REQUEST,
-        "ValidationException",
-        message.to_owned(),
-    )
+    (StatusCode::BAD_REQUEST, "ValidationException", message.to_owned())
 }
 
 fn from_api(e: ApiError) -> AwsError {
@@ -115,21 +97,13 @@ fn from_api(e: ApiError) -> AwsError {
 
 /// An error in the AWS JSON 1.1 protocol's shape, which the SDKs parse.
 fn aws_error(status: StatusCode, kind: &str, message: &str) -> Response {
-    let mut response = (
-        status,
-        json!({ "__type": kind, "message": message }).to_string(),
-    )
-        .into_response();
-    response
-        .headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
+    let mut response = (status, json!({ "__type": kind, "message": message }).to_string()).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(CONTENT_TYPE));
     if let Ok(v) = HeaderValue::from_str(kind) {
         response.headers_mut().insert("x-amzn-errortype", v);
     }
     if status == StatusCode::SERVICE_UNAVAILABLE {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response
 }

@@ -5,10 +5,10 @@ use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use herald_core::Invalid;
 use herald_core::formats::cloudevents;
 use herald_core::limits::MAX_BATCH_EVENTS;
-use herald_core::{Invalid, Position};
-use herald_store::{ListQuery, StoredEvent};
+use herald_store::{ListQuery, Page};
 use serde_json::Value;
 
 use super::wire::{BatchOut, ListParams, PublishOut};
@@ -34,37 +34,17 @@ use crate::state::AppState;
         (status = 422, description = "Invalid event", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 503, description = "Overloaded: retry after Retry-After", body = crate::problem::Problem, content_type = "application/problem+json"),
     ))]
-pub async fn publish(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    body: Body,
-) -> Result<Response, ApiError> {
+pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let key = ingest::idempotency_key(&headers)?;
     let bytes = read_limited(&headers, body).await?;
     let (offered, format, batch) = offered_events(&headers, &bytes)?;
-    let outcomes = ingest::publish(
-        &state,
-        offered,
-        Request {
-            format,
-            idempotency_key: key,
-            batch,
-        },
-    )
-    .await?;
-    Ok(if batch {
-        Json(BatchOut::from_outcomes(outcomes)).into_response()
-    } else {
-        single(outcomes)?
-    })
+    let outcomes = ingest::publish(&state, offered, Request { format, idempotency_key: key, batch }).await?;
+    Ok(if batch { Json(BatchOut::from_outcomes(outcomes)).into_response() } else { single(outcomes)? })
 }
 
 /// Turns a publish body, in whichever format its headers declare, into
 /// envelope-shaped events, with the format and whether it was a batch.
-fn offered_events(
-    headers: &HeaderMap,
-    bytes: &[u8],
-) -> Result<(Vec<Offered>, Format, bool), ApiError> {
+fn offered_events(headers: &HeaderMap, bytes: &[u8]) -> Result<(Vec<Offered>, Format, bool), ApiError> {
     if headers.contains_key("ce-specversion") {
         // Binary mode: SDKs omit Content-Type when the event names no
         // datacontenttype; the body must then parse as JSON.
@@ -76,37 +56,22 @@ fn offered_events(
             Some((name.to_owned(), value.to_str().ok()?.to_owned()))
         });
         let ce = cloudevents::from_binary(attributes, parse_json(bytes)?);
-        return Ok((
-            vec![cloudevents::to_envelope(&ce)],
-            Format::CloudEvents,
-            false,
-        ));
+        return Ok((vec![cloudevents::to_envelope(&ce)], Format::CloudEvents, false));
     }
     match media_type(headers).as_deref() {
-        Some("application/cloudevents+json") => Ok((
-            vec![cloudevents::to_envelope(&parse_json(bytes)?)],
-            Format::CloudEvents,
-            false,
-        )),
+        Some("application/cloudevents+json") => {
+            Ok((vec![cloudevents::to_envelope(&parse_json(bytes)?)], Format::CloudEvents, false))
+        }
         Some("application/cloudevents-batch+json") => {
-            let items = batch_items(
-                parse_json(bytes)?,
-                "a CloudEvents batch must be a JSON array",
-            )?;
-            Ok((
-                items.iter().map(cloudevents::to_envelope).collect(),
-                Format::CloudEvents,
-                true,
-            ))
+            let items = batch_items(parse_json(bytes)?, "a CloudEvents batch must be a JSON array")?;
+            Ok((items.iter().map(cloudevents::to_envelope).collect(), Format::CloudEvents, true))
         }
         _ => {
             require_json(headers)?;
             match parse_json(bytes)? {
-                array @ Value::Array(_) => Ok((
-                    batch_items(array, "")?.into_iter().map(Ok).collect(),
-                    Format::Native,
-                    true,
-                )),
+                array @ Value::Array(_) => {
+                    Ok((batch_items(array, "")?.into_iter().map(Ok).collect(), Format::Native, true))
+                }
                 one => Ok((vec![Ok(one)], Format::Native, false)),
             }
         }
@@ -131,25 +96,10 @@ fn batch_items(value: Value, not_array: &str) -> Result<Vec<Value>, ApiError> {
 
 /// The answer for a single-event publish: 201 new, 200 duplicate, or the problem.
 fn single(outcomes: Vec<Outcome>) -> Result<Response, ApiError> {
-    let outcome = outcomes
-        .into_iter()
-        .next()
-        .expect("one outcome for one event");
+    let outcome = outcomes.into_iter().next().expect("one outcome for one event");
     let (id, position, duplicate) = outcome.into_result()?;
-    let status = if duplicate {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    };
-    Ok((
-        status,
-        Json(PublishOut {
-            id,
-            position,
-            duplicate,
-        }),
-    )
-        .into_response())
+    let status = if duplicate { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, Json(PublishOut { id, position, duplicate })).into_response())
 }
 
 /// Publish one event by id: an `id` in the body must equal the path.
@@ -176,9 +126,7 @@ pub async fn put(
     };
     match object.get("id") {
         Some(Value::String(body_id)) if *body_id != id => {
-            return Err(
-                Invalid::one("/id", format!("must equal the id in the path ({id})")).into(),
-            );
+            return Err(Invalid::one("/id", format!("must equal the id in the path ({id})")).into());
         }
         _ => drop(object.insert("id".into(), Value::String(id))),
     }
@@ -192,10 +140,7 @@ pub async fn put(
         (status = 200, description = "The event", body = super::wire::EventOut),
         (status = 404, description = "No such event", body = crate::problem::Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     match state.store.get(&id).await? {
         Some(event) => Ok(json_text(event.to_json())),
         None => Err(ApiError::NotFound(format!("no event with id {id}"))),
@@ -208,14 +153,9 @@ pub async fn get(
         (status = 200, description = "A page of events; pass `next` as `after` to read on", body = super::wire::EventPage),
         (status = 400, description = "Invalid parameter", body = crate::problem::Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(
-    State(state): State<AppState>,
-    Query(params): Query<ListParams>,
-) -> Result<Response, ApiError> {
-    let query = list_query(&params)?;
-    let after = query.after;
-    let events = state.store.list(query).await?;
-    Ok(json_text(page_json(&events, after)))
+pub async fn list(State(state): State<AppState>, Query(params): Query<ListParams>) -> Result<Response, ApiError> {
+    let page = state.store.list(list_query(&params)?).await?;
+    Ok(json_text(page_json(&page)))
 }
 
 pub fn list_query(params: &ListParams) -> Result<ListQuery, ApiError> {
@@ -228,12 +168,7 @@ pub fn list_query(params: &ListParams) -> Result<ListQuery, ApiError> {
     })
 }
 
-pub fn parse_param(
-    name: &str,
-    value: Option<&str>,
-    default: u64,
-    max: u64,
-) -> Result<u64, ApiError> {
+pub fn parse_param(name: &str, value: Option<&str>, default: u64, max: u64) -> Result<u64, ApiError> {
     let Some(value) = value else {
         return Ok(default);
     };
@@ -243,27 +178,22 @@ pub fn parse_param(
             name: name.to_owned(),
             message: format!(
                 "must be a whole number{}",
-                if name == "limit" {
-                    format!(" from 1 to {max}")
-                } else {
-                    String::new()
-                }
+                if name == "limit" { format!(" from 1 to {max}") } else { String::new() }
             ),
         }),
     }
 }
 
 /// `{"events": [...], "next": N}`, written from the stored JSON text without re-parsing.
-fn page_json(events: &[StoredEvent], after: Position) -> String {
-    let next = events.last().map_or(after, |e| e.position);
+fn page_json(page: &Page) -> String {
     let mut out = String::from("{\"events\":[");
-    for (i, e) in events.iter().enumerate() {
+    for (i, e) in page.events.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
         out.push_str(&e.to_json());
     }
-    out.push_str(&format!("],\"next\":{next}}}"));
+    out.push_str(&format!("],\"next\":{}}}", page.next));
     out
 }
 

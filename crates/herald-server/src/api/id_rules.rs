@@ -45,19 +45,14 @@ fn fields(value: &Value) -> Result<Vec<String>, Invalid> {
         return Err(Invalid::one("", "must be a JSON object with \"fields\""));
     };
     if let Some(unknown) = object.keys().find(|k| *k != "fields") {
-        return Err(Invalid::one(
-            format!("/{unknown}"),
-            "unknown field; expected only \"fields\"",
-        ));
+        return Err(Invalid::one(format!("/{unknown}"), "unknown field; expected only \"fields\""));
     }
     match object.get("fields") {
         Some(Value::Array(items)) => items
             .iter()
             .enumerate()
             .map(|(i, v)| {
-                v.as_str()
-                    .map(str::to_owned)
-                    .ok_or_else(|| Invalid::one(format!("/fields/{i}"), "must be a string"))
+                v.as_str().map(str::to_owned).ok_or_else(|| Invalid::one(format!("/fields/{i}"), "must be a string"))
             })
             .collect(),
         _ => Err(Invalid::one("/fields", "must be an array of JSON pointers")),
@@ -71,24 +66,14 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
 
 #[utoipa::path(get, path = "/v1/id-rules/{detail_type}", tag = "id-rules", params(("detail_type" = String, Path)),
     responses((status = 200, description = "The rule", body = Object), (status = 404, description = "No rule", body = crate::problem::Problem)))]
-pub async fn get(
-    State(state): State<AppState>,
-    Path(detail_type): Path<String>,
-) -> Result<Json<IdRule>, ApiError> {
+pub async fn get(State(state): State<AppState>, Path(detail_type): Path<String>) -> Result<Json<IdRule>, ApiError> {
     let rules = state.store.id_rules().await?;
-    rules
-        .into_iter()
-        .find(|r| r.detail_type == detail_type)
-        .map(Json)
-        .ok_or_else(|| no_rule(&detail_type))
+    rules.into_iter().find(|r| r.detail_type == detail_type).map(Json).ok_or_else(|| no_rule(&detail_type))
 }
 
 #[utoipa::path(delete, path = "/v1/id-rules/{detail_type}", tag = "id-rules", params(("detail_type" = String, Path)),
     responses((status = 204, description = "Deleted"), (status = 404, description = "No rule", body = crate::problem::Problem)))]
-pub async fn delete(
-    State(state): State<AppState>,
-    Path(detail_type): Path<String>,
-) -> Result<StatusCode, ApiError> {
+pub async fn delete(State(state): State<AppState>, Path(detail_type): Path<String>) -> Result<StatusCode, ApiError> {
     if !state.store.delete_id_rule(&detail_type).await? {
         return Err(no_rule(&detail_type));
     }

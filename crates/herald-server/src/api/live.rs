@@ -34,11 +34,8 @@ pub async fn tail(
     headers: HeaderMap,
     Query(params): Query<ListParams>,
 ) -> Result<Response, ApiError> {
-    let permit = state
-        .live_readers
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| ApiError::Overloaded("too many live readers"))?;
+    let permit =
+        state.live_readers.clone().try_acquire_owned().map_err(|_| ApiError::Overloaded("too many live readers"))?;
     let mut query = list_query(&params)?;
     query.limit = PAGE;
     if params.after.is_none() {
@@ -55,9 +52,7 @@ pub async fn tail(
         buffer: VecDeque::new(),
         _permit: permit,
     };
-    Ok(Sse::new(events(reader))
-        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response())
+    Ok(Sse::new(events(reader)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
 }
 
 struct Reader {
@@ -73,9 +68,7 @@ fn events(reader: Reader) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     stream::unfold(reader, |mut r| async move {
         loop {
             if let Some(e) = r.buffer.pop_front() {
-                let event = SseEvent::default()
-                    .id(e.position.to_string())
-                    .data(e.to_json());
+                let event = SseEvent::default().id(e.position.to_string()).data(e.to_json());
                 return Some((Ok(event), r));
             }
             if *r.shutdown.borrow() {
@@ -84,9 +77,9 @@ fn events(reader: Reader) -> impl Stream<Item = Result<SseEvent, Infallible>> {
             // Mark the head seen before reading, so a commit during the read wakes us.
             r.head.borrow_and_update();
             match r.store.list(r.query.clone()).await {
-                Ok(page) if !page.is_empty() => {
-                    r.query.after = page.last().map_or(r.query.after, |e| e.position);
-                    r.buffer.extend(page);
+                Ok(page) if page.next > r.query.after => {
+                    r.query.after = page.next;
+                    r.buffer.extend(page.events);
                 }
                 Ok(_) => {
                     tokio::select! {

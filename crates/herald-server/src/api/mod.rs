@@ -26,21 +26,13 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/live", get(live::tail))
         .route("/v1/events/{id}", put(events::put).get(events::get))
         .route("/v1/id-rules", get(id_rules::list))
-        .route(
-            "/v1/id-rules/{detail_type}",
-            put(id_rules::put)
-                .get(id_rules::get)
-                .delete(id_rules::delete),
-        )
+        .route("/v1/id-rules/{detail_type}", put(id_rules::put).get(id_rules::get).delete(id_rules::delete))
         .route("/v1/openapi.json", get(ops::openapi))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            limit_in_flight,
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), limit_in_flight))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -56,9 +48,5 @@ async fn limit_in_flight(State(state): State<AppState>, request: Request, next: 
 }
 
 async fn not_found(request: Request) -> ApiError {
-    ApiError::NotFound(format!(
-        "no route for {} {}",
-        request.method(),
-        request.uri().path()
-    ))
+    ApiError::NotFound(format!("no route for {} {}", request.method(), request.uri().path()))
 }

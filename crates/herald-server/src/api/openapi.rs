@@ -27,13 +27,6 @@ use crate::problem::Problem;
         ops::metrics,
         ops::openapi,
     ),
-    components(schemas(
-        wire::EventIn,
-        wire::EventOut,
-        wire::PublishOut,
-        wire::BatchOut,
-        wire::EventPage,
-        Problem
-    ))
+    components(schemas(wire::EventIn, wire::EventOut, wire::PublishOut, wire::BatchOut, wire::EventPage, Problem))
 )]
 pub struct ApiDoc;

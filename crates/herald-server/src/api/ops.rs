@@ -30,19 +30,12 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics::gauge!("herald_store_head_position").set(*state.store.head().borrow() as f64);
     let text = crate::metrics::handle().render();
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        text,
-    )
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 
 /// This document.
 #[utoipa::path(get, path = "/v1/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI 3.1", body = Object)))]
 pub async fn openapi() -> Response {
-    let doc = super::openapi::ApiDoc::openapi()
-        .to_json()
-        .unwrap_or_default();
+    let doc = super::openapi::ApiDoc::openapi().to_json().unwrap_or_default();
     ([(header::CONTENT_TYPE, "application/json")], doc).into_response()
 }

@@ -32,11 +32,7 @@ impl BatchOut {
         let results = outcomes
             .into_iter()
             .map(|o| match o.into_result() {
-                Ok((id, position, duplicate)) => serde_json::json!(PublishOut {
-                    id,
-                    position,
-                    duplicate
-                }),
+                Ok((id, position, duplicate)) => serde_json::json!(PublishOut { id, position, duplicate }),
                 Err(e) => {
                     failed += 1;
                     serde_json::json!({ "error": problem_value(&e) })

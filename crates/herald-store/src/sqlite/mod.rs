@@ -17,7 +17,7 @@ use herald_core::{IdRule, Position};
 use rusqlite::{Connection, ErrorCode};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::{AppendOutcome, ListQuery, NewEvent, Store, StoreError, StoredEvent};
+use crate::{AppendOutcome, ListQuery, NewEvent, Page, Store, StoreError, StoredEvent};
 use reader::ReadPool;
 use writer::{Job, Writer};
 
@@ -36,10 +36,7 @@ pub struct SqliteConfig {
 
 impl Default for SqliteConfig {
     fn default() -> Self {
-        Self {
-            queue_capacity: 4096,
-            max_group_events: 8192,
-        }
+        Self { queue_capacity: 4096, max_group_events: 8192 }
     }
 }
 
@@ -55,18 +52,13 @@ impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`. Start-up reads only
     /// the highest position, so it takes the same time at any size.
     pub fn open(data_dir: &Path, config: SqliteConfig) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Open {
-            path: data_dir.to_owned(),
-            source,
-        })?;
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Open { path: data_dir.to_owned(), source })?;
         let path = data_dir.join(DB_FILE);
         let mut conn = Connection::open(&path).map_err(|e| classify(e, &path))?;
         schema::configure_writer(&conn).map_err(|e| classify(e, &path))?;
         schema::migrate(&mut conn).map_err(|e| classify(e, &path))?;
         let last: Position = conn
-            .query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| {
-                r.get::<_, i64>(0)
-            })
+            .query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| r.get::<_, i64>(0))
             .map_err(|e| classify(e, &path))? as Position;
 
         let (head_tx, head) = watch::channel(last);
@@ -81,17 +73,8 @@ impl SqliteStore {
         let handle = std::thread::Builder::new()
             .name("herald-writer".into())
             .spawn(move || writer.run(queue))
-            .map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source,
-            })?;
-        Ok(Self {
-            readers: ReadPool::new(path.clone()),
-            path,
-            jobs,
-            head,
-            writer: Mutex::new(Some(handle)),
-        })
+            .map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        Ok(Self { readers: ReadPool::new(path.clone()), path, jobs, head, writer: Mutex::new(Some(handle)) })
     }
 
     pub fn path(&self) -> &Path {
@@ -132,7 +115,7 @@ impl Store for SqliteStore {
         self.read(move |conn| reader::get(conn, &id)).await
     }
 
-    async fn list(&self, query: ListQuery) -> Result<Vec<StoredEvent>, StoreError> {
+    async fn list(&self, query: ListQuery) -> Result<Page, StoreError> {
         self.read(move |conn| reader::list(conn, &query)).await
     }
 
@@ -146,8 +129,7 @@ impl Store for SqliteStore {
 
     async fn delete_id_rule(&self, detail_type: &str) -> Result<bool, StoreError> {
         let detail_type = detail_type.to_owned();
-        self.submit(|reply| Job::DeleteIdRule { detail_type, reply })
-            .await
+        self.submit(|reply| Job::DeleteIdRule { detail_type, reply }).await
     }
 
     async fn id_rules(&self) -> Result<Vec<IdRule>, StoreError> {
@@ -158,8 +140,7 @@ impl Store for SqliteStore {
         if self.jobs.is_closed() {
             return Err(StoreError::Closed);
         }
-        self.read(|conn| conn.query_row("SELECT count(*) FROM id_rules", [], |_| Ok(())))
-            .await
+        self.read(|conn| conn.query_row("SELECT count(*) FROM id_rules", [], |_| Ok(()))).await
     }
 
     async fn close(&self) {
@@ -186,12 +167,8 @@ pub fn check(data_dir: &Path) -> Result<Vec<String>, StoreError> {
     let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
         .map_err(|e| classify(e, &path))?;
     let mut problems = Vec::new();
-    let mut stmt = conn
-        .prepare("PRAGMA integrity_check")
-        .map_err(|e| classify(e, &path))?;
-    let rows = stmt
-        .query_map([], |r| r.get::<_, String>(0))
-        .map_err(|e| classify(e, &path))?;
+    let mut stmt = conn.prepare("PRAGMA integrity_check").map_err(|e| classify(e, &path))?;
+    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| classify(e, &path))?;
     for row in rows {
         let row = row.map_err(|e| classify(e, &path))?;
         if row != "ok" {
@@ -208,10 +185,7 @@ fn classify(err: rusqlite::Error, path: &Path) -> StoreError {
         && matches!(e.code, ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
     {
         tracing::error!(file = %path.display(), error = %err, "data file is damaged");
-        return StoreError::Corrupt {
-            path: path.to_owned(),
-            detail: err.to_string(),
-        };
+        return StoreError::Corrupt { path: path.to_owned(), detail: err.to_string() };
     }
     StoreError::Sqlite(err)
 }

@@ -7,7 +7,7 @@ use herald_core::{IdRule, Position};
 use rusqlite::{Connection, OptionalExtension, params_from_iter, types::Value as SqlValue};
 
 use super::{classify, schema};
-use crate::{ListQuery, StoreError, StoredEvent};
+use crate::{ListQuery, Page, StoreError, StoredEvent};
 
 /// Idle read connections, reused; at most one per concurrent read is opened.
 #[derive(Clone)]
@@ -21,10 +21,7 @@ const MAX_IDLE: usize = 16;
 
 impl ReadPool {
     pub fn new(path: PathBuf) -> Self {
-        Self {
-            path,
-            idle: Arc::default(),
-        }
+        Self { path, idle: Arc::default() }
     }
 
     pub async fn run<T: Send + 'static>(
@@ -57,50 +54,62 @@ impl ReadPool {
 }
 
 pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<StoredEvent>> {
-    conn.prepare_cached("SELECT position, body FROM events WHERE id = ?1")?
-        .query_row([id], stored_event)
-        .optional()
+    conn.prepare_cached("SELECT position, body FROM events WHERE id = ?1")?.query_row([id], stored_event).optional()
 }
 
-pub fn list(conn: &Connection, query: &ListQuery) -> rusqlite::Result<Vec<StoredEvent>> {
+/// Positions a filtered read may scan past `after` in one call. Source and
+/// detail-type have no index, so this bounds the work of one request; the
+/// page's `next` tells the caller where the scan stopped.
+pub const SCAN_SPAN: u64 = 100_000;
+
+pub fn list(conn: &Connection, query: &ListQuery) -> rusqlite::Result<Page> {
+    let after = query.after.min(i64::MAX as u64 - SCAN_SPAN);
     let mut sql = String::from("SELECT position, body FROM events WHERE position > ?");
-    let mut args = vec![SqlValue::Integer(query.after.min(i64::MAX as u64) as i64)];
-    for (column, value) in [
-        ("source", &query.source),
-        ("detail_type", &query.detail_type),
-        ("stream", &query.stream),
-    ] {
+    let mut args = vec![SqlValue::Integer(after as i64)];
+    for (column, value) in [("source", &query.source), ("detail_type", &query.detail_type), ("stream", &query.stream)] {
         if let Some(value) = value {
             sql.push_str(&format!(" AND {column} = ?"));
             args.push(SqlValue::Text(value.clone()));
         }
     }
+    // The stream filter has an index; the others scan, so they get a bound.
+    let bounded = query.stream.is_none() && (query.source.is_some() || query.detail_type.is_some());
+    if bounded {
+        sql.push_str(" AND position <= ?");
+        args.push(SqlValue::Integer((after + SCAN_SPAN) as i64));
+    }
     sql.push_str(" ORDER BY position LIMIT ?");
     args.push(SqlValue::Integer(query.limit as i64));
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(params_from_iter(args), stored_event)?;
-    rows.collect()
+
+    // One snapshot for the page and the head, so `next` never skips a commit
+    // that landed between the two reads.
+    let tx = conn.unchecked_transaction()?;
+    let events: Vec<StoredEvent> =
+        tx.prepare_cached(&sql)?.query_map(params_from_iter(args), stored_event)?.collect::<Result<_, _>>()?;
+    let next = match events.last() {
+        Some(last) if events.len() == query.limit || !bounded => last.position,
+        _ if bounded => {
+            let head: i64 =
+                tx.prepare_cached("SELECT coalesce(max(position), 0) FROM events")?.query_row([], |r| r.get(0))?;
+            (after + SCAN_SPAN).min(head as Position).max(query.after)
+        }
+        _ => query.after,
+    };
+    tx.commit()?;
+    Ok(Page { events, next })
 }
 
 pub fn id_rules(conn: &Connection) -> rusqlite::Result<Vec<IdRule>> {
-    let mut stmt =
-        conn.prepare_cached("SELECT detail_type, fields FROM id_rules ORDER BY detail_type")?;
+    let mut stmt = conn.prepare_cached("SELECT detail_type, fields FROM id_rules ORDER BY detail_type")?;
     let rows = stmt.query_map([], |r| {
         let fields: String = r.get(1)?;
-        let fields = serde_json::from_str(&fields).map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e))
-        })?;
-        Ok(IdRule {
-            detail_type: r.get(0)?,
-            fields,
-        })
+        let fields = serde_json::from_str(&fields)
+            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e)))?;
+        Ok(IdRule { detail_type: r.get(0)?, fields })
     })?;
     rows.collect()
 }
 
 fn stored_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
-    Ok(StoredEvent {
-        position: row.get::<_, i64>(0)? as Position,
-        body: row.get(1)?,
-    })
+    Ok(StoredEvent { position: row.get::<_, i64>(0)? as Position, body: row.get(1)? })
 }

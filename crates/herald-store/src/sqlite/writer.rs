@@ -46,10 +46,7 @@ impl Job {
 
     fn fail(self, err: &StoreError) {
         let err = || match err {
-            StoreError::Corrupt { path, detail } => StoreError::Corrupt {
-                path: path.clone(),
-                detail: detail.clone(),
-            },
+            StoreError::Corrupt { path, detail } => StoreError::Corrupt { path: path.clone(), detail: detail.clone() },
             other => StoreError::Task(other.to_string()),
         };
         match self {
@@ -71,13 +68,9 @@ enum Output {
 impl Output {
     fn deliver(self, job: Job) {
         match (job, self) {
-            (Job::Append { reply, .. }, Output::Appended(outcomes)) => {
-                drop(reply.send(Ok(outcomes)))
-            }
+            (Job::Append { reply, .. }, Output::Appended(outcomes)) => drop(reply.send(Ok(outcomes))),
             (Job::PutIdRule { reply, .. }, Output::RuleStored) => drop(reply.send(Ok(()))),
-            (Job::DeleteIdRule { reply, .. }, Output::RuleDeleted(existed)) => {
-                drop(reply.send(Ok(existed)))
-            }
+            (Job::DeleteIdRule { reply, .. }, Output::RuleDeleted(existed)) => drop(reply.send(Ok(existed))),
             _ => unreachable!("each job produces its own kind of output"),
         }
     }
@@ -136,8 +129,7 @@ impl Writer {
                     output.deliver(job);
                 }
                 metrics::histogram!("herald_store_commit_events").record(events as f64);
-                metrics::histogram!("herald_store_commit_seconds")
-                    .record(started.elapsed().as_secs_f64());
+                metrics::histogram!("herald_store_commit_seconds").record(started.elapsed().as_secs_f64());
             }
             Err((err, group)) => {
                 tracing::error!(error = %err, "commit failed; the group was rolled back");
@@ -153,10 +145,7 @@ impl Writer {
     /// jobs come back so each waiter can be told.
     fn write_group(&mut self, group: Vec<Job>) -> Result<Vec<(Job, Output)>, Failed> {
         let path = self.path.clone();
-        let tx = match self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-        {
+        let tx = match self.conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(tx) => tx,
             Err(e) => return Err((classify(e, &path), group)),
         };
@@ -167,9 +156,7 @@ impl Writer {
             let output = match job {
                 Job::Append { events, .. } => append(&tx, events, &mut next).map(Output::Appended),
                 Job::PutIdRule { rule, .. } => put_id_rule(&tx, rule).map(|()| Output::RuleStored),
-                Job::DeleteIdRule { detail_type, .. } => {
-                    delete_id_rule(&tx, detail_type).map(Output::RuleDeleted)
-                }
+                Job::DeleteIdRule { detail_type, .. } => delete_id_rule(&tx, detail_type).map(Output::RuleDeleted),
                 Job::Shutdown => unreachable!("shutdown jobs are removed from a group"),
             };
             match output {
@@ -189,17 +176,12 @@ impl Writer {
     }
 }
 
-fn append(
-    tx: &Transaction<'_>,
-    events: &[NewEvent],
-    next: &mut Position,
-) -> rusqlite::Result<Vec<AppendOutcome>> {
+fn append(tx: &Transaction<'_>, events: &[NewEvent], next: &mut Position) -> rusqlite::Result<Vec<AppendOutcome>> {
     let mut insert = tx.prepare_cached(
         "INSERT INTO events (position, id, content_hash, source, detail_type, stream, time_us, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
     )?;
-    let mut existing =
-        tx.prepare_cached("SELECT position, content_hash, body FROM events WHERE id = ?1")?;
+    let mut existing = tx.prepare_cached("SELECT position, content_hash, body FROM events WHERE id = ?1")?;
     let mut outcomes = Vec::with_capacity(events.len());
     for e in events {
         let position = *next;
@@ -220,11 +202,7 @@ fn append(
         }
         let (position, hash, body) = existing
             .query_row([&e.id], |r| {
-                Ok((
-                    r.get::<_, i64>(0)? as Position,
-                    r.get::<_, Vec<u8>>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
+                Ok((r.get::<_, i64>(0)? as Position, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?))
             })
             .optional()?
             .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
@@ -248,8 +226,5 @@ fn put_id_rule(tx: &Transaction<'_>, rule: &IdRule) -> rusqlite::Result<()> {
 }
 
 fn delete_id_rule(tx: &Transaction<'_>, detail_type: &str) -> rusqlite::Result<bool> {
-    Ok(tx
-        .prepare_cached("DELETE FROM id_rules WHERE detail_type = ?1")?
-        .execute([detail_type])?
-        > 0)
+    Ok(tx.prepare_cached("DELETE FROM id_rules WHERE detail_type = ?1")?.execute([detail_type])? > 0)
 }
