@@ -7,6 +7,11 @@ mod commands;
 
 use clap::Parser;
 
+/// mimalloc: the publish path allocates per request on every worker thread,
+/// where glibc's malloc showed up at ~8% of the server's CPU under load.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use args::{Cli, Command};
 
 fn main() -> std::process::ExitCode {

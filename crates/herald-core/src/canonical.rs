@@ -102,26 +102,24 @@ fn write_object<W: Write>(map: &Map<String, Value>, out: &mut W) -> std::fmt::Re
 /// them, `\u00XX` for other control characters, everything else verbatim.
 fn write_str<W: Write>(s: &str, out: &mut W) -> std::fmt::Result {
     out.write_char('"')?;
+    let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, c) in s.char_indices() {
-        let escape = match c {
-            '"' => "\\\"",
-            '\\' => "\\\\",
-            '\n' => "\\n",
-            '\r' => "\\r",
-            '\t' => "\\t",
-            '\u{8}' => "\\b",
-            '\u{c}' => "\\f",
-            c if (c as u32) < 0x20 => "",
-            _ => continue,
-        };
+    // Scan bytes, not chars: only ASCII needs escaping, and multi-byte UTF-8
+    // sequences never contain ASCII bytes, so slicing at these indexes is safe.
+    while let Some(offset) = bytes[start..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20) {
+        let i = start + offset;
         out.write_str(&s[start..i])?;
-        if escape.is_empty() {
-            write!(out, "\\u{:04x}", c as u32)?;
-        } else {
-            out.write_str(escape)?;
+        match bytes[i] {
+            b'"' => out.write_str("\\\"")?,
+            b'\\' => out.write_str("\\\\")?,
+            b'\n' => out.write_str("\\n")?,
+            b'\r' => out.write_str("\\r")?,
+            b'\t' => out.write_str("\\t")?,
+            0x08 => out.write_str("\\b")?,
+            0x0c => out.write_str("\\f")?,
+            control => write!(out, "\\u{control:04x}")?,
         }
-        start = i + c.len_utf8();
+        start = i + 1;
     }
     out.write_str(&s[start..])?;
     out.write_char('"')

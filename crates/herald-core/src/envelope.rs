@@ -193,30 +193,24 @@ struct Fields {
 
 impl Fields {
     fn text(&mut self, name: &str, max_chars: usize, required: bool) -> Option<String> {
-        let pointer = pointer_to(name);
-        match self.object.get(name) {
-            None | Some(Value::Null) if required => {
-                self.errors.push(FieldError::new(pointer, "is required"));
-                None
-            }
-            None | Some(Value::Null) => None,
+        let problem = match self.object.remove(name) {
+            None | Some(Value::Null) if required => "is required".to_owned(),
+            None | Some(Value::Null) => return None,
             Some(Value::String(s)) => {
                 if s.is_empty() {
-                    self.errors.push(FieldError::new(pointer, "must not be empty"));
-                } else if s.chars().count() > max_chars {
-                    self.errors.push(FieldError::new(pointer, format!("must be at most {max_chars} characters")));
+                    "must not be empty".to_owned()
+                } else if s.len() > max_chars && s.chars().count() > max_chars {
+                    format!("must be at most {max_chars} characters")
                 } else if s.chars().any(char::is_control) {
-                    self.errors.push(FieldError::new(pointer, "must not contain control characters"));
+                    "must not contain control characters".to_owned()
                 } else {
-                    return Some(s.clone());
+                    return Some(s);
                 }
-                None
             }
-            Some(other) => {
-                self.errors.push(FieldError::new(pointer, format!("must be a string, not {}", kind(other))));
-                None
-            }
-        }
+            Some(other) => format!("must be a string, not {}", kind(&other)),
+        };
+        self.errors.push(FieldError::new(pointer_to(name), problem));
+        None
     }
 
     fn time(&mut self) -> Option<DateTime<Utc>> {
