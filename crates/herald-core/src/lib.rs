@@ -5,6 +5,7 @@
 //! - [`identity`]: how an event gets its id (given, `Idempotency-Key`, id rule, UUIDv7).
 //! - [`formats`]: other wire formats (CloudEvents, AWS PutEvents) mapped onto the envelope.
 //! - [`limits`]: the size limits every entry point shares.
+//! - [`pattern`]: EventBridge event patterns, compiled and matched.
 
 pub mod canonical;
 pub mod envelope;
@@ -12,6 +13,7 @@ pub mod error;
 pub mod formats;
 pub mod identity;
 pub mod limits;
+pub mod pattern;
 
 pub use envelope::{Event, EventDraft, Position};
 pub use error::{FieldError, Invalid};
