@@ -147,7 +147,8 @@ impl Publisher for HeraldPublisher {
 }
 
 /// Single: `{"id","position","duplicate":true}` on 200. Batch:
-/// `{"results":[...],"failed":K}` where each result may say `duplicate`.
+/// `{"results":[...],"failed":K}` where each result may say `duplicate` or
+/// carry `{"error": <problem>}` (a 409 problem is a conflict).
 fn count_answer(answer: &[u8], batch: bool, outcome: &mut Outcome) -> anyhow::Result<()> {
     let value: serde_json::Value = serde_json::from_slice(answer).context("answer is not JSON")?;
     let is_duplicate = |v: &serde_json::Value| v.get("duplicate").and_then(|d| d.as_bool()) == Some(true);
@@ -163,7 +164,8 @@ fn count_answer(answer: &[u8], batch: bool, outcome: &mut Outcome) -> anyhow::Re
         value.get("results").and_then(|r| r.as_array()).ok_or_else(|| anyhow!("batch answer has no results array"))?;
     let failed = value.get("failed").and_then(|f| f.as_u64()).unwrap_or(0);
     let duplicates = results.iter().filter(|r| is_duplicate(r)).count() as u64;
-    let conflicts = results.iter().filter(|r| r.get("status").and_then(|s| s.as_u64()) == Some(409)).count() as u64;
+    let conflicts =
+        results.iter().filter(|r| r.pointer("/error/status").and_then(|s| s.as_u64()) == Some(409)).count() as u64;
     outcome.duplicates += duplicates;
     outcome.conflicts += conflicts;
     outcome.failed += failed.saturating_sub(conflicts);
@@ -190,7 +192,7 @@ mod tests {
 
     #[test]
     fn counts_a_batch_answer() {
-        let answer = br#"{"results":[{"id":"a","position":1},{"id":"b","position":2,"duplicate":true},{"status":409}],"failed":1}"#;
+        let answer = br#"{"results":[{"id":"a","position":1},{"id":"b","position":2,"duplicate":true},{"error":{"status":409}}],"failed":1}"#;
         let mut outcome = Outcome::default();
         count_answer(answer, true, &mut outcome).unwrap();
         assert_eq!((outcome.stored, outcome.duplicates, outcome.conflicts, outcome.failed), (1, 1, 1, 0));
