@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use herald_core::network::Network;
 
 #[derive(Debug, Parser)]
 #[command(name = "herald", version, about = "Durable, idempotent event backbone")]
@@ -46,6 +47,14 @@ pub struct ServeArgs {
     /// Requests handled at once before answering 503.
     #[arg(long, env = "HERALD_MAX_IN_FLIGHT", default_value_t = 4096)]
     pub max_in_flight: usize,
+    /// Let webhook deliveries reach every internal address (loopback,
+    /// private, link-local). Off by default: a subscription must not be a way
+    /// into the machine's own network.
+    #[arg(long, env = "HERALD_ALLOW_PRIVATE_TARGETS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub allow_private_targets: bool,
+    /// Internal networks webhook deliveries may reach (CIDR, comma-separated), e.g. 10.1.0.0/16.
+    #[arg(long, env = "HERALD_ALLOWED_TARGET_NETWORKS", value_delimiter = ',', value_parser = parse_network)]
+    pub allowed_target_networks: Vec<Network>,
     /// Log format.
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -139,4 +148,8 @@ impl Filter {
 pub struct TailArgs {
     #[command(flatten)]
     pub filter: Filter,
+}
+
+fn parse_network(text: &str) -> Result<Network, String> {
+    Network::parse(text)
 }

@@ -5,7 +5,9 @@
 //! - [`identity`]: how an event gets its id (given, `Idempotency-Key`, id rule, UUIDv7).
 //! - [`formats`]: other wire formats (CloudEvents, AWS PutEvents) mapped onto the envelope.
 //! - [`limits`]: the size limits every entry point shares.
+//! - [`network`]: IP networks and which addresses are internal (egress checks).
 //! - [`pattern`]: EventBridge event patterns, compiled and matched.
+//! - [`subscription`]: what a subscription declares; [`signature`]: Standard Webhooks signing.
 
 pub mod canonical;
 pub mod envelope;
@@ -13,7 +15,10 @@ pub mod error;
 pub mod formats;
 pub mod identity;
 pub mod limits;
+pub mod network;
 pub mod pattern;
+pub mod signature;
+pub mod subscription;
 
 pub use envelope::{Event, EventDraft, Position};
 pub use error::{FieldError, Invalid};

@@ -1,6 +1,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use crate::dispatch::webhook::EgressPolicy;
+
 /// Everything `herald serve` can be told. Every default is safe for a laptop.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -14,6 +16,9 @@ pub struct ServerConfig {
     pub max_in_flight: usize,
     /// Live (SSE) readers at once; more are answered 503 with `Retry-After`.
     pub max_live_readers: usize,
+    /// Which internal (loopback, private, link-local) addresses webhook
+    /// deliveries may reach; none by default.
+    pub egress: EgressPolicy,
 }
 
 impl Default for ServerConfig {
@@ -25,6 +30,7 @@ impl Default for ServerConfig {
             region: None,
             max_in_flight: 4096,
             max_live_readers: 512,
+            egress: EgressPolicy::default(),
         }
     }
 }

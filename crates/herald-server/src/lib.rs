@@ -3,12 +3,14 @@
 //! - [`api`]: thin axum handlers, one module per resource, mapped onto
 //! - [`ingest`]: validate -> identify -> append, shared by every way in
 //!   (native JSON, CloudEvents, AWS PutEvents);
+//! - [`dispatch`]: per-subscription workers delivering to webhook targets;
 //! - [`problem`]: the one place errors become RFC 9457 problem+json;
 //! - [`serve`]: listening, graceful shutdown and the store's lifetime.
 
 pub mod api;
 pub mod body;
 pub mod config;
+pub mod dispatch;
 pub mod ingest;
 pub mod metrics;
 pub mod problem;

@@ -9,6 +9,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::ServerConfig;
+use crate::dispatch::Dispatcher;
+use crate::dispatch::webhook::WebhookClient;
 use crate::state::AppState;
 
 #[derive(Debug, thiserror::Error)]
@@ -30,7 +32,9 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         TcpListener::bind(config.listen).await.map_err(|source| ServeError::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr()?;
     let (shutdown_tx, shutdown) = watch::channel(false);
-    let state = AppState::new(store.clone(), config, shutdown).await?;
+    let dispatcher =
+        Dispatcher::start(store.clone(), WebhookClient::new(config.egress.clone()), shutdown.clone()).await?;
+    let state = AppState::new(store.clone(), config, dispatcher.clone(), shutdown).await?;
     let app = crate::router(state);
 
     println!("listening on {addr}");
@@ -42,6 +46,8 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
             let _ = shutdown_tx.send(true);
         })
         .await;
+    // Workers record their last attempts before the store closes.
+    dispatcher.stopped().await;
     store.close().await;
     tracing::info!("stopped");
     result.map_err(ServeError::Io)

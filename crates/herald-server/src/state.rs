@@ -6,6 +6,7 @@ use herald_store::{Store, StoreError};
 use tokio::sync::{Semaphore, watch};
 
 use crate::config::ServerConfig;
+use crate::dispatch::Dispatcher;
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -17,6 +18,7 @@ pub struct AppState {
     pub config: Arc<ServerConfig>,
     pub in_flight: Arc<Semaphore>,
     pub live_readers: Arc<Semaphore>,
+    pub dispatcher: Arc<Dispatcher>,
     /// Turns true when the server begins to shut down; live streams end on it.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -25,6 +27,7 @@ impl AppState {
     pub async fn new(
         store: Arc<dyn Store>,
         config: ServerConfig,
+        dispatcher: Arc<Dispatcher>,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Self, StoreError> {
         let rules = store.id_rules().await?.into_iter().map(|r| (r.detail_type.clone(), r)).collect();
@@ -34,6 +37,7 @@ impl AppState {
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
             live_readers: Arc::new(Semaphore::new(config.max_live_readers)),
             config: Arc::new(config),
+            dispatcher,
             shutdown,
         })
     }

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use chrono_free::event;
 use herald_core::IdRule;
 
-use crate::{AppendOutcome, ListQuery, NewEvent, Store};
+use herald_core::subscription::SubscriptionState;
+
+use crate::{AppendOutcome, Attempt, AttemptQuery, Delivery, ListQuery, NewEvent, Settlement, Store};
 
 /// Builds test events without pulling a clock into the contract.
 mod chrono_free {
@@ -172,6 +174,139 @@ pub async fn ready_then_closed(store: impl Store) {
     assert!(store.append(vec![event("b", "s", "{}", None)]).await.is_err(), "a closed store refuses writes");
 }
 
+fn owed(position: u64, stream: Option<&str>) -> Delivery {
+    Delivery {
+        position,
+        event_id: format!("e{position}"),
+        stream: stream.map(Into::into),
+        attempts: 0,
+        due_us: 100,
+        first_due_us: 100,
+        replay: false,
+    }
+}
+
+fn attempt(position: u64, attempt: u32, outcome: &str) -> Attempt {
+    Attempt {
+        event_id: format!("e{position}"),
+        position,
+        attempt,
+        time_us: 200,
+        outcome: outcome.into(),
+        status: Some(500),
+        latency_us: 10,
+        error: Some(format!("{outcome} {position}")),
+        response: None,
+        replay: false,
+    }
+}
+
+pub async fn subscriptions_are_upserted_keeping_their_cursor(store: impl Store) {
+    assert!(store.put_subscription("s1", "{}".into(), 5, 1).await.unwrap());
+    assert!(!store.put_subscription("s1", r#"{"v":2}"#.into(), 0, 2).await.unwrap());
+    let s = store.subscription("s1").await.unwrap().unwrap();
+    assert_eq!((s.spec.as_str(), s.cursor, s.created_us, s.updated_us), (r#"{"v":2}"#, 5, 1, 2));
+    assert_eq!(s.state, SubscriptionState::Active);
+    assert!(store.set_subscription_state("s1", SubscriptionState::Paused, Some("why".into()), 3).await.unwrap());
+    let s = store.subscription("s1").await.unwrap().unwrap();
+    assert_eq!((s.state, s.last_error.as_deref()), (SubscriptionState::Paused, Some("why")));
+    assert!(!store.set_subscription_state("nope", SubscriptionState::Paused, None, 3).await.unwrap());
+    assert_eq!(store.subscriptions().await.unwrap().len(), 1);
+    assert!(store.delete_subscription("s1").await.unwrap());
+    assert!(store.subscription("s1").await.unwrap().is_none());
+    assert!(!store.delete_subscription("s1").await.unwrap());
+}
+
+pub async fn fan_out_moves_the_cursor_only_from_where_it_was(store: impl Store) {
+    store.put_subscription("s", "{}".into(), 0, 1).await.unwrap();
+    assert!(store.fan_out("s", 0, 3, vec![owed(1, None), owed(3, None)]).await.unwrap());
+    assert!(!store.fan_out("s", 0, 4, vec![owed(4, None)]).await.unwrap(), "a stale cursor changes nothing");
+    assert!(!store.fan_out("gone", 0, 4, vec![owed(4, None)]).await.unwrap());
+    let s = store.subscription("s").await.unwrap().unwrap();
+    assert_eq!((s.cursor, s.pending), (3, 2));
+    let due: Vec<u64> = store.due_deliveries("s", 100, 10, false).await.unwrap().iter().map(|d| d.position).collect();
+    assert_eq!(due, vec![1, 3]);
+    assert!(store.due_deliveries("s", 99, 10, false).await.unwrap().is_empty(), "nothing is due before its time");
+    assert_eq!(store.next_due("s").await.unwrap(), Some(100));
+    assert_eq!(store.enqueue("s", vec![owed(3, None), owed(7, None)]).await.unwrap(), Some(1), "owed once");
+    assert_eq!(store.enqueue("gone", vec![owed(7, None)]).await.unwrap(), None);
+}
+
+pub async fn settling_records_attempts_retries_and_dead_letters(store: impl Store) {
+    store.put_subscription("s", "{}".into(), 0, 1).await.unwrap();
+    store.fan_out("s", 0, 3, vec![owed(1, None), owed(2, None), owed(3, None)]).await.unwrap();
+    store
+        .settle(
+            "s",
+            vec![
+                (attempt(1, 1, "delivered"), Settlement::Delivered),
+                (attempt(2, 1, "failed"), Settlement::Retry { due_us: 500 }),
+                (attempt(3, 4, "dead"), Settlement::Dead { reason: "gave up".into() }),
+                (attempt(9, 1, "delivered"), Settlement::Delivered),
+            ],
+        )
+        .await
+        .unwrap();
+    let s = store.subscription("s").await.unwrap().unwrap();
+    assert_eq!((s.delivered, s.failed, s.pending, s.dead_letters), (1, 2, 1, 1));
+    assert_eq!(s.last_error.as_deref(), Some("dead 3"));
+    let retry = store.due_deliveries("s", 500, 10, false).await.unwrap();
+    assert_eq!((retry.len(), retry[0].position, retry[0].attempts), (1, 2, 1));
+    let all = store.attempts("s", AttemptQuery { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(all.iter().map(|a| a.position).collect::<Vec<_>>(), vec![3, 2, 1], "newest first; unknown ignored");
+    let failed = AttemptQuery { outcome: Some("failed".into()), limit: 10, ..Default::default() };
+    assert_eq!(store.attempts("s", failed).await.unwrap().len(), 1);
+    let dead = store.dead_letters("s", 0, 10).await.unwrap();
+    assert_eq!((dead.len(), dead[0].event_id.as_str(), dead[0].reason.as_str()), (1, "e3", "gave up"));
+
+    assert_eq!(store.redrive("s", Some(vec!["e3".into()]), 600).await.unwrap(), 1);
+    assert!(store.dead_letters("s", 0, 10).await.unwrap().is_empty());
+    let owed_now = store.due_deliveries("s", 600, 10, false).await.unwrap();
+    assert_eq!(owed_now.iter().map(|d| (d.position, d.attempts)).collect::<Vec<_>>(), vec![(2, 1), (3, 0)]);
+    store.settle("s", vec![(attempt(3, 1, "dead"), Settlement::Dead { reason: "again".into() })]).await.unwrap();
+    assert_eq!(store.purge_dead_letters("s", None).await.unwrap(), 1);
+    assert_eq!(store.subscription("s").await.unwrap().unwrap().dead_letters, 0);
+}
+
+pub async fn a_gone_target_disables_and_keeps_the_delivery(store: impl Store) {
+    store.put_subscription("s", "{}".into(), 0, 1).await.unwrap();
+    store.fan_out("s", 0, 1, vec![owed(1, None)]).await.unwrap();
+    store.settle("s", vec![(attempt(1, 1, "gone"), Settlement::Gone)]).await.unwrap();
+    let s = store.subscription("s").await.unwrap().unwrap();
+    assert_eq!((s.state, s.pending), (SubscriptionState::Disabled, 1));
+}
+
+pub async fn per_stream_only_the_oldest_owed_event_is_due(store: impl Store) {
+    store.put_subscription("s", "{}".into(), 0, 1).await.unwrap();
+    let mut later = owed(1, Some("a"));
+    later.due_us = 1_000;
+    let deliveries = vec![later, owed(2, Some("a")), owed(3, Some("b")), owed(4, None), owed(5, Some("b"))];
+    store.fan_out("s", 0, 5, deliveries).await.unwrap();
+    let due: Vec<u64> = store.due_deliveries("s", 100, 10, true).await.unwrap().iter().map(|d| d.position).collect();
+    assert_eq!(due, vec![3, 4], "stream a waits for its retry at 1000; b offers only its oldest");
+    let unordered: Vec<u64> =
+        store.due_deliveries("s", 100, 10, false).await.unwrap().iter().map(|d| d.position).collect();
+    assert_eq!(unordered, vec![2, 3, 4, 5]);
+}
+
+pub async fn position_before_finds_the_first_event_at_a_time(store: impl Store) {
+    let mut events = vec![event("a", "s", "{}", None), event("b", "s", "{}", None), event("c", "s", "{}", None)];
+    for (i, e) in events.iter_mut().enumerate() {
+        e.time_micros = 10 * (i as i64 + 1);
+    }
+    store.append(events).await.unwrap();
+    assert_eq!(store.position_before(0).await.unwrap(), 0);
+    assert_eq!(store.position_before(20).await.unwrap(), 1);
+    assert_eq!(store.position_before(21).await.unwrap(), 2);
+    assert_eq!(store.position_before(99).await.unwrap(), 3, "nothing that late: the head");
+}
+
+pub async fn events_at_reads_by_position(store: impl Store) {
+    store.append(vec![event("a", "s", "{}", None), event("b", "s", "{}", None)]).await.unwrap();
+    let got = store.events_at(vec![2, 9, 1]).await.unwrap();
+    assert_eq!(got.iter().map(|e| e.position).collect::<Vec<_>>(), vec![1, 2]);
+}
+
 /// Instantiates every contract test for a backend. `$make` is an async
 /// expression evaluating to a fresh, empty store (it may use `?`-free setup).
 #[macro_export]
@@ -188,6 +323,13 @@ macro_rules! store_contract_tests {
             head_notifies_live_readers,
             id_rules_are_upserted_listed_and_deleted,
             ready_then_closed,
+            subscriptions_are_upserted_keeping_their_cursor,
+            fan_out_moves_the_cursor_only_from_where_it_was,
+            settling_records_attempts_retries_and_dead_letters,
+            a_gone_target_disables_and_keeps_the_delivery,
+            per_stream_only_the_oldest_owed_event_is_due,
+            events_at_reads_by_position,
+            position_before_finds_the_first_event_at_a_time,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

@@ -9,12 +9,15 @@
 pub mod contract;
 pub mod error;
 pub mod sqlite;
+pub mod subscriptions;
 
 use async_trait::async_trait;
+use herald_core::subscription::SubscriptionState;
 use herald_core::{Event, IdRule, Position};
 use tokio::sync::watch;
 
 pub use error::StoreError;
+pub use subscriptions::{Attempt, AttemptQuery, DeadLetter, Delivery, Settlement, SubscriptionRecord};
 
 /// An event ready to append: validated, identified and serialized once.
 #[derive(Debug, Clone)]
@@ -116,6 +119,14 @@ pub trait Store: Send + Sync + 'static {
 
     async fn list(&self, query: ListQuery) -> Result<Page, StoreError>;
 
+    /// The position just before the first event whose `time` is at or after
+    /// `time_us` (the head when there is none): a cursor that starts there
+    /// delivers the events from that time on. Scans the log.
+    async fn position_before(&self, time_us: i64) -> Result<Position, StoreError>;
+
+    /// The events at these positions, in position order (missing ones left out).
+    async fn events_at(&self, positions: Vec<Position>) -> Result<Vec<StoredEvent>, StoreError>;
+
     /// The position of the last committed event (0 when empty), updated after
     /// every commit: a live reader waits on it.
     fn head(&self) -> watch::Receiver<Position>;
@@ -127,6 +138,80 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_id_rule(&self, detail_type: &str) -> Result<bool, StoreError>;
 
     async fn id_rules(&self) -> Result<Vec<IdRule>, StoreError>;
+
+    // Subscriptions: see [`subscriptions`] for the delivery model. Times are
+    // microseconds since the epoch, given by the caller.
+
+    /// Creates the subscription with its cursor at `start`, or replaces the
+    /// declaration of an existing one (cursor, state and history kept).
+    /// Returns whether it was created.
+    async fn put_subscription(
+        &self,
+        name: &str,
+        spec: String,
+        start: Position,
+        now_us: i64,
+    ) -> Result<bool, StoreError>;
+
+    async fn subscription(&self, name: &str) -> Result<Option<SubscriptionRecord>, StoreError>;
+
+    async fn subscriptions(&self) -> Result<Vec<SubscriptionRecord>, StoreError>;
+
+    /// Deletes it with its deliveries, attempts and dead letters.
+    async fn delete_subscription(&self, name: &str) -> Result<bool, StoreError>;
+
+    /// Returns whether the subscription exists. `last_error` replaces the
+    /// recorded one when given.
+    async fn set_subscription_state(
+        &self,
+        name: &str,
+        state: SubscriptionState,
+        last_error: Option<String>,
+        now_us: i64,
+    ) -> Result<bool, StoreError>;
+
+    /// Atomically records `deliveries` (the events in `(from, to]` that match)
+    /// and moves the cursor from `from` to `to`. Returns false, changing
+    /// nothing, when the cursor is no longer at `from`.
+    async fn fan_out(
+        &self,
+        name: &str,
+        from: Position,
+        to: Position,
+        deliveries: Vec<Delivery>,
+    ) -> Result<bool, StoreError>;
+
+    /// Adds deliveries without moving the cursor (replay); events already
+    /// owed are not added twice. Returns how many were added (`None`: no
+    /// such subscription).
+    async fn enqueue(&self, name: &str, deliveries: Vec<Delivery>) -> Result<Option<u64>, StoreError>;
+
+    /// Owed deliveries due at `now_us`, earliest first. With `per_stream`,
+    /// only the oldest owed delivery of each stream.
+    async fn due_deliveries(
+        &self,
+        name: &str,
+        now_us: i64,
+        limit: usize,
+        per_stream: bool,
+    ) -> Result<Vec<Delivery>, StoreError>;
+
+    /// When the earliest owed delivery falls due.
+    async fn next_due(&self, name: &str) -> Result<Option<i64>, StoreError>;
+
+    /// Records attempts and settles their deliveries, durably.
+    async fn settle(&self, name: &str, settled: Vec<(Attempt, Settlement)>) -> Result<(), StoreError>;
+
+    async fn attempts(&self, name: &str, query: AttemptQuery) -> Result<Vec<Attempt>, StoreError>;
+
+    async fn dead_letters(&self, name: &str, after: Position, limit: usize) -> Result<Vec<DeadLetter>, StoreError>;
+
+    /// Moves dead letters (all, or those with these event ids) back to owed
+    /// deliveries, due at `now_us`. Returns how many.
+    async fn redrive(&self, name: &str, ids: Option<Vec<String>>, now_us: i64) -> Result<u64, StoreError>;
+
+    /// Deletes dead letters (all, or those with these event ids). Returns how many.
+    async fn purge_dead_letters(&self, name: &str, ids: Option<Vec<String>>) -> Result<u64, StoreError>;
 
     /// A cheap probe that the store can read and write (for `/readyz`).
     async fn ready(&self) -> Result<(), StoreError>;

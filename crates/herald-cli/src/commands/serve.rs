@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use herald_server::ServerConfig;
+use herald_server::dispatch::webhook::EgressPolicy;
 use tracing_subscriber::EnvFilter;
 
 use crate::args::{LogFormat, ServeArgs};
@@ -19,6 +20,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         account: args.account,
         region: args.region,
         max_in_flight: args.max_in_flight,
+        egress: EgressPolicy { allow_internal: args.allow_private_targets, allowed: args.allowed_target_networks },
         ..ServerConfig::default()
     };
     herald_server::serve(config).await?;

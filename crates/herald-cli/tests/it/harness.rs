@@ -13,6 +13,7 @@ pub const BIN: &str = env!("CARGO_BIN_EXE_herald");
 pub struct Herald {
     pub url: String,
     pub data_dir: PathBuf,
+    env: Vec<(String, String)>,
     child: Child,
     pub http: reqwest::Client,
 }
@@ -20,10 +21,17 @@ pub struct Herald {
 impl Herald {
     /// Starts a server on `data_dir` and waits until it is listening.
     pub fn start(data_dir: &Path) -> Herald {
+        Self::start_with_env(data_dir, &[])
+    }
+
+    /// Starts with extra environment variables (kept across restarts).
+    pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Herald {
+        let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let mut child = Command::new(BIN)
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("HERALD_LOG", "warn")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -36,6 +44,7 @@ impl Herald {
         Herald {
             url: format!("http://{addr}"),
             data_dir: data_dir.to_owned(),
+            env,
             child,
             http: reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap(),
         }
@@ -52,9 +61,21 @@ impl Herald {
     }
 
     pub fn restart(self) -> Herald {
-        let dir = self.data_dir.clone();
+        let (dir, env) = (self.data_dir.clone(), self.env.clone());
         assert!(self.terminate().success());
-        Herald::start(&dir)
+        Herald::start_with_env(&dir, &env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>())
+    }
+
+    /// `kill -9`, then start again on the same data directory.
+    pub fn crash_and_restart(mut self) -> Herald {
+        let (dir, env) = (self.data_dir.clone(), self.env.clone());
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        Herald::start_with_env(&dir, &env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>())
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.send(self.http.delete(self.url(path))).await
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {

@@ -7,3 +7,5 @@ mod harness;
 mod hostile;
 mod publish;
 mod reads;
+mod receiver;
+mod subscriptions;

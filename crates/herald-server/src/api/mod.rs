@@ -7,6 +7,7 @@ pub mod id_rules;
 pub mod live;
 pub mod openapi;
 pub mod ops;
+pub mod subscriptions;
 pub mod wire;
 
 use axum::Router;
@@ -27,6 +28,16 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/events/{id}", put(events::put).get(events::get))
         .route("/v1/id-rules", get(id_rules::list))
         .route("/v1/id-rules/{detail_type}", put(id_rules::put).get(id_rules::get).delete(id_rules::delete))
+        .route("/v1/subscriptions", get(subscriptions::list))
+        .route(
+            "/v1/subscriptions/{name}",
+            put(subscriptions::put).get(subscriptions::get).delete(subscriptions::delete),
+        )
+        .route("/v1/subscriptions/{name}/pause", post(subscriptions::pause))
+        .route("/v1/subscriptions/{name}/resume", post(subscriptions::resume))
+        .route("/v1/subscriptions/{name}/attempts", get(subscriptions::attempts))
+        .route("/v1/subscriptions/{name}/dead-letters", get(subscriptions::dead_letters).delete(subscriptions::purge))
+        .route("/v1/subscriptions/{name}/dead-letters/redrive", post(subscriptions::redrive))
         .route("/v1/openapi.json", get(ops::openapi))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

@@ -2,14 +2,14 @@
 
 use utoipa::OpenApi;
 
-use super::{aws, events, id_rules, live, ops, wire};
+use super::{aws, events, id_rules, live, ops, subscriptions, wire};
 use crate::problem::Problem;
 
 #[derive(OpenApi)]
 #[openapi(
     info(
         title = "Herald",
-        description = "Durable, idempotent event backbone: publish and read events in the AWS EventBridge envelope."
+        description = "Durable, idempotent event backbone: publish and read events in the AWS EventBridge envelope, and subscribe to them with EventBridge patterns and signed webhooks."
     ),
     paths(
         events::publish,
@@ -21,6 +21,16 @@ use crate::problem::Problem;
         id_rules::list,
         id_rules::get,
         id_rules::delete,
+        subscriptions::put,
+        subscriptions::list,
+        subscriptions::get,
+        subscriptions::delete,
+        subscriptions::pause,
+        subscriptions::resume,
+        subscriptions::attempts,
+        subscriptions::dead_letters,
+        subscriptions::redrive,
+        subscriptions::purge,
         aws::put_events,
         ops::healthz,
         ops::readyz,

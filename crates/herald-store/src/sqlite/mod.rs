@@ -4,8 +4,10 @@
 //! [`writer`]); reads use a small pool of separate connections on the blocking
 //! thread pool, so they never wait for a commit.
 
+mod id_rules;
 mod reader;
 mod schema;
+mod subscriptions;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -13,13 +15,15 @@ use std::sync::Mutex;
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
+use herald_core::subscription::SubscriptionState;
 use herald_core::{IdRule, Position};
-use rusqlite::{Connection, ErrorCode};
+use rusqlite::{Connection, ErrorCode, Transaction};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use crate::subscriptions::{Attempt, AttemptQuery, DeadLetter, Delivery, Settlement, SubscriptionRecord};
 use crate::{AppendOutcome, ListQuery, NewEvent, Page, Store, StoreError, StoredEvent};
 use reader::ReadPool;
-use writer::{Job, Writer};
+use writer::{Job, Op, Writer};
 
 /// File name of the database inside the data directory.
 pub const DB_FILE: &str = "herald.db";
@@ -93,6 +97,14 @@ impl SqliteStore {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// Runs `f` in the writer's next group commit; answers once durable.
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Transaction<'_>) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.submit(|reply| Job::Write(Box::new(Op::new(f, reply)))).await
+    }
+
     async fn read<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
@@ -119,21 +131,122 @@ impl Store for SqliteStore {
         self.read(move |conn| reader::list(conn, &query)).await
     }
 
+    async fn position_before(&self, time_us: i64) -> Result<Position, StoreError> {
+        self.read(move |conn| reader::position_before(conn, time_us)).await
+    }
+
+    async fn events_at(&self, positions: Vec<Position>) -> Result<Vec<StoredEvent>, StoreError> {
+        self.read(move |conn| reader::at(conn, &positions)).await
+    }
+
     fn head(&self) -> watch::Receiver<Position> {
         self.head.clone()
     }
 
     async fn put_id_rule(&self, rule: IdRule) -> Result<(), StoreError> {
-        self.submit(|reply| Job::PutIdRule { rule, reply }).await
+        self.write(move |tx| id_rules::put(tx, &rule)).await
     }
 
     async fn delete_id_rule(&self, detail_type: &str) -> Result<bool, StoreError> {
         let detail_type = detail_type.to_owned();
-        self.submit(|reply| Job::DeleteIdRule { detail_type, reply }).await
+        self.write(move |tx| id_rules::delete(tx, &detail_type)).await
     }
 
     async fn id_rules(&self) -> Result<Vec<IdRule>, StoreError> {
-        self.read(reader::id_rules).await
+        self.read(id_rules::list).await
+    }
+
+    async fn put_subscription(
+        &self,
+        name: &str,
+        spec: String,
+        start: Position,
+        now_us: i64,
+    ) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.write(move |tx| subscriptions::put(tx, &name, &spec, start, now_us)).await
+    }
+
+    async fn subscription(&self, name: &str) -> Result<Option<SubscriptionRecord>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| subscriptions::get(conn, &name)).await
+    }
+
+    async fn subscriptions(&self) -> Result<Vec<SubscriptionRecord>, StoreError> {
+        self.read(subscriptions::list).await
+    }
+
+    async fn delete_subscription(&self, name: &str) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.write(move |tx| subscriptions::delete(tx, &name)).await
+    }
+
+    async fn set_subscription_state(
+        &self,
+        name: &str,
+        state: SubscriptionState,
+        last_error: Option<String>,
+        now_us: i64,
+    ) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.write(move |tx| subscriptions::set_state(tx, &name, state, last_error.as_deref(), now_us)).await
+    }
+
+    async fn fan_out(
+        &self,
+        name: &str,
+        from: Position,
+        to: Position,
+        deliveries: Vec<Delivery>,
+    ) -> Result<bool, StoreError> {
+        let name = name.to_owned();
+        self.write(move |tx| subscriptions::fan_out(tx, &name, from, to, &deliveries)).await
+    }
+
+    async fn enqueue(&self, name: &str, deliveries: Vec<Delivery>) -> Result<Option<u64>, StoreError> {
+        let name = name.to_owned();
+        self.write(move |tx| subscriptions::enqueue(tx, &name, &deliveries)).await
+    }
+
+    async fn due_deliveries(
+        &self,
+        name: &str,
+        now_us: i64,
+        limit: usize,
+        per_stream: bool,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| subscriptions::due(conn, &name, now_us, limit, per_stream)).await
+    }
+
+    async fn next_due(&self, name: &str) -> Result<Option<i64>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| subscriptions::next_due(conn, &name)).await
+    }
+
+    async fn settle(&self, name: &str, settled: Vec<(Attempt, Settlement)>) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        self.write(move |tx| subscriptions::settle(tx, &name, &settled)).await
+    }
+
+    async fn attempts(&self, name: &str, query: AttemptQuery) -> Result<Vec<Attempt>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| subscriptions::attempts(conn, &name, &query)).await
+    }
+
+    async fn dead_letters(&self, name: &str, after: Position, limit: usize) -> Result<Vec<DeadLetter>, StoreError> {
+        let name = name.to_owned();
+        self.read(move |conn| subscriptions::dead_letters(conn, &name, after, limit)).await
+    }
+
+    async fn redrive(&self, name: &str, ids: Option<Vec<String>>, now_us: i64) -> Result<u64, StoreError> {
+        let name = name.to_owned();
+        self.write(move |tx| subscriptions::redrive(tx, &name, ids.as_deref(), now_us)).await
+    }
+
+    async fn purge_dead_letters(&self, name: &str, ids: Option<Vec<String>>) -> Result<u64, StoreError> {
+        let name = name.to_owned();
+        self.write(move |tx| subscriptions::purge(tx, &name, ids.as_deref())).await
     }
 
     async fn ready(&self) -> Result<(), StoreError> {

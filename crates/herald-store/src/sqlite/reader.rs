@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use herald_core::{IdRule, Position};
+use herald_core::Position;
 use rusqlite::{Connection, OptionalExtension, params_from_iter, types::Value as SqlValue};
 
 use super::{classify, schema};
@@ -57,6 +57,26 @@ pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<StoredEvent>>
     conn.prepare_cached("SELECT position, body FROM events WHERE id = ?1")?.query_row([id], stored_event).optional()
 }
 
+pub fn position_before(conn: &Connection, time_us: i64) -> rusqlite::Result<Position> {
+    let sql = "SELECT coalesce((SELECT min(position) - 1 FROM events WHERE time_us >= ?1),
+                               (SELECT coalesce(max(position), 0) FROM events))";
+    conn.prepare_cached(sql)?.query_row([time_us], |r| r.get::<_, i64>(0)).map(|p| p as Position)
+}
+
+pub fn at(conn: &Connection, positions: &[Position]) -> rusqlite::Result<Vec<StoredEvent>> {
+    let mut stmt = conn.prepare_cached("SELECT position, body FROM events WHERE position = ?1")?;
+    let mut sorted = positions.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut events = Vec::with_capacity(sorted.len());
+    for position in sorted {
+        if let Some(event) = stmt.query_row([position as i64], stored_event).optional()? {
+            events.push(event);
+        }
+    }
+    Ok(events)
+}
+
 /// Positions a filtered read may scan past `after` in one call. Source and
 /// detail-type have no index, so this bounds the work of one request; the
 /// page's `next` tells the caller where the scan stopped.
@@ -99,17 +119,6 @@ pub fn list(conn: &Connection, query: &ListQuery) -> rusqlite::Result<Page> {
     Ok(Page { events, next })
 }
 
-pub fn id_rules(conn: &Connection) -> rusqlite::Result<Vec<IdRule>> {
-    let mut stmt = conn.prepare_cached("SELECT detail_type, fields FROM id_rules ORDER BY detail_type")?;
-    let rows = stmt.query_map([], |r| {
-        let fields: String = r.get(1)?;
-        let fields = serde_json::from_str(&fields)
-            .map_err(|e| rusqlite::Error::FromSqlConversionFailure(1, rusqlite::types::Type::Text, Box::new(e)))?;
-        Ok(IdRule { detail_type: r.get(0)?, fields })
-    })?;
-    rows.collect()
-}
-
-fn stored_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
+pub fn stored_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
     Ok(StoredEvent { position: row.get::<_, i64>(0)? as Position, body: row.get(1)? })
 }

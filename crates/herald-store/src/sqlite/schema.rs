@@ -23,6 +23,56 @@ const MIGRATIONS: &[&str] = &[
         detail_type TEXT PRIMARY KEY,
         fields      TEXT NOT NULL          -- JSON array of JSON pointers
     );",
+    // 2: subscriptions, the deliveries they owe, attempts and dead letters.
+    "CREATE TABLE subscriptions (
+        name        TEXT PRIMARY KEY,
+        spec        TEXT NOT NULL,         -- the declaration, JSON, defaults filled in
+        state       TEXT NOT NULL,         -- active | paused | disabled
+        cursor      INTEGER NOT NULL,      -- events up to here are fanned out
+        created_us  INTEGER NOT NULL,
+        updated_us  INTEGER NOT NULL,
+        delivered   INTEGER NOT NULL DEFAULT 0,
+        failed      INTEGER NOT NULL DEFAULT 0,
+        last_error  TEXT
+    );
+    CREATE TABLE deliveries (
+        subscription TEXT NOT NULL,
+        position     INTEGER NOT NULL,
+        event_id     TEXT NOT NULL,
+        stream       TEXT,
+        attempts     INTEGER NOT NULL,     -- made so far
+        due_us       INTEGER NOT NULL,     -- next attempt not before
+        first_due_us INTEGER NOT NULL,     -- max_age counts from here
+        replay       INTEGER NOT NULL,
+        PRIMARY KEY (subscription, position)
+    ) WITHOUT ROWID;
+    CREATE INDEX deliveries_by_due ON deliveries (subscription, due_us, position);
+    CREATE INDEX deliveries_by_stream ON deliveries (subscription, stream, position) WHERE stream IS NOT NULL;
+    CREATE TABLE attempts (
+        seq          INTEGER PRIMARY KEY,
+        subscription TEXT NOT NULL,
+        event_id     TEXT NOT NULL,
+        position     INTEGER NOT NULL,
+        attempt      INTEGER NOT NULL,
+        time_us      INTEGER NOT NULL,
+        outcome      TEXT NOT NULL,        -- delivered | failed | dead | gone
+        status       INTEGER,
+        latency_us   INTEGER NOT NULL,
+        error        TEXT,
+        response     TEXT,
+        replay       INTEGER NOT NULL
+    );
+    CREATE INDEX attempts_by_subscription ON attempts (subscription, seq);
+    CREATE TABLE dead_letters (
+        subscription TEXT NOT NULL,
+        position     INTEGER NOT NULL,
+        event_id     TEXT NOT NULL,
+        stream       TEXT,
+        attempts     INTEGER NOT NULL,
+        reason       TEXT NOT NULL,
+        time_us      INTEGER NOT NULL,
+        PRIMARY KEY (subscription, position)
+    ) WITHOUT ROWID;",
 ];
 
 /// Settings of the one write connection. `synchronous = FULL` makes every

@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use herald_core::{IdRule, Position};
+use herald_core::Position;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -24,16 +24,44 @@ pub enum Job {
         events: Vec<NewEvent>,
         reply: Reply<Vec<AppendOutcome>>,
     },
-    PutIdRule {
-        rule: IdRule,
-        reply: Reply<()>,
-    },
-    DeleteIdRule {
-        detail_type: String,
-        reply: Reply<bool>,
-    },
+    /// Any other write (id rules, subscriptions, deliveries), group-committed
+    /// with the appends.
+    Write(Box<dyn Command>),
     /// Commit what came before, then stop.
     Shutdown,
+}
+
+/// A write other than an append: it runs inside the group's transaction and
+/// is answered only once the commit is durable.
+pub trait Command: Send {
+    fn apply(&mut self, tx: &Transaction<'_>) -> rusqlite::Result<()>;
+    fn answer(self: Box<Self>, result: Result<(), StoreError>);
+}
+
+/// A [`Command`] made of a closure and the channel its result goes back on.
+pub struct Op<T, F> {
+    run: Option<F>,
+    output: Option<T>,
+    reply: Reply<T>,
+}
+
+impl<T, F> Op<T, F> {
+    pub fn new(run: F, reply: Reply<T>) -> Self {
+        Self { run: Some(run), output: None, reply }
+    }
+}
+
+impl<T: Send, F: FnOnce(&Transaction<'_>) -> rusqlite::Result<T> + Send> Command for Op<T, F> {
+    fn apply(&mut self, tx: &Transaction<'_>) -> rusqlite::Result<()> {
+        let run = self.run.take().expect("a command is applied once");
+        self.output = Some(run(tx)?);
+        Ok(())
+    }
+
+    fn answer(self: Box<Self>, result: Result<(), StoreError>) {
+        let Op { output, reply, .. } = *self;
+        let _ = reply.send(result.and_then(|()| output.ok_or_else(|| StoreError::Task("command not applied".into()))));
+    }
 }
 
 impl Job {
@@ -51,33 +79,25 @@ impl Job {
         };
         match self {
             Job::Append { reply, .. } => drop(reply.send(Err(err()))),
-            Job::PutIdRule { reply, .. } => drop(reply.send(Err(err()))),
-            Job::DeleteIdRule { reply, .. } => drop(reply.send(Err(err()))),
+            Job::Write(command) => command.answer(Err(err())),
             Job::Shutdown => {}
         }
     }
-}
 
-/// What a job produced inside the transaction, held until the commit is durable.
-enum Output {
-    Appended(Vec<AppendOutcome>),
-    RuleStored,
-    RuleDeleted(bool),
-}
-
-impl Output {
-    fn deliver(self, job: Job) {
-        match (job, self) {
-            (Job::Append { reply, .. }, Output::Appended(outcomes)) => drop(reply.send(Ok(outcomes))),
-            (Job::PutIdRule { reply, .. }, Output::RuleStored) => drop(reply.send(Ok(()))),
-            (Job::DeleteIdRule { reply, .. }, Output::RuleDeleted(existed)) => drop(reply.send(Ok(existed))),
-            _ => unreachable!("each job produces its own kind of output"),
+    /// Answers the job once its group is durable.
+    fn deliver(self, appended: Option<Vec<AppendOutcome>>) {
+        match (self, appended) {
+            (Job::Append { reply, .. }, Some(outcomes)) => drop(reply.send(Ok(outcomes))),
+            (Job::Write(command), None) => command.answer(Ok(())),
+            _ => unreachable!("appends produce outcomes, other writes do not"),
         }
     }
 }
 
 /// A group that could not be committed, with its jobs to answer.
 type Failed = (StoreError, Vec<Job>);
+/// A committed group: each job with its outcomes (appends only).
+type Done = Vec<(Job, Option<Vec<AppendOutcome>>)>;
 
 pub struct Writer {
     pub conn: Connection,
@@ -125,8 +145,8 @@ impl Writer {
             Ok(done) => {
                 // Head first: whoever hears "appended" must find the head past it.
                 self.head.send_replace(self.next_position - 1);
-                for (job, output) in done {
-                    output.deliver(job);
+                for (job, appended) in done {
+                    job.deliver(appended);
                 }
                 metrics::histogram!("herald_store_commit_events").record(events as f64);
                 metrics::histogram!("herald_store_commit_seconds").record(started.elapsed().as_secs_f64());
@@ -143,7 +163,7 @@ impl Writer {
 
     /// Writes and commits one group. On failure nothing was committed and the
     /// jobs come back so each waiter can be told.
-    fn write_group(&mut self, group: Vec<Job>) -> Result<Vec<(Job, Output)>, Failed> {
+    fn write_group(&mut self, mut group: Vec<Job>) -> Result<Done, Failed> {
         let path = self.path.clone();
         let tx = match self.conn.transaction_with_behavior(TransactionBehavior::Immediate) {
             Ok(tx) => tx,
@@ -152,11 +172,10 @@ impl Writer {
         let mut next = self.next_position;
         let mut outputs = Vec::with_capacity(group.len());
         let mut failure = None;
-        for job in &group {
+        for job in &mut group {
             let output = match job {
-                Job::Append { events, .. } => append(&tx, events, &mut next).map(Output::Appended),
-                Job::PutIdRule { rule, .. } => put_id_rule(&tx, rule).map(|()| Output::RuleStored),
-                Job::DeleteIdRule { detail_type, .. } => delete_id_rule(&tx, detail_type).map(Output::RuleDeleted),
+                Job::Append { events, .. } => append(&tx, events, &mut next).map(Some),
+                Job::Write(command) => command.apply(&tx).map(|()| None),
                 Job::Shutdown => unreachable!("shutdown jobs are removed from a group"),
             };
             match output {
@@ -213,18 +232,4 @@ fn append(tx: &Transaction<'_>, events: &[NewEvent], next: &mut Position) -> rus
         });
     }
     Ok(outcomes)
-}
-
-fn put_id_rule(tx: &Transaction<'_>, rule: &IdRule) -> rusqlite::Result<()> {
-    let fields = serde_json::to_string(&rule.fields).expect("strings serialize");
-    tx.prepare_cached(
-        "INSERT INTO id_rules (detail_type, fields) VALUES (?1, ?2)
-         ON CONFLICT (detail_type) DO UPDATE SET fields = excluded.fields",
-    )?
-    .execute(params![rule.detail_type, fields])?;
-    Ok(())
-}
-
-fn delete_id_rule(tx: &Transaction<'_>, detail_type: &str) -> rusqlite::Result<bool> {
-    Ok(tx.prepare_cached("DELETE FROM id_rules WHERE detail_type = ?1")?.execute([detail_type])? > 0)
 }

@@ -1,0 +1,322 @@
+//! `/v1/subscriptions`: declaring subscriptions, their status, attempts and
+//! dead letters. Delivery itself is the dispatcher's ([`crate::dispatch`]).
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use herald_core::envelope::format_time;
+use herald_core::signature::Secret;
+use herald_core::subscription::{Start, SubscriptionSpec, SubscriptionState, Target};
+use herald_core::{Invalid, Position};
+use herald_store::{Attempt, AttemptQuery, DeadLetter, SubscriptionRecord};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa::IntoParams;
+
+use super::events::parse_param;
+use crate::body::{parse_json, read_limited, require_json};
+use crate::dispatch::worker::now_us;
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+const MAX_NAME_CHARS: usize = 128;
+
+/// Create or update a subscription (idempotent).
+///
+/// Body: `pattern` (EventBridge event pattern; none = every event), `target`
+/// (`{"type": "webhook", "url", "secret"}`), `start` (`"latest"`,
+/// `"earliest"`, `{"time"}`, `{"position"}`; only used on creation), `retry`
+/// (`max_attempts`, `max_age`, `min_backoff`, `max_backoff`, `timeout`),
+/// `ordering` (`"none"` or `"stream"`), `concurrency`, `rate_limit`.
+/// A webhook secret left out is generated on creation and kept on update.
+#[utoipa::path(put, path = "/v1/subscriptions/{name}", tag = "subscriptions",
+    params(("name" = String, Path, description = "1-128 of A-Z a-z 0-9 . _ -")),
+    request_body(content = Object),
+    responses(
+        (status = 201, description = "Created", body = Object),
+        (status = 200, description = "Updated", body = Object),
+        (status = 422, description = "Invalid declaration (the pointer names the field, also inside the pattern)",
+            body = crate::problem::Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn put(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    check_name(&name)?;
+    require_json(&headers)?;
+    let mut spec = SubscriptionSpec::from_json(&parse_json(&read_limited(&headers, body).await?)?)?;
+    if spec.target == Target::Pull {
+        return Err(Invalid::one("/target/type", "pull targets are not available yet; use a webhook").into());
+    }
+    let existing = state.store.subscription(&name).await?;
+    if let Target::Webhook { secret: secret @ None, .. } = &mut spec.target {
+        *secret = Some(
+            existing.as_ref().and_then(stored_secret).unwrap_or_else(|| Secret::encode(&rand::random::<[u8; 32]>())),
+        );
+    }
+    let start = match spec.start {
+        Start::Latest => *state.store.head().borrow(),
+        Start::Earliest => 0,
+        Start::Position(p) => p,
+        Start::Time(t) => state.store.position_before(t.timestamp_micros()).await?,
+    };
+    let created = state.store.put_subscription(&name, spec.to_json().to_string(), start, now_us()).await?;
+    state.dispatcher.nudge(&name);
+    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, Json(view(&state, &load(&state, &name).await?))).into_response())
+}
+
+/// The secret of a stored webhook subscription, kept when an update leaves it out.
+fn stored_secret(record: &SubscriptionRecord) -> Option<String> {
+    let spec: Value = serde_json::from_str(&record.spec).ok()?;
+    spec.pointer("/target/secret")?.as_str().map(str::to_owned)
+}
+
+#[utoipa::path(get, path = "/v1/subscriptions", tag = "subscriptions",
+    responses((status = 200, description = "Every subscription with its status", body = Object)))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let records = state.store.subscriptions().await?;
+    Ok(Json(json!({ "subscriptions": records.iter().map(|r| view(&state, r)).collect::<Vec<_>>() })))
+}
+
+/// A subscription: its declaration and status (lag, in flight, delivered,
+/// failed, dead letters, last error, state).
+#[utoipa::path(get, path = "/v1/subscriptions/{name}", tag = "subscriptions", params(("name" = String, Path)),
+    responses((status = 200, description = "The subscription", body = Object),
+        (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
+pub async fn get(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(view(&state, &load(&state, &name).await?)))
+}
+
+/// Delete a subscription with its owed deliveries, attempts and dead letters.
+#[utoipa::path(delete, path = "/v1/subscriptions/{name}", tag = "subscriptions", params(("name" = String, Path)),
+    responses((status = 204, description = "Deleted"), (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
+pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+    if !state.store.delete_subscription(&name).await? {
+        return Err(not_found(&name));
+    }
+    state.dispatcher.nudge(&name);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Stop delivering; the cursor waits where it is.
+#[utoipa::path(post, path = "/v1/subscriptions/{name}/pause", tag = "subscriptions", params(("name" = String, Path)),
+    responses((status = 200, description = "The subscription, paused", body = Object),
+        (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
+pub async fn pause(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    set_state(state, name, SubscriptionState::Paused).await
+}
+
+/// Deliver again, also after the target answered 410 Gone.
+#[utoipa::path(post, path = "/v1/subscriptions/{name}/resume", tag = "subscriptions", params(("name" = String, Path)),
+    responses((status = 200, description = "The subscription, active", body = Object),
+        (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
+pub async fn resume(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
+    set_state(state, name, SubscriptionState::Active).await
+}
+
+async fn set_state(state: AppState, name: String, to: SubscriptionState) -> Result<Json<Value>, ApiError> {
+    if !state.store.set_subscription_state(&name, to, None, now_us()).await? {
+        return Err(not_found(&name));
+    }
+    state.dispatcher.nudge(&name);
+    Ok(Json(view(&state, &load(&state, &name).await?)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AttemptParams {
+    /// Only attempts to deliver this event.
+    pub event_id: Option<String>,
+    /// Only attempts that ended so: `delivered`, `failed`, `dead` or `gone`.
+    pub outcome: Option<String>,
+    /// At most this many, newest first (1-1000, default 100).
+    pub limit: Option<String>,
+}
+
+/// Delivery attempts, newest first: time, status code, latency, error and the
+/// start of the answer's body.
+#[utoipa::path(get, path = "/v1/subscriptions/{name}/attempts", tag = "subscriptions",
+    params(("name" = String, Path), AttemptParams),
+    responses((status = 200, description = "Attempts", body = Object),
+        (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
+pub async fn attempts(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(params): Query<AttemptParams>,
+) -> Result<Json<Value>, ApiError> {
+    load(&state, &name).await?;
+    if let Some(outcome) = &params.outcome
+        && !["delivered", "failed", "dead", "gone"].contains(&outcome.as_str())
+    {
+        return Err(ApiError::InvalidParameter {
+            name: "outcome".into(),
+            message: "must be delivered, failed, dead or gone".into(),
+        });
+    }
+    let query = AttemptQuery {
+        event_id: params.event_id,
+        outcome: params.outcome,
+        limit: parse_param("limit", params.limit.as_deref(), 100, 1000)? as usize,
+    };
+    let attempts = state.store.attempts(&name, query).await?;
+    Ok(Json(json!({ "attempts": attempts.iter().map(attempt_json).collect::<Vec<_>>() })))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DeadLetterParams {
+    /// Only dead letters of events after this position.
+    pub after: Option<String>,
+    /// At most this many (1-1000, default 100).
+    pub limit: Option<String>,
+}
+
+/// Events the subscription gave up on, with the reason, in position order.
+#[utoipa::path(get, path = "/v1/subscriptions/{name}/dead-letters", tag = "subscriptions",
+    params(("name" = String, Path), DeadLetterParams),
+    responses((status = 200, description = "Dead letters", body = Object),
+        (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
+pub async fn dead_letters(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    Query(params): Query<DeadLetterParams>,
+) -> Result<Json<Value>, ApiError> {
+    load(&state, &name).await?;
+    let after = parse_param("after", params.after.as_deref(), 0, u64::MAX)?;
+    let limit = parse_param("limit", params.limit.as_deref(), 100, 1000)? as usize;
+    let letters = state.store.dead_letters(&name, after, limit).await?;
+    let next = letters.last().map_or(after, |l| l.position);
+    Ok(Json(json!({ "dead_letters": letters.iter().map(dead_letter_json).collect::<Vec<_>>(), "next": next })))
+}
+
+/// Put dead letters back for delivery: all, or `{"ids": [event ids]}`.
+#[utoipa::path(post, path = "/v1/subscriptions/{name}/dead-letters/redrive", tag = "subscriptions",
+    params(("name" = String, Path)), request_body(content = Object, description = r#"optional {"ids": ["..."]}"#),
+    responses((status = 200, description = r#"{"redriven": N}"#, body = Object),
+        (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
+pub async fn redrive(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    load(&state, &name).await?;
+    let ids = selected_ids(&headers, body).await?;
+    let redriven = state.store.redrive(&name, ids, now_us()).await?;
+    state.dispatcher.nudge(&name);
+    Ok(Json(json!({ "redriven": redriven })))
+}
+
+/// Delete dead letters: all, or `{"ids": [event ids]}`.
+#[utoipa::path(delete, path = "/v1/subscriptions/{name}/dead-letters", tag = "subscriptions",
+    params(("name" = String, Path)), request_body(content = Object, description = r#"optional {"ids": ["..."]}"#),
+    responses((status = 200, description = r#"{"purged": N}"#, body = Object),
+        (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
+pub async fn purge(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    load(&state, &name).await?;
+    let ids = selected_ids(&headers, body).await?;
+    Ok(Json(json!({ "purged": state.store.purge_dead_letters(&name, ids).await? })))
+}
+
+/// An optional body `{"ids": [...]}`; no body means all.
+async fn selected_ids(headers: &HeaderMap, body: Body) -> Result<Option<Vec<String>>, ApiError> {
+    let bytes = read_limited(headers, body).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    require_json(headers)?;
+    let value = parse_json(&bytes)?;
+    let invalid = || Invalid::one("/ids", "must be an array of event ids (strings)");
+    let ids = value.as_object().filter(|o| o.len() == 1).and_then(|o| o.get("ids")).ok_or_else(invalid)?;
+    let ids = ids.as_array().ok_or_else(invalid)?;
+    let ids = ids.iter().map(|v| v.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>().ok_or_else(invalid)?;
+    Ok(Some(ids))
+}
+
+async fn load(state: &AppState, name: &str) -> Result<SubscriptionRecord, ApiError> {
+    state.store.subscription(name).await?.ok_or_else(|| not_found(name))
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::NotFound(format!("no subscription named {name}"))
+}
+
+fn check_name(name: &str) -> Result<(), ApiError> {
+    let valid = !name.is_empty()
+        && name.chars().count() <= MAX_NAME_CHARS
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidParameter {
+            name: "name".into(),
+            message: format!("must be 1-{MAX_NAME_CHARS} characters of A-Z a-z 0-9 . _ -"),
+        })
+    }
+}
+
+/// The declaration with the subscription's status.
+fn view(state: &AppState, record: &SubscriptionRecord) -> Value {
+    let mut out = serde_json::from_str::<Value>(&record.spec).unwrap_or_else(|_| json!({}));
+    let head: Position = *state.store.head().borrow();
+    if let Some(object) = out.as_object_mut() {
+        object.insert("name".into(), json!(record.name));
+        object.insert("state".into(), json!(record.state.as_str()));
+        object.insert(
+            "status".into(),
+            json!({
+                "cursor": record.cursor,
+                "lag": head.saturating_sub(record.cursor),
+                "pending": record.pending,
+                "in_flight": state.dispatcher.in_flight(&record.name),
+                "delivered": record.delivered,
+                "failed": record.failed,
+                "dead_letters": record.dead_letters,
+                "last_error": record.last_error,
+            }),
+        );
+        object.insert("created".into(), json!(time_text(record.created_us)));
+        object.insert("updated".into(), json!(time_text(record.updated_us)));
+    }
+    out
+}
+
+fn time_text(micros: i64) -> String {
+    chrono::DateTime::from_timestamp_micros(micros).map(|t| format_time(&t)).unwrap_or_default()
+}
+
+fn attempt_json(a: &Attempt) -> Value {
+    json!({
+        "event_id": a.event_id,
+        "position": a.position,
+        "attempt": a.attempt,
+        "time": time_text(a.time_us),
+        "outcome": a.outcome,
+        "status": a.status,
+        "latency_ms": a.latency_us as f64 / 1000.0,
+        "error": a.error,
+        "response": a.response,
+        "replay": a.replay,
+    })
+}
+
+fn dead_letter_json(l: &DeadLetter) -> Value {
+    json!({
+        "event_id": l.event_id,
+        "position": l.position,
+        "stream": l.stream,
+        "attempts": l.attempts,
+        "reason": l.reason,
+        "time": time_text(l.time_us),
+    })
+}

@@ -1,0 +1,86 @@
+//! The dispatcher: one [`worker`] task per subscription, each with its own
+//! durable cursor, so subscriptions never hold each other back and a slow
+//! target never slows publishing. The API nudges a worker when its
+//! subscription changes; workers find everything else in the store.
+
+pub mod webhook;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use herald_store::{Store, StoreError};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinHandle;
+
+use self::webhook::WebhookClient;
+use self::worker::Worker;
+
+struct Handle {
+    nudge: Arc<Notify>,
+    in_flight: Arc<AtomicUsize>,
+    task: JoinHandle<()>,
+}
+
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    client: WebhookClient,
+    workers: Mutex<HashMap<String, Handle>>,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Dispatcher {
+    /// Starts a worker for every stored subscription.
+    pub async fn start(
+        store: Arc<dyn Store>,
+        client: WebhookClient,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<Arc<Self>, StoreError> {
+        let dispatcher = Arc::new(Self { store, client, workers: Mutex::default(), shutdown });
+        for record in dispatcher.store.subscriptions().await? {
+            dispatcher.nudge(&record.name);
+        }
+        Ok(dispatcher)
+    }
+
+    /// Tells the subscription's worker to look again (its declaration, state
+    /// or deliveries changed), starting one if none runs.
+    pub fn nudge(&self, name: &str) {
+        let Ok(mut workers) = self.workers.lock() else { return };
+        if let Some(handle) = workers.get(name).filter(|h| !h.task.is_finished()) {
+            handle.nudge.notify_one();
+            return;
+        }
+        let nudge = Arc::new(Notify::new());
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let worker = Worker {
+            name: name.to_owned(),
+            store: self.store.clone(),
+            client: self.client.clone(),
+            nudge: nudge.clone(),
+            in_flight: in_flight.clone(),
+            shutdown: self.shutdown.clone(),
+        };
+        let task = tokio::spawn(worker.run());
+        workers.insert(name.to_owned(), Handle { nudge, in_flight, task });
+    }
+
+    /// Deliveries of this subscription waiting for an answer now.
+    pub fn in_flight(&self, name: &str) -> usize {
+        let workers = self.workers.lock().ok();
+        workers.and_then(|w| w.get(name).map(|h| h.in_flight.load(Ordering::Relaxed))).unwrap_or(0)
+    }
+
+    /// Waits for every worker to stop (they stop when shutdown turns true),
+    /// so their last attempts are recorded before the store closes.
+    pub async fn stopped(&self) {
+        let tasks: Vec<JoinHandle<()>> = match self.workers.lock() {
+            Ok(mut workers) => workers.drain().map(|(_, h)| h.task).collect(),
+            Err(_) => return,
+        };
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Webhook targets: one signed POST per delivery (Standard Webhooks headers),
+//! with bounded time and answer size, and refusal of internal addresses
+//! unless the configuration allows them.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use herald_core::network::{Network, is_internal};
+use herald_core::signature::Secret;
+use reqwest::dns::{Addrs, Name, Resolve, Resolving};
+use reqwest::header::{HeaderValue, RETRY_AFTER};
+
+/// Bytes of an answer kept in the attempt log.
+const RESPONSE_KEPT: usize = 1024;
+/// Bytes of an answer read at most; the rest is not waited for.
+const RESPONSE_READ: usize = 64 * 1024;
+
+/// Which internal addresses deliveries may reach.
+#[derive(Debug, Clone, Default)]
+pub struct EgressPolicy {
+    /// Every internal address (loopback, private, link-local) is allowed.
+    pub allow_internal: bool,
+    /// These networks are allowed even though internal.
+    pub allowed: Vec<Network>,
+}
+
+impl EgressPolicy {
+    pub fn permits(&self, ip: IpAddr) -> bool {
+        self.allow_internal || !is_internal(ip) || self.allowed.iter().any(|n| n.contains(ip))
+    }
+}
+
+/// Resolves names, then drops the addresses the policy forbids, so a name
+/// that points at an internal address cannot smuggle a delivery there.
+struct CheckedResolver(Arc<EgressPolicy>);
+
+impl Resolve for CheckedResolver {
+    fn resolve(&self, name: Name) -> Resolving {
+        let policy = self.0.clone();
+        Box::pin(async move {
+            let host = name.as_str().to_owned();
+            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let allowed: Vec<SocketAddr> = found.iter().copied().filter(|a| policy.permits(a.ip())).collect();
+            if allowed.is_empty() && !found.is_empty() {
+                return Err(format!("{host} resolves only to internal addresses, which are not allowed").into());
+            }
+            Ok(Box::new(allowed.into_iter()) as Addrs)
+        })
+    }
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: Option<u16>,
+    /// Why it failed, when it did (connection error, timeout, non-2xx).
+    pub error: Option<String>,
+    pub response: Option<String>,
+    pub latency: Duration,
+    /// The target's `Retry-After` on a 429 or 503.
+    pub retry_after: Option<Duration>,
+}
+
+impl Answer {
+    pub fn succeeded(&self) -> bool {
+        self.status.is_some_and(|s| (200..300).contains(&s))
+    }
+
+    fn failed(started: Instant, error: String) -> Self {
+        Self { status: None, error: Some(error), response: None, latency: started.elapsed(), retry_after: None }
+    }
+}
+
+/// One delivery to send.
+pub struct Request<'a> {
+    pub url: &'a str,
+    pub secret: &'a Secret,
+    pub event_id: &'a str,
+    pub body: Bytes,
+    pub timeout: Duration,
+    pub attempt: u32,
+    pub replay: bool,
+}
+
+#[derive(Clone)]
+pub struct WebhookClient {
+    http: reqwest::Client,
+    policy: Arc<EgressPolicy>,
+}
+
+impl WebhookClient {
+    pub fn new(policy: EgressPolicy) -> Self {
+        let policy = Arc::new(policy);
+        let http = reqwest::Client::builder()
+            .dns_resolver(Arc::new(CheckedResolver(policy.clone())))
+            // A redirect could lead anywhere, also inside; a 3xx is a failed attempt.
+            .redirect(reqwest::redirect::Policy::none())
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
+            .no_proxy()
+            .build()
+            .expect("the HTTP client's settings are valid");
+        Self { http, policy }
+    }
+
+    pub async fn send(&self, request: Request<'_>) -> Answer {
+        let started = Instant::now();
+        if let Some(refusal) = self.refuse_literal(request.url) {
+            return Answer::failed(started, refusal);
+        }
+        let timestamp = chrono::Utc::now().timestamp();
+        let signature = request.secret.sign(request.event_id, timestamp, &request.body);
+        let mut builder = self
+            .http
+            .post(request.url)
+            .timeout(request.timeout)
+            .header("content-type", "application/json")
+            .header("webhook-id", request.event_id)
+            .header("webhook-timestamp", timestamp)
+            .header("webhook-signature", signature)
+            .header("herald-attempt", request.attempt);
+        if request.replay {
+            builder = builder.header("herald-replay", "true");
+        }
+        let response = match builder.body(request.body).send().await {
+            Ok(response) => response,
+            Err(e) => return Answer::failed(started, describe(&e)),
+        };
+        let status = response.status().as_u16();
+        let retry_after =
+            matches!(status, 429 | 503).then(|| response.headers().get(RETRY_AFTER).and_then(retry_after)).flatten();
+        let body = read_bounded(response).await;
+        let succeeded = (200..300).contains(&status);
+        Answer {
+            status: Some(status),
+            error: (!succeeded).then(|| format!("HTTP {status}")),
+            response: (!body.is_empty())
+                .then(|| String::from_utf8_lossy(&body[..body.len().min(RESPONSE_KEPT)]).into()),
+            latency: started.elapsed(),
+            retry_after,
+        }
+    }
+
+    /// URLs naming an IP address are not resolved, so check them here.
+    fn refuse_literal(&self, url: &str) -> Option<String> {
+        let url = reqwest::Url::parse(url).ok()?;
+        let ip = match url.host()? {
+            url::Host::Ipv4(ip) => IpAddr::V4(ip),
+            url::Host::Ipv6(ip) => IpAddr::V6(ip),
+            url::Host::Domain(_) => return None,
+        };
+        (!self.policy.permits(ip)).then(|| format!("{ip} is an internal address, which is not allowed"))
+    }
+}
+
+/// Reads at most [`RESPONSE_READ`] bytes of the answer.
+async fn read_bounded(response: reqwest::Response) -> Vec<u8> {
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(Ok(chunk)) = stream.next().await {
+        body.extend_from_slice(&chunk[..chunk.len().min(RESPONSE_READ - body.len())]);
+        if body.len() >= RESPONSE_READ {
+            break;
+        }
+    }
+    body
+}
+
+/// `Retry-After` in seconds (HTTP dates are rare from webhooks; ignored).
+fn retry_after(value: &HeaderValue) -> Option<Duration> {
+    value.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// The error with its causes (reqwest's own message alone says little).
+fn describe(err: &reqwest::Error) -> String {
+    let mut text = if err.is_timeout() { "timed out".to_owned() } else { err.to_string() };
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

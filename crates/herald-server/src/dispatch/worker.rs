@@ -1,0 +1,344 @@
+//! One subscription's delivery loop. It fans out new events into owed
+//! deliveries (durably, with the cursor), sends the due ones to the webhook
+//! up to the subscription's concurrency (and rate limit), and settles each
+//! attempt: delivered, retry later, dead letter, or target gone. Everything it
+//! decides goes through the store, so a crash at any point loses nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use herald_core::Position;
+use herald_core::pattern::Pattern;
+use herald_core::signature::Secret;
+use herald_core::subscription::{AfterFailure, Ordering, SubscriptionSpec, SubscriptionState, Target};
+use herald_store::{Attempt, Delivery, ListQuery, Settlement, Store, StoreError, SubscriptionRecord};
+use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use super::webhook::{Answer, Request, WebhookClient};
+
+/// Events read from the log per fan-out step.
+const FAN_OUT_PAGE: usize = 512;
+/// Event bodies kept from fan-out for the deliveries that follow at once.
+const RECENT_BODIES: usize = 4096;
+/// Longest sleep without a reason to wake (a safety net, not a poll).
+const IDLE_WAKE: Duration = Duration::from_secs(1);
+/// How long a stopping worker waits for deliveries in flight.
+const DRAIN: Duration = Duration::from_secs(5);
+
+pub struct Worker {
+    pub name: String,
+    pub store: Arc<dyn Store>,
+    pub client: WebhookClient,
+    pub nudge: Arc<Notify>,
+    pub in_flight: Arc<AtomicUsize>,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// The declaration, compiled, for as long as it is not updated.
+struct Compiled {
+    updated_us: i64,
+    spec: SubscriptionSpec,
+    pattern: Pattern,
+    secret: Option<Secret>,
+}
+
+impl Compiled {
+    fn new(record: &SubscriptionRecord) -> Result<Self, String> {
+        let value = serde_json::from_str(&record.spec).map_err(|e| e.to_string())?;
+        let spec = SubscriptionSpec::from_json(&value).map_err(|e| e.to_string())?;
+        let pattern = spec.compile_pattern().map_err(|e| e.to_string())?;
+        let secret = match &spec.target {
+            Target::Webhook { secret: Some(s), .. } => Some(Secret::parse(s)?),
+            _ => None,
+        };
+        Ok(Self { updated_us: record.updated_us, spec, pattern, secret })
+    }
+}
+
+type Finished = (Delivery, Answer);
+
+impl Worker {
+    pub async fn run(mut self) {
+        let mut head = self.store.head();
+        let mut compiled: Option<Compiled> = None;
+        let mut in_flight: HashSet<Position> = HashSet::new();
+        let mut tasks: JoinSet<Finished> = JoinSet::new();
+        let mut recent: HashMap<Position, Bytes> = HashMap::new();
+        let mut next_slot = Instant::now();
+        loop {
+            if *self.shutdown.borrow() {
+                break;
+            }
+            let record = match self.store.subscription(&self.name).await {
+                Ok(Some(record)) => record,
+                Ok(None) => break, // deleted
+                Err(err) => {
+                    self.pause_on_error(&err).await;
+                    continue;
+                }
+            };
+            if compiled.as_ref().is_none_or(|c| c.updated_us != record.updated_us) {
+                match Compiled::new(&record) {
+                    Ok(c) => compiled = Some(c),
+                    Err(e) => {
+                        tracing::error!(subscription = %self.name, error = %e, "stored declaration is unreadable");
+                        return;
+                    }
+                }
+            }
+            let c = compiled.as_ref().expect("compiled above");
+            let active = record.state == SubscriptionState::Active;
+            let mut wake = Instant::now() + IDLE_WAKE;
+            let mut more = false;
+
+            if active {
+                match self.fan_out(&record, c, &mut recent).await {
+                    Ok(full_page) => more = full_page,
+                    Err(err) => self.pause_on_error(&err).await,
+                }
+                if let (Target::Webhook { url, .. }, Some(secret)) = (&c.spec.target, &c.secret) {
+                    let capacity = (c.spec.concurrency as usize).saturating_sub(in_flight.len());
+                    if capacity > 0 {
+                        match self
+                            .start_due(
+                                c,
+                                url,
+                                secret,
+                                capacity,
+                                &mut in_flight,
+                                &mut tasks,
+                                &mut recent,
+                                &mut next_slot,
+                            )
+                            .await
+                        {
+                            Ok(next) => wake = wake.min(next),
+                            Err(err) => self.pause_on_error(&err).await,
+                        }
+                    }
+                }
+            }
+            self.in_flight.store(in_flight.len(), AtomicOrdering::Relaxed);
+
+            // Settle whatever finished meanwhile, in one write.
+            let mut finished = Vec::new();
+            while let Some(Ok(done)) = tasks.try_join_next() {
+                finished.push(done);
+            }
+            if !finished.is_empty() {
+                self.settle(c, finished, &mut in_flight).await;
+                continue;
+            }
+            if more {
+                continue;
+            }
+            let behind = active && record.cursor < *head.borrow_and_update();
+            if behind {
+                continue;
+            }
+            tokio::select! {
+                Some(Ok(done)) = tasks.join_next(), if !tasks.is_empty() => {
+                    self.settle(c, vec![done], &mut in_flight).await;
+                }
+                changed = head.changed() => if changed.is_err() { break },
+                () = self.nudge.notified() => {}
+                () = tokio::time::sleep_until(wake) => {}
+                _ = self.shutdown.changed() => {}
+            }
+        }
+        self.drain(compiled.as_ref(), tasks, &mut in_flight).await;
+    }
+
+    /// Reads the next page after the cursor and records a delivery for each
+    /// matching event. Returns whether the page was full (more to read).
+    async fn fan_out(
+        &self,
+        record: &SubscriptionRecord,
+        c: &Compiled,
+        recent: &mut HashMap<Position, Bytes>,
+    ) -> Result<bool, StoreError> {
+        if record.cursor >= *self.store.head().borrow() {
+            return Ok(false);
+        }
+        let page =
+            self.store.list(ListQuery { after: record.cursor, limit: FAN_OUT_PAGE, ..Default::default() }).await?;
+        if page.next <= record.cursor {
+            return Ok(false);
+        }
+        let now = now_us();
+        let mut owed = Vec::new();
+        for event in &page.events {
+            let value = event.json_value()?;
+            if !c.pattern.matches(&value) {
+                continue;
+            }
+            owed.push(Delivery {
+                position: event.position,
+                event_id: value["id"].as_str().unwrap_or_default().to_owned(),
+                stream: value.get("stream").and_then(|s| s.as_str()).map(str::to_owned),
+                attempts: 0,
+                due_us: now,
+                first_due_us: now,
+                replay: false,
+            });
+            if matches!(c.spec.target, Target::Webhook { .. }) && recent.len() < RECENT_BODIES {
+                recent.insert(event.position, Bytes::from(event.to_json()));
+            }
+        }
+        self.store.fan_out(&self.name, record.cursor, page.next, owed).await?;
+        Ok(page.events.len() == FAN_OUT_PAGE)
+    }
+
+    /// Starts up to `capacity` due deliveries; returns when to look again.
+    #[allow(clippy::too_many_arguments)]
+    async fn start_due(
+        &self,
+        c: &Compiled,
+        url: &str,
+        secret: &Secret,
+        capacity: usize,
+        in_flight: &mut HashSet<Position>,
+        tasks: &mut JoinSet<Finished>,
+        recent: &mut HashMap<Position, Bytes>,
+        next_slot: &mut Instant,
+    ) -> Result<Instant, StoreError> {
+        let now = now_us();
+        let per_stream = c.spec.ordering == Ordering::Stream;
+        let due = self.store.due_deliveries(&self.name, now, capacity + in_flight.len(), per_stream).await?;
+        let due: Vec<Delivery> = due.into_iter().filter(|d| !in_flight.contains(&d.position)).take(capacity).collect();
+        let missing: Vec<Position> =
+            due.iter().filter(|d| !recent.contains_key(&d.position)).map(|d| d.position).collect();
+        if !missing.is_empty() {
+            for event in self.store.events_at(missing).await? {
+                recent.insert(event.position, Bytes::from(event.to_json()));
+            }
+        }
+        let interval = c.spec.rate_limit.map(|r| Duration::from_secs_f64(1.0 / r));
+        for delivery in due {
+            if let Some(interval) = interval {
+                let at = Instant::now();
+                if *next_slot > at {
+                    return Ok(*next_slot);
+                }
+                *next_slot = at.max(*next_slot) + interval;
+            }
+            let Some(body) = recent.remove(&delivery.position) else {
+                // The event itself is gone: nothing can ever deliver it.
+                let reason = "the event is no longer in the log".to_owned();
+                let attempt = attempt_record(&delivery, None, Some(reason.clone()), "dead");
+                self.store.settle(&self.name, vec![(attempt, Settlement::Dead { reason })]).await?;
+                continue;
+            };
+            in_flight.insert(delivery.position);
+            let (client, url, secret, timeout) =
+                (self.client.clone(), url.to_owned(), secret.clone(), c.spec.retry.timeout);
+            tasks.spawn(async move {
+                let answer = client
+                    .send(Request {
+                        url: &url,
+                        secret: &secret,
+                        event_id: &delivery.event_id,
+                        body,
+                        timeout,
+                        attempt: delivery.attempts + 1,
+                        replay: delivery.replay,
+                    })
+                    .await;
+                (delivery, answer)
+            });
+        }
+        if recent.len() > RECENT_BODIES {
+            recent.clear();
+        }
+        let next_due = self.store.next_due(&self.name).await?.map(|due_us| {
+            let wait = Duration::from_micros(due_us.saturating_sub(now_us()).max(0) as u64);
+            Instant::now() + wait
+        });
+        Ok(next_due.unwrap_or_else(|| Instant::now() + IDLE_WAKE))
+    }
+
+    /// Records finished attempts and decides what becomes of each delivery.
+    async fn settle(&self, c: &Compiled, finished: Vec<Finished>, in_flight: &mut HashSet<Position>) {
+        let now = now_us();
+        let mut settled = Vec::with_capacity(finished.len());
+        for (delivery, answer) in finished {
+            in_flight.remove(&delivery.position);
+            let attempts = delivery.attempts + 1;
+            let (outcome, settlement) = if answer.succeeded() {
+                ("delivered", Settlement::Delivered)
+            } else if answer.status == Some(410) {
+                ("gone", Settlement::Gone)
+            } else {
+                let error = answer.error.as_deref().unwrap_or("failed");
+                match c.spec.retry.after_failure(
+                    attempts,
+                    delivery.first_due_us,
+                    now,
+                    answer.retry_after,
+                    rand::random::<f64>(),
+                    error,
+                ) {
+                    AfterFailure::RetryAt(due_us) => ("failed", Settlement::Retry { due_us }),
+                    AfterFailure::GiveUp(reason) => ("dead", Settlement::Dead { reason }),
+                }
+            };
+            metrics::counter!("herald_deliveries_total", "subscription" => self.name.clone(), "outcome" => outcome)
+                .increment(1);
+            metrics::histogram!("herald_delivery_seconds", "subscription" => self.name.clone())
+                .record(answer.latency.as_secs_f64());
+            let mut attempt = attempt_record(&delivery, answer.status, answer.error.clone(), outcome);
+            attempt.latency_us = answer.latency.as_micros() as i64;
+            attempt.response = answer.response;
+            if outcome == "gone" {
+                tracing::warn!(subscription = %self.name, "target answered 410 Gone: subscription disabled");
+            }
+            settled.push((attempt, settlement));
+        }
+        if let Err(err) = self.store.settle(&self.name, settled).await {
+            // Unsettled deliveries stay owed and are attempted again.
+            tracing::error!(subscription = %self.name, error = %err, "could not record delivery attempts");
+        }
+    }
+
+    /// On shutdown: let deliveries in flight finish (briefly) and record them.
+    async fn drain(&self, c: Option<&Compiled>, mut tasks: JoinSet<Finished>, in_flight: &mut HashSet<Position>) {
+        let Some(c) = c else { return };
+        let deadline = Instant::now() + DRAIN;
+        let mut finished = Vec::new();
+        while let Ok(Some(Ok(done))) = tokio::time::timeout_at(deadline, tasks.join_next()).await {
+            finished.push(done);
+        }
+        if !finished.is_empty() {
+            self.settle(c, finished, in_flight).await;
+        }
+    }
+
+    async fn pause_on_error(&self, err: &StoreError) {
+        tracing::error!(subscription = %self.name, error = %err, "dispatch step failed; retrying shortly");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn attempt_record(delivery: &Delivery, status: Option<u16>, error: Option<String>, outcome: &str) -> Attempt {
+    Attempt {
+        event_id: delivery.event_id.clone(),
+        position: delivery.position,
+        attempt: delivery.attempts + 1,
+        time_us: now_us(),
+        outcome: outcome.to_owned(),
+        status,
+        latency_us: 0,
+        error,
+        response: None,
+        replay: delivery.replay,
+    }
+}
+
+pub fn now_us() -> i64 {
+    chrono::Utc::now().timestamp_micros()
+}
