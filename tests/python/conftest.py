@@ -35,7 +35,7 @@ def herald():
         process = subprocess.Popen(
             [herald_binary(), "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir],
             stdout=subprocess.PIPE,
-            env={**os.environ, "HERALD_LOG": "warn"},
+            env={**os.environ, "HERALD_LOG": "warn", "HERALD_ALLOW_PRIVATE_TARGETS": "true"},
             text=True,
         )
         try:

@@ -28,6 +28,92 @@ pub enum Command {
     Events(EventsArgs),
     /// Follow the log as events arrive.
     Tail(TailArgs),
+    /// Manage subscriptions.
+    Subs(SubsArgs),
+    /// A subscription's dead letters.
+    Dlq(DlqArgs),
+    /// Deliver a stored range of events to a subscription again.
+    Replay(ReplayArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SubsArgs {
+    #[command(subcommand)]
+    pub command: SubsCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SubsCommand {
+    /// One line per subscription: state, lag, pending, delivered, failed, dead letters.
+    List,
+    /// Print a subscription with its status.
+    Get {
+        name: String,
+    },
+    /// Create or update a subscription from a JSON declaration (file, or stdin).
+    Apply {
+        name: String,
+        #[arg(long, short)]
+        file: Option<String>,
+    },
+    Delete {
+        name: String,
+    },
+    Pause {
+        name: String,
+    },
+    Resume {
+        name: String,
+    },
+    /// Recent delivery attempts, newest first.
+    Attempts {
+        name: String,
+        #[arg(long)]
+        event_id: Option<String>,
+        /// delivered, failed, dead or gone.
+        #[arg(long)]
+        outcome: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct DlqArgs {
+    #[command(subcommand)]
+    pub command: DlqCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DlqCommand {
+    List {
+        name: String,
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+    /// Put dead letters back for delivery: the given event ids, or all.
+    Redrive { name: String, ids: Vec<String> },
+    /// Delete dead letters: the given event ids, or all.
+    Purge { name: String, ids: Vec<String> },
+}
+
+#[derive(Debug, Args)]
+pub struct ReplayArgs {
+    pub name: String,
+    /// First position to replay (default 1).
+    #[arg(long, conflicts_with = "from_time")]
+    pub from_position: Option<u64>,
+    /// Replay events whose time is at or after this (RFC 3339).
+    #[arg(long)]
+    pub from_time: Option<String>,
+    /// Last position to replay (default: the head).
+    #[arg(long, conflicts_with = "to_time")]
+    pub to_position: Option<u64>,
+    /// Replay events whose time is before this (RFC 3339).
+    #[arg(long)]
+    pub to_time: Option<String>,
 }
 
 #[derive(Debug, Args)]

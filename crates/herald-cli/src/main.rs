@@ -30,6 +30,9 @@ fn main() -> std::process::ExitCode {
             Command::Publish(args) => commands::publish::run(&cli.server, args).await,
             Command::Events(args) => commands::events::run(&cli.server, args).await,
             Command::Tail(args) => commands::tail::run(&cli.server, args).await,
+            Command::Subs(args) => commands::subs::subs(&cli.server, args).await,
+            Command::Dlq(args) => commands::subs::dlq(&cli.server, args).await,
+            Command::Replay(args) => commands::subs::replay(&cli.server, args).await,
         }
     });
     match result {

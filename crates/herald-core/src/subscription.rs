@@ -31,12 +31,14 @@ pub struct SubscriptionSpec {
 pub enum Target {
     /// `secret` in Standard Webhooks form (`whsec_` + base64). `None` when the
     /// declaration left it out: the server generates one before storing.
-    Webhook {
-        url: String,
-        secret: Option<String>,
-    },
-    Pull,
+    Webhook { url: String, secret: Option<String> },
+    /// Consumers pull leased messages; one not acknowledged within
+    /// `ack_timeout` is delivered again.
+    Pull { ack_timeout: Duration },
 }
+
+/// Default time a pull consumer has to acknowledge a message.
+pub const DEFAULT_ACK_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where a new subscription's cursor starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,7 +232,7 @@ impl SubscriptionSpec {
             "target".into(),
             match &self.target {
                 Target::Webhook { url, secret } => json!({"type": "webhook", "url": url, "secret": secret}),
-                Target::Pull => json!({"type": "pull"}),
+                Target::Pull { ack_timeout } => json!({"type": "pull", "ack_timeout": seconds(*ack_timeout)}),
             },
         );
         out.insert(
@@ -291,10 +293,20 @@ fn target(value: Option<&Value>) -> Result<Target, Vec<FieldError>> {
         )]);
     };
     match object.get("type").and_then(Value::as_str) {
-        Some("pull") => match object.keys().find(|k| *k != "type") {
-            Some(k) => Err(vec![FieldError::new(format!("/target/{}", escape(k)), "unknown field of a pull target")]),
-            None => Ok(Target::Pull),
-        },
+        Some("pull") => {
+            if let Some(k) = object.keys().find(|k| !["type", "ack_timeout"].contains(&k.as_str())) {
+                return Err(vec![FieldError::new(format!("/target/{}", escape(k)), "unknown field of a pull target")]);
+            }
+            match object.get("ack_timeout") {
+                None | Some(Value::Null) => Ok(Target::Pull { ack_timeout: DEFAULT_ACK_TIMEOUT }),
+                Some(v) => match duration(v) {
+                    Some(d) if d >= Duration::from_millis(10) && d <= Duration::from_secs(12 * 3600) => {
+                        Ok(Target::Pull { ack_timeout: d })
+                    }
+                    _ => Err(vec![FieldError::new("/target/ack_timeout", "must be a duration from 10 ms to 12 h")]),
+                },
+            }
+        }
         Some("webhook") => {
             let mut errors = Vec::new();
             for k in object.keys().filter(|k| !["type", "url", "secret"].contains(&k.as_str())) {
@@ -408,7 +420,7 @@ fn retry(value: Option<&Value>) -> Result<RetryPolicy, Vec<FieldError>> {
 }
 
 /// Seconds as a number, or a string with a unit: `"500ms"`, `"30s"`, `"5m"`, `"24h"`.
-fn duration(value: &Value) -> Option<Duration> {
+pub fn duration(value: &Value) -> Option<Duration> {
     let seconds = match value {
         Value::Number(n) => n.as_f64()?,
         Value::String(s) => {

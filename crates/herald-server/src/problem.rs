@@ -24,6 +24,9 @@ pub enum ApiError {
     /// 409: an event with this id and different content is stored.
     #[error("event {id} is already stored with different content")]
     Conflict { id: String, position: Position, differences: Vec<String> },
+    /// 409: the resource is not in a state that allows this request.
+    #[error("{0}")]
+    WrongState(String),
     /// 413: the body, a batch or an event is too large.
     #[error("{0}")]
     TooLarge(String),
@@ -49,7 +52,7 @@ impl ApiError {
         match self {
             ApiError::MalformedJson(_) | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Conflict { .. } | ApiError::WrongState(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -66,6 +69,7 @@ impl ApiError {
             ApiError::InvalidParameter { .. } => ("invalid-parameter", "Invalid parameter"),
             ApiError::NotFound(_) => ("not-found", "Not found"),
             ApiError::Conflict { .. } => ("id-conflict", "Same id, different content"),
+            ApiError::WrongState(_) => ("wrong-state", "Not possible in the current state"),
             ApiError::TooLarge(_) => ("too-large", "Content too large"),
             ApiError::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
             ApiError::Invalid(_) => ("invalid-event", "Invalid event"),

@@ -301,6 +301,29 @@ pub async fn position_before_finds_the_first_event_at_a_time(store: impl Store) 
     assert_eq!(store.position_before(99).await.unwrap(), 3, "nothing that late: the head");
 }
 
+pub async fn leases_are_exclusive_expire_and_are_settled_by_their_holder(store: impl Store) {
+    store.append(vec![event("a", "s", "{}", None), event("b", "s", "{}", None)]).await.unwrap();
+    store.put_subscription("s", "{}".into(), 0, 1).await.unwrap();
+    store.fan_out("s", 0, 2, vec![owed(1, None), owed(2, None)]).await.unwrap();
+    let first = store.lease("s", "L1".into(), 100, 1_000, 10, false, 2).await.unwrap();
+    let got: Vec<(u64, u32, u64)> = first.iter().map(|(d, e)| (d.position, d.attempts, e.position)).collect();
+    assert_eq!(got, vec![(1, 1, 1), (2, 1, 2)]);
+    assert!(store.lease("s", "L2".into(), 200, 1_000, 10, false, 2).await.unwrap().is_empty(), "held by L1");
+
+    let ack =
+        || -> crate::Decide { Box::new(|d| (attempt(d.position, d.attempts, "delivered"), Settlement::Delivered)) };
+    assert_eq!(store.settle_leased("s", vec![(1, "L2".into())], ack()).await.unwrap(), 0, "not L2's to ack");
+    assert_eq!(store.settle_leased("s", vec![(1, "L1".into())], ack()).await.unwrap(), 1);
+    assert_eq!(store.subscription("s").await.unwrap().unwrap().delivered, 1);
+
+    let again = store.lease("s", "L3".into(), 1_100, 1_000, 10, false, 2).await.unwrap();
+    assert_eq!(again.iter().map(|(d, _)| (d.position, d.attempts)).collect::<Vec<_>>(), vec![(2, 2)], "expired lease");
+    assert_eq!(store.settle_leased("s", vec![(2, "L1".into())], ack()).await.unwrap(), 0, "L1 lost it");
+    assert!(store.lease("s", "L4".into(), 5_000, 1_000, 10, false, 2).await.unwrap().is_empty());
+    let dead = store.dead_letters("s", 0, 10).await.unwrap();
+    assert_eq!((dead.len(), dead[0].position), (1, 2), "past max_attempts it is dead-lettered");
+}
+
 pub async fn events_at_reads_by_position(store: impl Store) {
     store.append(vec![event("a", "s", "{}", None), event("b", "s", "{}", None)]).await.unwrap();
     let got = store.events_at(vec![2, 9, 1]).await.unwrap();
@@ -330,6 +353,7 @@ macro_rules! store_contract_tests {
             per_stream_only_the_oldest_owed_event_is_due,
             events_at_reads_by_position,
             position_before_finds_the_first_event_at_a_time,
+            leases_are_exclusive_expire_and_are_settled_by_their_holder,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

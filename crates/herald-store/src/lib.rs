@@ -17,7 +17,7 @@ use herald_core::{Event, IdRule, Position};
 use tokio::sync::watch;
 
 pub use error::StoreError;
-pub use subscriptions::{Attempt, AttemptQuery, DeadLetter, Delivery, Settlement, SubscriptionRecord};
+pub use subscriptions::{Attempt, AttemptQuery, DeadLetter, Decide, Delivery, Settlement, SubscriptionRecord};
 
 /// An event ready to append: validated, identified and serialized once.
 #[derive(Debug, Clone)]
@@ -198,6 +198,32 @@ pub trait Store: Send + Sync + 'static {
 
     /// When the earliest owed delivery falls due.
     async fn next_due(&self, name: &str) -> Result<Option<i64>, StoreError>;
+
+    /// Leases up to `max` due deliveries to a pull consumer under the lease
+    /// id `lease` until `now_us + lease_us` (each lease is an attempt);
+    /// deliveries past `max_attempts` go to the dead letters instead.
+    #[allow(clippy::too_many_arguments)]
+    async fn lease(
+        &self,
+        name: &str,
+        lease: String,
+        now_us: i64,
+        lease_us: i64,
+        max: usize,
+        per_stream: bool,
+        max_attempts: u32,
+    ) -> Result<Vec<(Delivery, StoredEvent)>, StoreError>;
+
+    /// Settles pull deliveries, each named by position and the lease that
+    /// holds it: `decide` turns a still-held delivery into its attempt
+    /// record and settlement; ones no longer held are skipped. Returns how
+    /// many were settled.
+    async fn settle_leased(
+        &self,
+        name: &str,
+        leases: Vec<(Position, String)>,
+        decide: Decide,
+    ) -> Result<u64, StoreError>;
 
     /// Records attempts and settles their deliveries, durably.
     async fn settle(&self, name: &str, settled: Vec<(Attempt, Settlement)>) -> Result<(), StoreError>;

@@ -64,6 +64,9 @@ pub enum Settlement {
     Gone,
 }
 
+/// Decides what becomes of a leased delivery: its attempt record and settlement.
+pub type Decide = Box<dyn Fn(&Delivery) -> (Attempt, Settlement) + Send + 'static>;
+
 /// One delivery attempt, as shown by `GET .../attempts`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {

@@ -399,3 +399,132 @@ async fn kill_9_during_deliveries_loses_none_and_keeps_stream_order() {
     }
     assert_eq!(delivered.len(), 300, "each event recorded as delivered once for the ordered subscription");
 }
+
+async fn pull(h: &Herald, name: &str, request: Value) -> Vec<Value> {
+    let (code, body) = h.post(&format!("/v1/subscriptions/{name}/pull"), &request).await;
+    assert_eq!(code, 200, "{body}");
+    body["messages"].as_array().unwrap().clone()
+}
+
+fn ack_ids(messages: &[Value]) -> Value {
+    json!({"ack_ids": messages.iter().map(|m| m["ack_id"].clone()).collect::<Vec<_>>()})
+}
+
+#[tokio::test]
+async fn competing_pull_consumers_share_the_work_and_expired_leases_come_back() {
+    let (_dir, h) = start();
+    subscribe(&h, "queue", json!({"target": {"type": "pull", "ack_timeout": "2s"}, "start": "earliest"})).await;
+    let batch: Vec<Value> = (0..20).map(|i| event(&format!("q{i}"), json!({"i": i}))).collect();
+    assert_eq!(h.post("/v1/events", &Value::Array(batch)).await.0, 200);
+
+    // Two consumers at once: every message goes to exactly one of them.
+    let (a, b) = tokio::join!(
+        pull(&h, "queue", json!({"max": 12, "wait": "2s"})),
+        pull(&h, "queue", json!({"max": 12, "wait": "2s"}))
+    );
+    let ids = |messages: &[Value]| -> Vec<String> {
+        messages.iter().map(|m| m["event"]["id"].as_str().unwrap().to_owned()).collect()
+    };
+    let mut more = Vec::new();
+    while ids(&a).len() + ids(&b).len() + more.len() < 20 {
+        more.extend(pull(&h, "queue", json!({"max": 20, "wait": "1s"})).await);
+    }
+    let mut got: Vec<String> = [ids(&a), ids(&b), ids(&more)].concat();
+    got.sort();
+    let handed_out = got.len();
+    got.dedup();
+    assert_eq!((handed_out, got.len()), (20, 20), "twenty distinct messages, none leased twice");
+    assert!(a.iter().chain(&b).all(|m| m["attempt"] == 1 && m["replay"] == false));
+
+    // Ack all but q0; its lease runs out and it comes back as attempt 2.
+    let everything: Vec<Value> = a.iter().chain(&b).chain(&more).cloned().collect();
+    let (held, rest): (Vec<Value>, Vec<Value>) = everything.into_iter().partition(|m| m["event"]["id"] == "q0");
+    let (code, acked) = h.post("/v1/subscriptions/queue/ack", &ack_ids(&rest)).await;
+    assert_eq!((code, acked), (200, json!({"acked": 19})));
+    let again = pull(&h, "queue", json!({"max": 5, "wait": "5s"})).await;
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0]["event"]["id"].as_str(), again[0]["attempt"].as_u64()), (Some("q0"), Some(2)));
+    let (_, stale) = h.post("/v1/subscriptions/queue/ack", &ack_ids(&held)).await;
+    assert_eq!(stale, json!({"acked": 0}), "an expired lease cannot ack");
+    h.post("/v1/subscriptions/queue/ack", &ack_ids(&again)).await;
+    let s = status(&h, "queue").await;
+    assert_eq!((s["status"]["delivered"].as_u64(), s["status"]["pending"].as_u64()), (Some(20), Some(0)), "{s}");
+}
+
+#[tokio::test]
+async fn a_long_poll_waits_for_the_next_event_and_nack_delays_it() {
+    let (_dir, h) = start();
+    subscribe(&h, "waiter", json!({"target": {"type": "pull"}, "ordering": "stream"})).await;
+    let started = std::time::Instant::now();
+    let (messages, ()) = tokio::join!(pull(&h, "waiter", json!({"max": 10, "wait": "10s"})), async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        publish(&h, stream_event("w0", "s", 0)).await;
+        publish(&h, stream_event("w1", "s", 1)).await;
+    });
+    assert!(started.elapsed() < Duration::from_secs(5), "answered when the event came");
+    assert_eq!(messages.len(), 1, "per-stream order: only the head of the stream is handed out");
+    assert_eq!(messages[0]["event"]["id"], "w0");
+
+    let (code, nacked) =
+        h.post("/v1/subscriptions/waiter/nack", &json!({"delay": "400ms", "ack_ids": [messages[0]["ack_id"]]})).await;
+    assert_eq!((code, nacked), (200, json!({"nacked": 1})));
+    assert!(pull(&h, "waiter", json!({"max": 10})).await.is_empty(), "w0 waits out its delay and w1 waits for w0");
+    let again = pull(&h, "waiter", json!({"max": 10, "wait": "5s"})).await;
+    assert_eq!((again[0]["event"]["id"].as_str(), again[0]["attempt"].as_u64()), (Some("w0"), Some(2)));
+    let (code, problem) = h.post("/v1/subscriptions/waiter/ack", &json!({"ack_ids": ["nonsense"]})).await;
+    assert_eq!((code, pointers(&problem)), (422, vec!["/ack_ids/0".to_owned()]));
+}
+
+#[tokio::test]
+async fn pulling_a_webhook_subscription_is_a_conflict() {
+    let (_dir, h) = start();
+    let receiver = Receiver::start(|_, _| Reply::Status(200)).await;
+    subscribe(&h, "hook", webhook(&receiver.url(), json!({}))).await;
+    let (code, problem) = h.post("/v1/subscriptions/hook/pull", &json!({})).await;
+    assert_eq!((code, problem["type"].as_str()), (409, Some("urn:herald:problem:wrong-state")), "{problem}");
+    assert_eq!(h.post("/v1/subscriptions/nope/pull", &json!({})).await.0, 404);
+}
+
+#[tokio::test]
+async fn replay_redelivers_a_range_without_moving_the_cursor() {
+    let (_dir, h) = start();
+    let receiver = Receiver::start(|_, _| Reply::Status(200)).await;
+    let pattern = json!({"detail": {"keep": [true]}});
+    subscribe(&h, "r", webhook(&receiver.url(), json!({"pattern": pattern}))).await;
+    for i in 1..=6 {
+        publish(&h, event(&format!("e{i}"), json!({"keep": i != 3}))).await;
+    }
+    receiver.wait_for("live deliveries", |hits| hits.len() == 5).await;
+
+    let (code, report) =
+        h.post("/v1/subscriptions/r/replay", &json!({"from": {"position": 2}, "to": {"position": 4}})).await;
+    assert_eq!(code, 200, "{report}");
+    assert_eq!(
+        (report["scanned"].as_u64(), report["matched"].as_u64(), report["enqueued"].as_u64()),
+        (Some(3), Some(2), Some(2))
+    );
+    let hits = receiver.wait_for("replayed deliveries", |hits| hits.len() == 7).await;
+    let mut replayed: Vec<&str> = hits[5..].iter().map(Hit::event_id).collect();
+    replayed.sort();
+    assert_eq!(replayed, ["e2", "e4"], "the matching events of the range, pattern applied");
+    assert!(hits[5..].iter().all(|hit| hit.header("herald-replay") == "true"));
+    assert!(hits[..5].iter().all(|hit| hit.header("herald-replay").is_empty()));
+
+    publish(&h, event("e7", json!({"keep": true}))).await;
+    let hits = receiver.wait_for("the next live event", |hits| hits.len() == 8).await;
+    assert_eq!(hits[7].event_id(), "e7", "the live cursor did not move back");
+    let (code, problem) = h.post("/v1/subscriptions/r/replay", &json!({"from": {"when": 1}})).await;
+    assert_eq!((code, pointers(&problem)), (422, vec!["/from".to_owned()]));
+}
+
+#[tokio::test]
+async fn rate_limit_spaces_out_deliveries() {
+    let (_dir, h) = start();
+    let receiver = Receiver::start(|_, _| Reply::Status(200)).await;
+    subscribe(&h, "gentle", webhook(&receiver.url(), json!({"rate_limit": 5, "concurrency": 16}))).await;
+    let batch: Vec<Value> = (0..6).map(|i| event(&format!("g{i}"), json!({}))).collect();
+    assert_eq!(h.post("/v1/events", &Value::Array(batch)).await.0, 200);
+    let hits = receiver.wait_for("six deliveries", |hits| hits.len() == 6).await;
+    let span = hits[5].at - hits[0].at;
+    assert!(span >= Duration::from_millis(950), "6 deliveries at 5/s take at least 1 s, took {span:?}");
+}

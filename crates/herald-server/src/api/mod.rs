@@ -7,6 +7,7 @@ pub mod id_rules;
 pub mod live;
 pub mod openapi;
 pub mod ops;
+pub mod pull;
 pub mod subscriptions;
 pub mod wire;
 
@@ -38,6 +39,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/subscriptions/{name}/attempts", get(subscriptions::attempts))
         .route("/v1/subscriptions/{name}/dead-letters", get(subscriptions::dead_letters).delete(subscriptions::purge))
         .route("/v1/subscriptions/{name}/dead-letters/redrive", post(subscriptions::redrive))
+        .route("/v1/subscriptions/{name}/replay", post(subscriptions::replay))
+        .route("/v1/subscriptions/{name}/pull", post(pull::pull))
+        .route("/v1/subscriptions/{name}/ack", post(pull::ack))
+        .route("/v1/subscriptions/{name}/nack", post(pull::nack))
         .route("/v1/openapi.json", get(ops::openapi))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))

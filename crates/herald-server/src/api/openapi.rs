@@ -2,7 +2,7 @@
 
 use utoipa::OpenApi;
 
-use super::{aws, events, id_rules, live, ops, subscriptions, wire};
+use super::{aws, events, id_rules, live, ops, pull, subscriptions, wire};
 use crate::problem::Problem;
 
 #[derive(OpenApi)]
@@ -31,6 +31,10 @@ use crate::problem::Problem;
         subscriptions::dead_letters,
         subscriptions::redrive,
         subscriptions::purge,
+        subscriptions::replay,
+        pull::pull,
+        pull::ack,
+        pull::nack,
         aws::put_events,
         ops::healthz,
         ops::readyz,

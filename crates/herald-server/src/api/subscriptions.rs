@@ -17,6 +17,7 @@ use utoipa::IntoParams;
 
 use super::events::parse_param;
 use crate::body::{parse_json, read_limited, require_json};
+use crate::dispatch::replay::{self, Bound};
 use crate::dispatch::worker::now_us;
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -49,9 +50,6 @@ pub async fn put(
     check_name(&name)?;
     require_json(&headers)?;
     let mut spec = SubscriptionSpec::from_json(&parse_json(&read_limited(&headers, body).await?)?)?;
-    if spec.target == Target::Pull {
-        return Err(Invalid::one("/target/type", "pull targets are not available yet; use a webhook").into());
-    }
     let existing = state.store.subscription(&name).await?;
     if let Target::Webhook { secret: secret @ None, .. } = &mut spec.target {
         *secret = Some(
@@ -226,6 +224,52 @@ pub async fn purge(
     load(&state, &name).await?;
     let ids = selected_ids(&headers, body).await?;
     Ok(Json(json!({ "purged": state.store.purge_dead_letters(&name, ids).await? })))
+}
+
+/// Deliver a stored range again (without moving the live cursor):
+/// `{"from": {"position": N} | {"time": RFC 3339}, "to": ... (default: the head)}`.
+/// Replayed webhook deliveries carry `herald-replay: true`.
+#[utoipa::path(post, path = "/v1/subscriptions/{name}/replay", tag = "subscriptions",
+    params(("name" = String, Path)),
+    request_body(content = Object, description = r#"{"from": {"position": 1}, "to": {"time": "2026-01-01T00:00:00Z"}}"#),
+    responses((status = 200, description = r#"{"from", "to", "scanned", "matched", "enqueued"}"#, body = Object),
+        (status = 404, description = "No such subscription", body = crate::problem::Problem),
+        (status = 422, description = "Invalid range", body = crate::problem::Problem)))]
+pub async fn replay(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    require_json(&headers)?;
+    let value = parse_json(&read_limited(&headers, body).await?)?;
+    let Some(object) = value.as_object() else {
+        return Err(Invalid::one("", "must be a JSON object with \"from\" (and \"to\")").into());
+    };
+    if let Some(key) = object.keys().find(|k| !["from", "to"].contains(&k.as_str())) {
+        return Err(Invalid::one(format!("/{key}"), "unknown field; expected from and to").into());
+    }
+    let from = bound(object.get("from"), "/from")?.ok_or_else(|| Invalid::one("/from", "required"))?;
+    let to = bound(object.get("to"), "/to")?;
+    let record = load(&state, &name).await?;
+    let spec = serde_json::from_str(&record.spec).ok().and_then(|v| SubscriptionSpec::from_json(&v).ok());
+    let pattern = spec.map(|s| s.compile_pattern()).transpose()?.unwrap_or_default();
+    let report =
+        replay::replay(state.store.as_ref(), &name, &pattern, from, to).await?.ok_or_else(|| not_found(&name))?;
+    state.dispatcher.nudge(&name);
+    Ok(Json(json!(report)))
+}
+
+fn bound(value: Option<&Value>, pointer: &str) -> Result<Option<Bound>, Invalid> {
+    let invalid = || Invalid::one(pointer, r#"must be {"position": N} or {"time": RFC 3339}"#);
+    let Some(value) = value else { return Ok(None) };
+    let object = value.as_object().filter(|o| o.len() == 1).ok_or_else(invalid)?;
+    if let Some(position) = object.get("position") {
+        return position.as_u64().map(|p| Some(Bound::Position(p))).ok_or_else(invalid);
+    }
+    let time = object.get("time").and_then(Value::as_str).ok_or_else(invalid)?;
+    let time = chrono::DateTime::parse_from_rfc3339(time).map_err(|_| invalid())?;
+    Ok(Some(Bound::Time(time.with_timezone(&chrono::Utc))))
 }
 
 /// An optional body `{"ids": [...]}`; no body means all.

@@ -20,7 +20,7 @@ use herald_core::{IdRule, Position};
 use rusqlite::{Connection, ErrorCode, Transaction};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::subscriptions::{Attempt, AttemptQuery, DeadLetter, Delivery, Settlement, SubscriptionRecord};
+use crate::subscriptions::{Attempt, AttemptQuery, DeadLetter, Decide, Delivery, Settlement, SubscriptionRecord};
 use crate::{AppendOutcome, ListQuery, NewEvent, Page, Store, StoreError, StoredEvent};
 use reader::ReadPool;
 use writer::{Job, Op, Writer};
@@ -222,6 +222,41 @@ impl Store for SqliteStore {
     async fn next_due(&self, name: &str) -> Result<Option<i64>, StoreError> {
         let name = name.to_owned();
         self.read(move |conn| subscriptions::next_due(conn, &name)).await
+    }
+
+    async fn lease(
+        &self,
+        name: &str,
+        lease: String,
+        now_us: i64,
+        lease_us: i64,
+        max: usize,
+        per_stream: bool,
+        max_attempts: u32,
+    ) -> Result<Vec<(Delivery, StoredEvent)>, StoreError> {
+        let name = name.to_owned();
+        self.write(move |tx| subscriptions::lease(tx, &name, &lease, now_us, lease_us, max, per_stream, max_attempts))
+            .await
+    }
+
+    async fn settle_leased(
+        &self,
+        name: &str,
+        leases: Vec<(Position, String)>,
+        decide: Decide,
+    ) -> Result<u64, StoreError> {
+        let name = name.to_owned();
+        self.write(move |tx| {
+            let mut settled = Vec::new();
+            for (position, lease) in &leases {
+                if let Some(delivery) = subscriptions::leased(tx, &name, *position, lease)? {
+                    settled.push(decide(&delivery));
+                }
+            }
+            subscriptions::settle(tx, &name, &settled)?;
+            Ok(settled.len() as u64)
+        })
+        .await
     }
 
     async fn settle(&self, name: &str, settled: Vec<(Attempt, Settlement)>) -> Result<(), StoreError> {

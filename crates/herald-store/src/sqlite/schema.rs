@@ -44,6 +44,7 @@ const MIGRATIONS: &[&str] = &[
         due_us       INTEGER NOT NULL,     -- next attempt not before
         first_due_us INTEGER NOT NULL,     -- max_age counts from here
         replay       INTEGER NOT NULL,
+        lease        TEXT,                 -- pull: the lease that holds it until due_us
         PRIMARY KEY (subscription, position)
     ) WITHOUT ROWID;
     CREATE INDEX deliveries_by_due ON deliveries (subscription, due_us, position);

@@ -5,6 +5,7 @@ use herald_core::Position;
 use herald_core::subscription::SubscriptionState;
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
+use crate::StoredEvent;
 use crate::subscriptions::{
     ATTEMPTS_KEPT, Attempt, AttemptQuery, DeadLetter, Delivery, Settlement, SubscriptionRecord,
 };
@@ -212,7 +213,7 @@ pub fn settle(tx: &Transaction<'_>, name: &str, settled: &[(Attempt, Settlement)
             }
             Settlement::Retry { due_us } => {
                 tx.prepare_cached(
-                    "UPDATE deliveries SET attempts = ?3, due_us = ?4 WHERE subscription = ?1 AND position = ?2",
+                    "UPDATE deliveries SET attempts = ?3, due_us = ?4, lease = NULL WHERE subscription = ?1 AND position = ?2",
                 )?
                 .execute(params![name, position, attempt.attempt, due_us])?;
                 "failed = failed + 1"
@@ -252,6 +253,66 @@ fn remove_delivery(tx: &Transaction<'_>, name: &str, position: i64) -> rusqlite:
     tx.prepare_cached("DELETE FROM deliveries WHERE subscription = ?1 AND position = ?2")?
         .execute(params![name, position])?;
     Ok(())
+}
+
+/// Leases up to `max` due deliveries to a pull consumer until
+/// `now_us + lease_us`: each counts as an attempt, and comes back when the
+/// lease runs out unacknowledged. Deliveries that already had `max_attempts`
+/// go to the dead letters instead.
+#[allow(clippy::too_many_arguments)]
+pub fn lease(
+    tx: &Transaction<'_>,
+    name: &str,
+    lease: &str,
+    now_us: i64,
+    lease_us: i64,
+    max: usize,
+    per_stream: bool,
+    max_attempts: u32,
+) -> rusqlite::Result<Vec<(Delivery, StoredEvent)>> {
+    let mut leased = Vec::new();
+    let mut expired = Vec::new();
+    for mut d in due(tx, name, now_us, max, per_stream)? {
+        if d.attempts >= max_attempts {
+            let reason = format!("not acknowledged after {} deliveries", d.attempts);
+            let attempt = Attempt {
+                event_id: d.event_id.clone(),
+                position: d.position,
+                attempt: d.attempts,
+                time_us: now_us,
+                outcome: "dead".into(),
+                status: None,
+                latency_us: 0,
+                error: Some(reason.clone()),
+                response: None,
+                replay: d.replay,
+            };
+            expired.push((attempt, Settlement::Dead { reason }));
+            continue;
+        }
+        d.attempts += 1;
+        d.due_us = now_us + lease_us;
+        tx.prepare_cached(
+            "UPDATE deliveries SET attempts = ?3, due_us = ?4, lease = ?5 WHERE subscription = ?1 AND position = ?2",
+        )?
+        .execute(params![name, d.position as i64, d.attempts, d.due_us, lease])?;
+        leased.push(d);
+    }
+    settle(tx, name, &expired)?;
+    let events = super::reader::at(tx, &leased.iter().map(|d| d.position).collect::<Vec<_>>())?;
+    let mut bodies: std::collections::HashMap<Position, StoredEvent> =
+        events.into_iter().map(|e| (e.position, e)).collect();
+    Ok(leased.into_iter().filter_map(|d| bodies.remove(&d.position).map(|e| (d, e))).collect())
+}
+
+/// The delivery at `position` if `lease` still holds it.
+pub fn leased(tx: &Transaction<'_>, name: &str, position: Position, lease: &str) -> rusqlite::Result<Option<Delivery>> {
+    tx.prepare_cached(
+        "SELECT position, event_id, stream, attempts, due_us, first_due_us, replay FROM deliveries
+         WHERE subscription = ?1 AND position = ?2 AND lease = ?3",
+    )?
+    .query_row(params![name, position as i64, lease], delivery)
+    .optional()
 }
 
 /// Attempts, newest first.

@@ -1,0 +1,229 @@
+//! Pull consumers: `POST /v1/subscriptions/{name}/pull`, `.../ack`, `.../nack`.
+//! Several consumers pulling one subscription share its messages (each
+//! message is leased to one of them); an unacknowledged lease runs out after
+//! the target's `ack_timeout` and the message is delivered again.
+
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use herald_core::subscription::{AfterFailure, Ordering, SubscriptionSpec, SubscriptionState, Target};
+use herald_core::{FieldError, Invalid, Position};
+use herald_store::{Attempt, Delivery, Settlement};
+use serde_json::{Map, Value, json};
+use tokio::time::Instant;
+
+use crate::body::{parse_json, read_limited, require_json};
+use crate::dispatch::worker::now_us;
+use crate::problem::ApiError;
+use crate::state::AppState;
+
+const MAX_MESSAGES: u64 = 1000;
+const MAX_WAIT: Duration = Duration::from_secs(30);
+/// How often a waiting pull looks for newly due messages.
+const POLL: Duration = Duration::from_millis(10);
+
+/// Lease up to `max` messages (default 10), waiting up to `wait` (default 0,
+/// at most 30 s) for the first to arrive.
+#[utoipa::path(post, path = "/v1/subscriptions/{name}/pull", tag = "pull", params(("name" = String, Path)),
+    request_body(content = Object, description = r#"{"max": 10, "wait": "5s"}"#),
+    responses((status = 200, description = r#"{"messages": [{"ack_id", "attempt", "replay", "event"}]}"#, body = Object),
+        (status = 404, description = "No such subscription", body = crate::problem::Problem),
+        (status = 409, description = "Not a pull subscription", body = crate::problem::Problem)))]
+pub async fn pull(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let request = object(&headers, body).await?;
+    let max = match request.get("max") {
+        None => 10,
+        Some(v) => v
+            .as_u64()
+            .filter(|n| (1..=MAX_MESSAGES).contains(n))
+            .ok_or_else(|| Invalid::one("/max", format!("must be an integer from 1 to {MAX_MESSAGES}")))?,
+    } as usize;
+    let wait = match request.get("wait") {
+        None => Duration::ZERO,
+        Some(v) => herald_core::subscription::duration(v)
+            .filter(|d| *d <= MAX_WAIT)
+            .ok_or_else(|| Invalid::one("/wait", "must be a duration of at most 30 s, e.g. \"5s\""))?,
+    };
+    if let Some(key) = request.keys().find(|k| !["max", "wait"].contains(&k.as_str())) {
+        return Err(Invalid::one(format!("/{key}"), "unknown field; expected max and wait").into());
+    }
+    let (spec, ack_timeout) = pull_spec(&state, &name).await?;
+    let per_stream = spec.ordering == Ordering::Stream;
+    let deadline = Instant::now() + wait;
+    let mut shutdown = state.shutdown.clone();
+    loop {
+        // Look before leasing: a lease is a write, an empty look is not.
+        let due = state.store.due_deliveries(&name, now_us(), 1, per_stream).await?;
+        if !due.is_empty() {
+            let lease = format!("{:016x}", rand::random::<u64>());
+            let leased = state
+                .store
+                .lease(
+                    &name,
+                    lease.clone(),
+                    now_us(),
+                    ack_timeout.as_micros() as i64,
+                    max,
+                    per_stream,
+                    spec.retry.max_attempts,
+                )
+                .await?;
+            if !leased.is_empty() {
+                let messages: Vec<Value> = leased
+                    .iter()
+                    .map(|(delivery, event)| {
+                        json!({
+                            "ack_id": format!("{}.{lease}", delivery.position),
+                            "attempt": delivery.attempts,
+                            "replay": delivery.replay,
+                            "event": serde_json::from_str::<Value>(&event.to_json()).unwrap_or(Value::Null),
+                        })
+                    })
+                    .collect();
+                return Ok(Json(json!({ "messages": messages })));
+            }
+        }
+        if Instant::now() >= deadline || *shutdown.borrow() {
+            return Ok(Json(json!({ "messages": [] })));
+        }
+        tokio::select! {
+            () = tokio::time::sleep(POLL) => {}
+            () = tokio::time::sleep_until(deadline) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+/// Acknowledge messages: they are done and never delivered again.
+#[utoipa::path(post, path = "/v1/subscriptions/{name}/ack", tag = "pull", params(("name" = String, Path)),
+    request_body(content = Object, description = r#"{"ack_ids": ["..."]}"#),
+    responses((status = 200, description = r#"{"acked": N}: leases that had run out are not counted"#, body = Object),
+        (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
+pub async fn ack(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let request = object(&headers, body).await?;
+    let leases = ack_ids(&request, &["ack_ids"])?;
+    pull_spec(&state, &name).await?;
+    let now = now_us();
+    let decide = Box::new(move |d: &Delivery| (attempt(d, now, "delivered", None), Settlement::Delivered));
+    Ok(Json(json!({ "acked": state.store.settle_leased(&name, leases, decide).await? })))
+}
+
+/// Give messages back, to be delivered again after `delay` (default 0);
+/// past the retry policy's `max_attempts` they go to the dead letters.
+#[utoipa::path(post, path = "/v1/subscriptions/{name}/nack", tag = "pull", params(("name" = String, Path)),
+    request_body(content = Object, description = r#"{"ack_ids": ["..."], "delay": "1s"}"#),
+    responses((status = 200, description = r#"{"nacked": N}"#, body = Object),
+        (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
+pub async fn nack(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Json<Value>, ApiError> {
+    let request = object(&headers, body).await?;
+    let leases = ack_ids(&request, &["ack_ids", "delay"])?;
+    let delay = match request.get("delay") {
+        None => Duration::ZERO,
+        Some(v) => herald_core::subscription::duration(v)
+            .filter(|d| *d <= Duration::from_secs(12 * 3600))
+            .ok_or_else(|| Invalid::one("/delay", "must be a duration of at most 12 h, e.g. \"1s\""))?,
+    };
+    let (spec, _) = pull_spec(&state, &name).await?;
+    let now = now_us();
+    let decide = Box::new(move |d: &Delivery| {
+        let error = "negatively acknowledged";
+        let settlement = match spec.retry.after_failure(d.attempts, d.first_due_us, now, Some(delay), 0.0, error) {
+            AfterFailure::RetryAt(due_us) => Settlement::Retry { due_us },
+            AfterFailure::GiveUp(reason) => Settlement::Dead { reason },
+        };
+        let outcome = if matches!(settlement, Settlement::Dead { .. }) { "dead" } else { "failed" };
+        (attempt(d, now, outcome, Some(error.to_owned())), settlement)
+    });
+    Ok(Json(json!({ "nacked": state.store.settle_leased(&name, leases, decide).await? })))
+}
+
+/// The subscription's declaration and ack timeout; 409 unless it is an
+/// active pull subscription.
+async fn pull_spec(state: &AppState, name: &str) -> Result<(SubscriptionSpec, Duration), ApiError> {
+    let record = state
+        .store
+        .subscription(name)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no subscription named {name}")))?;
+    let spec = serde_json::from_str(&record.spec)
+        .ok()
+        .and_then(|v| SubscriptionSpec::from_json(&v).ok())
+        .ok_or_else(|| ApiError::WrongState(format!("subscription {name} has an unreadable declaration")))?;
+    match spec.target {
+        Target::Pull { ack_timeout } if record.state == SubscriptionState::Active => Ok((spec, ack_timeout)),
+        Target::Pull { .. } => Err(ApiError::WrongState(format!("subscription {name} is {}", record.state.as_str()))),
+        Target::Webhook { .. } => {
+            Err(ApiError::WrongState(format!("subscription {name} delivers to a webhook; it cannot be pulled")))
+        }
+    }
+}
+
+async fn object(headers: &HeaderMap, body: Body) -> Result<Map<String, Value>, ApiError> {
+    let bytes = read_limited(headers, body).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(Map::new());
+    }
+    require_json(headers)?;
+    match parse_json(&bytes)? {
+        Value::Object(object) => Ok(object),
+        _ => Err(Invalid::one("", "must be a JSON object").into()),
+    }
+}
+
+/// `ack_ids` as (position, lease) pairs; each must be one Herald handed out.
+fn ack_ids(request: &Map<String, Value>, known: &[&str]) -> Result<Vec<(Position, String)>, ApiError> {
+    if let Some(key) = request.keys().find(|k| !known.contains(&k.as_str())) {
+        return Err(Invalid::one(format!("/{key}"), format!("unknown field; expected {known:?}")).into());
+    }
+    let Some(Value::Array(ids)) = request.get("ack_ids") else {
+        return Err(Invalid::one("/ack_ids", "required: an array of ack_id strings from a pull").into());
+    };
+    if ids.len() > MAX_MESSAGES as usize {
+        return Err(Invalid::one("/ack_ids", format!("at most {MAX_MESSAGES} at once")).into());
+    }
+    let mut errors = Vec::new();
+    let mut leases = Vec::with_capacity(ids.len());
+    for (i, id) in ids.iter().enumerate() {
+        let parsed = id.as_str().and_then(|s| s.split_once('.')).and_then(|(position, lease)| {
+            Some((position.parse::<Position>().ok()?, lease.to_owned())).filter(|(_, l)| !l.is_empty())
+        });
+        match parsed {
+            Some(lease) => leases.push(lease),
+            None => errors.push(FieldError::new(format!("/ack_ids/{i}"), "not an ack_id handed out by a pull")),
+        }
+    }
+    if errors.is_empty() { Ok(leases) } else { Err(Invalid { errors }.into()) }
+}
+
+fn attempt(d: &Delivery, now: i64, outcome: &str, error: Option<String>) -> Attempt {
+    Attempt {
+        event_id: d.event_id.clone(),
+        position: d.position,
+        attempt: d.attempts,
+        time_us: now,
+        outcome: outcome.to_owned(),
+        status: None,
+        latency_us: 0,
+        error,
+        response: None,
+        replay: d.replay,
+    }
+}
