@@ -82,3 +82,40 @@ async fn publish_get_list_and_tail_from_the_command_line() {
     tail.kill().unwrap();
     tail.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscriptions_dead_letters_and_replay_from_the_command_line() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+    // A pull subscription with one attempt: a nack dead-letters at once.
+    let spec = r#"{"target": {"type": "pull"}, "retry": {"max_attempts": 1}, "start": "earliest"}"#;
+    let (ok, out, err) = herald(&h, &["subs", "apply", "jobs", "--file", "-"], Some(spec));
+    assert!(ok, "{err}");
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["target"]["type"], "pull");
+    let (ok, _, err) =
+        herald(&h, &["publish", "--source", "s", "--detail-type", "t", "--detail", "{}", "--id", "j1"], None);
+    assert!(ok, "{err}");
+
+    let (_, pulled) = h.post("/v1/subscriptions/jobs/pull", &json!({"wait": "5s"})).await;
+    let ack_id = pulled["messages"][0]["ack_id"].clone();
+    h.post("/v1/subscriptions/jobs/nack", &json!({"ack_ids": [ack_id]})).await;
+
+    let (ok, out, _) = herald(&h, &["subs", "list"], None);
+    assert!(ok && out.starts_with("jobs\tactive") && out.contains("dead 1"), "{out}");
+    let (ok, out, _) = herald(&h, &["dlq", "list", "jobs"], None);
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["dead_letters"][0]["event_id"], "j1");
+    let (ok, out, _) = herald(&h, &["dlq", "redrive", "jobs", "j1"], None);
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!({"redriven": 1}));
+    let (ok, out, _) = herald(&h, &["replay", "jobs", "--from-position", "1"], None);
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["enqueued"], 0, "j1 is already owed again");
+    let (ok, _, _) = herald(&h, &["subs", "pause", "jobs"], None);
+    assert!(ok);
+    let (ok, out, _) = herald(&h, &["subs", "get", "jobs"], None);
+    assert!(ok);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["state"], "paused");
+    let (ok, _, err) = herald(&h, &["subs", "get", "nope"], None);
+    assert!(!ok && err.contains("404"), "{err}");
+}

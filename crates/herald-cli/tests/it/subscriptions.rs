@@ -105,6 +105,17 @@ async fn matching_events_are_delivered_signed_with_their_id() {
     assert_eq!(s["state"], "active");
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(receiver.hits().len(), 2, "nothing is delivered twice");
+
+    let metrics = h.http.get(h.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    let line = |name: &str, labels: &[&str]| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}{{")) && labels.iter().all(|x| l.contains(x)))
+            .map(str::to_owned)
+    };
+    let delivered = line("herald_deliveries_total", &[r#"subscription="big-orders""#, r#"outcome="delivered""#]);
+    assert!(delivered.as_deref().is_some_and(|l| l.ends_with(" 2")), "{metrics}");
+    assert!(line("herald_subscription_lag", &[r#"subscription="big-orders""#]).is_some(), "{metrics}");
 }
 
 #[tokio::test]

@@ -93,6 +93,11 @@ impl Worker {
             }
             let c = compiled.as_ref().expect("compiled above");
             let active = record.state == SubscriptionState::Active;
+            let labels = [("subscription", self.name.clone())];
+            let lag = self.store.head().borrow().saturating_sub(record.cursor);
+            metrics::gauge!("herald_subscription_lag", &labels).set(lag as f64);
+            metrics::gauge!("herald_subscription_pending", &labels).set(record.pending as f64);
+            metrics::gauge!("herald_subscription_dead_letters", &labels).set(record.dead_letters as f64);
             let mut wake = Instant::now() + IDLE_WAKE;
             let mut more = false;
 
