@@ -28,7 +28,16 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    metrics::gauge!("herald_store_head_position").set(*state.store.head().borrow() as f64);
+    let head = *state.store.head().borrow();
+    metrics::gauge!("herald_store_head_position").set(head as f64);
+    // Subscription gauges are read from the store at scrape time, not kept up to date on every delivery.
+    for s in state.store.subscriptions().await.unwrap_or_default() {
+        let labels = [("subscription", s.name.clone())];
+        metrics::gauge!("herald_subscription_lag", &labels).set(head.saturating_sub(s.cursor) as f64);
+        metrics::gauge!("herald_subscription_pending", &labels).set(s.pending as f64);
+        metrics::gauge!("herald_subscription_dead_letters", &labels).set(s.dead_letters as f64);
+        metrics::gauge!("herald_subscription_in_flight", &labels).set(state.dispatcher.in_flight(&s.name) as f64);
+    }
     let text = crate::metrics::handle().render();
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

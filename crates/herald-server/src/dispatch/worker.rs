@@ -62,10 +62,25 @@ impl Compiled {
 
 type Finished = (Delivery, Answer);
 
+/// What one fan-out step did.
+enum FanOut {
+    /// Nothing new after the cursor.
+    CaughtUp,
+    /// The cursor moved to `to`; a full page means more may be waiting.
+    Moved { to: Position, full_page: bool },
+    /// The stored cursor is not where this worker thought (the subscription
+    /// was replaced or deleted): read it again.
+    Stale,
+}
+
 impl Worker {
     pub async fn run(mut self) {
         let mut head = self.store.head();
         let mut compiled: Option<Compiled> = None;
+        // The record is read again only when something may have changed it
+        // (a nudge from the API, a stale cursor, a 410); the cursor in
+        // between is the worker's own, since only it moves the cursor.
+        let mut record: Option<SubscriptionRecord> = None;
         let mut in_flight: HashSet<Position> = HashSet::new();
         let mut tasks: JoinSet<Finished> = JoinSet::new();
         let mut recent: HashMap<Position, Bytes> = HashMap::new();
@@ -74,16 +89,19 @@ impl Worker {
             if *self.shutdown.borrow() {
                 break;
             }
-            let record = match self.store.subscription(&self.name).await {
-                Ok(Some(record)) => record,
-                Ok(None) => break, // deleted
-                Err(err) => {
-                    self.pause_on_error(&err).await;
-                    continue;
+            if record.is_none() {
+                match self.store.subscription(&self.name).await {
+                    Ok(Some(r)) => record = Some(r),
+                    Ok(None) => break, // deleted
+                    Err(err) => {
+                        self.pause_on_error(&err).await;
+                        continue;
+                    }
                 }
-            };
-            if compiled.as_ref().is_none_or(|c| c.updated_us != record.updated_us) {
-                match Compiled::new(&record) {
+            }
+            let r = record.as_mut().expect("loaded above");
+            if compiled.as_ref().is_none_or(|c| c.updated_us != r.updated_us) {
+                match Compiled::new(r) {
                     Ok(c) => compiled = Some(c),
                     Err(e) => {
                         tracing::error!(subscription = %self.name, error = %e, "stored declaration is unreadable");
@@ -92,18 +110,21 @@ impl Worker {
                 }
             }
             let c = compiled.as_ref().expect("compiled above");
-            let active = record.state == SubscriptionState::Active;
-            let labels = [("subscription", self.name.clone())];
-            let lag = self.store.head().borrow().saturating_sub(record.cursor);
-            metrics::gauge!("herald_subscription_lag", &labels).set(lag as f64);
-            metrics::gauge!("herald_subscription_pending", &labels).set(record.pending as f64);
-            metrics::gauge!("herald_subscription_dead_letters", &labels).set(record.dead_letters as f64);
+            let active = r.state == SubscriptionState::Active;
             let mut wake = Instant::now() + IDLE_WAKE;
             let mut more = false;
 
             if active {
-                match self.fan_out(&record, c, &mut recent).await {
-                    Ok(full_page) => more = full_page,
+                match self.fan_out(r.cursor, c, &mut recent).await {
+                    Ok(FanOut::Moved { to, full_page }) => {
+                        r.cursor = to;
+                        more = full_page;
+                    }
+                    Ok(FanOut::CaughtUp) => {}
+                    Ok(FanOut::Stale) => {
+                        record = None;
+                        continue;
+                    }
                     Err(err) => self.pause_on_error(&err).await,
                 }
                 if let (Target::Webhook { url, .. }, Some(secret)) = (&c.spec.target, &c.secret) {
@@ -136,22 +157,23 @@ impl Worker {
                 finished.push(done);
             }
             if !finished.is_empty() {
-                self.settle(c, finished, &mut in_flight).await;
+                if self.settle(c, finished, &mut in_flight).await {
+                    record = None;
+                }
                 continue;
             }
-            if more {
-                continue;
-            }
-            let behind = active && record.cursor < *head.borrow_and_update();
-            if behind {
+            let behind = active && r.cursor < *head.borrow_and_update();
+            if more || behind {
                 continue;
             }
             tokio::select! {
                 Some(Ok(done)) = tasks.join_next(), if !tasks.is_empty() => {
-                    self.settle(c, vec![done], &mut in_flight).await;
+                    if self.settle(c, vec![done], &mut in_flight).await {
+                        record = None;
+                    }
                 }
                 changed = head.changed() => if changed.is_err() { break },
-                () = self.nudge.notified() => {}
+                () = self.nudge.notified() => record = None,
                 () = tokio::time::sleep_until(wake) => {}
                 _ = self.shutdown.changed() => {}
             }
@@ -159,21 +181,20 @@ impl Worker {
         self.drain(compiled.as_ref(), tasks, &mut in_flight).await;
     }
 
-    /// Reads the next page after the cursor and records a delivery for each
-    /// matching event. Returns whether the page was full (more to read).
+    /// Reads the next page after `cursor` and, in one commit, records a
+    /// delivery for each matching event and moves the cursor past the page.
     async fn fan_out(
         &self,
-        record: &SubscriptionRecord,
+        cursor: Position,
         c: &Compiled,
         recent: &mut HashMap<Position, Bytes>,
-    ) -> Result<bool, StoreError> {
-        if record.cursor >= *self.store.head().borrow() {
-            return Ok(false);
+    ) -> Result<FanOut, StoreError> {
+        if cursor >= *self.store.head().borrow() {
+            return Ok(FanOut::CaughtUp);
         }
-        let page =
-            self.store.list(ListQuery { after: record.cursor, limit: FAN_OUT_PAGE, ..Default::default() }).await?;
-        if page.next <= record.cursor {
-            return Ok(false);
+        let page = self.store.list(ListQuery { after: cursor, limit: FAN_OUT_PAGE, ..Default::default() }).await?;
+        if page.next <= cursor {
+            return Ok(FanOut::CaughtUp);
         }
         let now = now_us();
         let mut owed = Vec::new();
@@ -195,8 +216,10 @@ impl Worker {
                 recent.insert(event.position, Bytes::from(event.to_json()));
             }
         }
-        self.store.fan_out(&self.name, record.cursor, page.next, owed).await?;
-        Ok(page.events.len() == FAN_OUT_PAGE)
+        if !self.store.fan_out(&self.name, cursor, page.next, owed).await? {
+            return Ok(FanOut::Stale);
+        }
+        Ok(FanOut::Moved { to: page.next, full_page: page.events.len() == FAN_OUT_PAGE })
     }
 
     /// Starts up to `capacity` due deliveries; returns when to look again.
@@ -268,7 +291,8 @@ impl Worker {
     }
 
     /// Records finished attempts and decides what becomes of each delivery.
-    async fn settle(&self, c: &Compiled, finished: Vec<Finished>, in_flight: &mut HashSet<Position>) {
+    /// Returns whether the subscription's state changed (a 410 disabled it).
+    async fn settle(&self, c: &Compiled, finished: Vec<Finished>, in_flight: &mut HashSet<Position>) -> bool {
         let now = now_us();
         let mut settled = Vec::with_capacity(finished.len());
         for (delivery, answer) in finished {
@@ -304,10 +328,12 @@ impl Worker {
             }
             settled.push((attempt, settlement));
         }
+        let gone = settled.iter().any(|(_, s)| *s == Settlement::Gone);
         if let Err(err) = self.store.settle(&self.name, settled).await {
             // Unsettled deliveries stay owed and are attempted again.
             tracing::error!(subscription = %self.name, error = %err, "could not record delivery attempts");
         }
+        gone
     }
 
     /// On shutdown: let deliveries in flight finish (briefly) and record them.
