@@ -90,19 +90,52 @@ pub async fn dlq(server: &str, args: DlqArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Positions replayed per request when the range is given by positions, so
+/// a long replay shows progress and no single request runs long.
+const REPLAY_CHUNK: u64 = 20_000;
+
 pub async fn replay(server: &str, args: ReplayArgs) -> Result<ExitCode> {
     let client = Client::new(server)?;
-    let bound = |position: Option<u64>, time: Option<String>| match (position, time) {
-        (Some(p), _) => Some(json!({ "position": p })),
-        (None, Some(t)) => Some(json!({ "time": t })),
-        (None, None) => None,
-    };
-    let mut request = json!({ "from": bound(args.from_position, args.from_time).unwrap_or(json!({"position": 1})) });
-    if let Some(to) = bound(args.to_position, args.to_time) {
-        request["to"] = to;
+    let url = client.url(&path(&args.name, "/replay"));
+    let send = |request: Value| client.expect_ok(client.http().post(&url).json(&request));
+    if args.from_time.is_some() || args.to_time.is_some() {
+        // Time bounds are resolved by the server: one request.
+        let from = match (&args.from_time, args.from_position) {
+            (Some(time), _) => json!({ "time": time }),
+            (None, position) => json!({ "position": position.unwrap_or(1) }),
+        };
+        let mut request = json!({ "from": from });
+        match (&args.to_time, args.to_position) {
+            (Some(time), _) => request["to"] = json!({ "time": time }),
+            (None, Some(position)) => request["to"] = json!({ "position": position }),
+            (None, None) => {}
+        }
+        print(&send(request).await?)?;
+        return Ok(ExitCode::SUCCESS);
     }
-    eprintln!("replaying to {} ...", args.name);
-    let report = client.expect_ok(client.http().post(client.url(&path(&args.name, "/replay"))).json(&request)).await?;
-    print(&report)?;
+    let ready = client.expect_ok(client.http().get(client.url("/readyz"))).await?;
+    let head = ready["head"].as_u64().context("the server did not say where its log ends")?;
+    let first = args.from_position.unwrap_or(1).max(1);
+    let last = args.to_position.unwrap_or(head).min(head);
+    let mut total = json!({"from": first, "to": last, "scanned": 0, "matched": 0, "enqueued": 0});
+    let mut from = first;
+    while from <= last {
+        let to = (from + REPLAY_CHUNK - 1).min(last);
+        let report = send(json!({"from": {"position": from}, "to": {"position": to}})).await?;
+        for key in ["scanned", "matched", "enqueued"] {
+            total[key] = json!(total[key].as_u64().unwrap_or(0) + report[key].as_u64().unwrap_or(0));
+        }
+        let done = to - first + 1;
+        let share = 100 * done / (last - first + 1);
+        eprint!("\r{} {done}/{} positions ({share}%), {} enqueued", bar(share), last - first + 1, total["enqueued"]);
+        from = to + 1;
+    }
+    eprintln!();
+    print(&total)?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn bar(percent: u64) -> String {
+    let filled = (percent / 5) as usize;
+    format!("[{}{}]", "#".repeat(filled), ".".repeat(20 - filled))
 }

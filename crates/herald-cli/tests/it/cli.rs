@@ -108,8 +108,8 @@ async fn subscriptions_dead_letters_and_replay_from_the_command_line() {
     let (ok, out, _) = herald(&h, &["dlq", "redrive", "jobs", "j1"], None);
     assert!(ok);
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), json!({"redriven": 1}));
-    let (ok, out, _) = herald(&h, &["replay", "jobs", "--from-position", "1"], None);
-    assert!(ok);
+    let (ok, out, err) = herald(&h, &["replay", "jobs", "--from-position", "1"], None);
+    assert!(ok && err.contains("1/1 positions (100%)"), "{err}");
     assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["enqueued"], 0, "j1 is already owed again");
     let (ok, _, _) = herald(&h, &["subs", "pause", "jobs"], None);
     assert!(ok);

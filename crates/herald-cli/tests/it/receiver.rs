@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 #[derive(Debug, Clone)]
 pub struct Hit {
+    pub path: String,
     pub headers: HeaderMap,
     pub raw: Bytes,
     pub body: Value,
@@ -63,9 +64,9 @@ impl Receiver {
         let hits: Arc<Mutex<Vec<Hit>>> = Arc::default();
         let behaviour: Behaviour = Arc::new(behaviour);
         let recorded = hits.clone();
-        let app = axum::Router::new().fallback(move |headers: HeaderMap, raw: Bytes| {
+        let app = axum::Router::new().fallback(move |uri: Uri, headers: HeaderMap, raw: Bytes| {
             let (hits, behaviour) = (recorded.clone(), behaviour.clone());
-            async move { answer(hits, behaviour, headers, raw).await }
+            async move { answer(hits, behaviour, uri.path().to_owned(), headers, raw).await }
         });
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
@@ -101,8 +102,14 @@ impl Drop for Receiver {
     }
 }
 
-async fn answer(hits: Arc<Mutex<Vec<Hit>>>, behaviour: Behaviour, headers: HeaderMap, raw: Bytes) -> Response {
-    let hit = Hit { body: serde_json::from_slice(&raw).unwrap_or(Value::Null), headers, raw, at: Instant::now() };
+async fn answer(
+    hits: Arc<Mutex<Vec<Hit>>>,
+    behaviour: Behaviour,
+    path: String,
+    headers: HeaderMap,
+    raw: Bytes,
+) -> Response {
+    let hit = Hit { path, body: serde_json::from_slice(&raw).unwrap_or(Value::Null), headers, raw, at: Instant::now() };
     let earlier = {
         let mut hits = hits.lock().unwrap();
         let earlier = hits.iter().filter(|h| h.event_id() == hit.event_id()).count();

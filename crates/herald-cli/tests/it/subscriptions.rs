@@ -539,3 +539,49 @@ async fn rate_limit_spaces_out_deliveries() {
     let span = hits[5].at - hits[0].at;
     assert!(span >= Duration::from_millis(950), "6 deliveries at 5/s take at least 1 s, took {span:?}");
 }
+
+#[tokio::test]
+async fn a_listed_network_is_allowed_while_other_internal_addresses_stay_refused() {
+    let dir = data_dir();
+    let h = Herald::start_with_env(dir.path(), &[("HERALD_ALLOWED_TARGET_NETWORKS", "127.0.0.0/8")]);
+    let receiver = Receiver::start(|_, _| Reply::Status(200)).await;
+    subscribe(&h, "listed", webhook(&receiver.url(), json!({}))).await;
+    let ipv6 = format!("http://[::1]:{}/hook", receiver.addr.port());
+    subscribe(&h, "unlisted", webhook(&ipv6, json!({"retry": {"max_attempts": 1}}))).await;
+    publish(&h, event("n1", json!({}))).await;
+    receiver.wait_for("delivery inside 127.0.0.0/8", |hits| hits.len() == 1).await;
+    let s = wait_status(&h, "unlisted", "refusal", |s| s["status"]["dead_letters"] == 1).await;
+    assert!(s["status"]["last_error"].as_str().unwrap().contains("internal address"), "{s}");
+}
+
+#[tokio::test]
+async fn a_subscription_starts_where_it_is_told() {
+    let (_dir, h) = start();
+    let receiver = Receiver::start(|_, _| Reply::Status(200)).await;
+    publish(&h, event("s1", json!({}))).await;
+    publish(&h, event("s2", json!({}))).await;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let between = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    publish(&h, event("s3", json!({}))).await;
+
+    subscribe(&h, "from-position", webhook(&format!("{}/p", receiver.url()), json!({"start": {"position": 1}}))).await;
+    subscribe(&h, "from-time", webhook(&format!("{}/t", receiver.url()), json!({"start": {"time": between}}))).await;
+    subscribe(&h, "earliest", webhook(&format!("{}/e", receiver.url()), json!({"start": "earliest"}))).await;
+    subscribe(&h, "latest", webhook(&format!("{}/l", receiver.url()), json!({}))).await;
+    publish(&h, event("s4", json!({}))).await;
+
+    receiver.wait_for("3 + 2 + 4 + 1 deliveries", |hits| hits.len() >= 10).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let hits = receiver.hits();
+    assert_eq!(hits.len(), 10, "nothing more");
+    let ids_for = |path: &str| {
+        let mut ids: Vec<&str> = hits.iter().filter(|hit| hit.path == path).map(Hit::event_id).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids_for("/hook/p"), ["s2", "s3", "s4"], "after position 1");
+    assert_eq!(ids_for("/hook/t"), ["s3", "s4"], "from a time on");
+    assert_eq!(ids_for("/hook/e"), ["s1", "s2", "s3", "s4"]);
+    assert_eq!(ids_for("/hook/l"), ["s4"]);
+}
