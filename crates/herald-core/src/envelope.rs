@@ -299,10 +299,11 @@ fn serialized_len(map: &Map<String, Value>) -> usize {
 
 /// JSON pointer to a top-level field (RFC 6901 escaping).
 pub fn pointer_to(field: &str) -> String {
-    format!("/{}", field.replace('~', "~0").replace('/', "~1"))
+    format!("/{}", crate::error::pointer_token(field))
 }
 
-fn kind(value: &Value) -> &'static str {
+/// How a JSON value is named in error messages ("a string", "an object").
+pub(crate) fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",

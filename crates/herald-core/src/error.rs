@@ -1,5 +1,10 @@
 use serde::Serialize;
 
+/// One JSON pointer (RFC 6901) reference token: `~` becomes `~0`, `/` becomes `~1`.
+pub fn pointer_token(key: &str) -> String {
+    key.replace('~', "~0").replace('/', "~1")
+}
+
 /// One problem with one field of the input, named by a JSON pointer (RFC 6901).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FieldError {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use crate::envelope::{Position, format_time};
+use crate::envelope::{Position, format_time, pointer_to};
 use crate::error::{FieldError, Invalid};
 use crate::pattern::Pattern;
 
@@ -151,10 +151,7 @@ impl SubscriptionSpec {
         let mut errors = Vec::new();
         const KNOWN: [&str; 7] = ["pattern", "target", "start", "retry", "ordering", "concurrency", "rate_limit"];
         for key in object.keys().filter(|k| !KNOWN.contains(&k.as_str())) {
-            errors.push(FieldError::new(
-                format!("/{}", escape(key)),
-                format!("unknown field; expected one of {KNOWN:?}"),
-            ));
+            errors.push(FieldError::new(pointer_to(key), format!("unknown field; expected one of {KNOWN:?}")));
         }
         let pattern = match object.get("pattern") {
             None | Some(Value::Null) => None,
@@ -280,11 +277,6 @@ fn collect<T>(errors: &mut Vec<FieldError>, parsed: Result<T, Vec<FieldError>>) 
     parsed.map_err(|e| errors.extend(e)).ok()
 }
 
-/// RFC 6901 escaping of one reference token.
-fn escape(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
-}
-
 fn target(value: Option<&Value>) -> Result<Target, Vec<FieldError>> {
     let Some(object) = value.and_then(Value::as_object) else {
         return Err(vec![FieldError::new(
@@ -295,7 +287,10 @@ fn target(value: Option<&Value>) -> Result<Target, Vec<FieldError>> {
     match object.get("type").and_then(Value::as_str) {
         Some("pull") => {
             if let Some(k) = object.keys().find(|k| !["type", "ack_timeout"].contains(&k.as_str())) {
-                return Err(vec![FieldError::new(format!("/target/{}", escape(k)), "unknown field of a pull target")]);
+                return Err(vec![FieldError::new(
+                    format!("/target{}", pointer_to(k)),
+                    "unknown field of a pull target",
+                )]);
             }
             match object.get("ack_timeout") {
                 None | Some(Value::Null) => Ok(Target::Pull { ack_timeout: DEFAULT_ACK_TIMEOUT }),
@@ -310,7 +305,7 @@ fn target(value: Option<&Value>) -> Result<Target, Vec<FieldError>> {
         Some("webhook") => {
             let mut errors = Vec::new();
             for k in object.keys().filter(|k| !["type", "url", "secret"].contains(&k.as_str())) {
-                errors.push(FieldError::new(format!("/target/{}", escape(k)), "unknown field of a webhook target"));
+                errors.push(FieldError::new(format!("/target{}", pointer_to(k)), "unknown field of a webhook target"));
             }
             let url = match object.get("url").and_then(Value::as_str) {
                 Some(url) if url.len() > MAX_URL_CHARS => {
@@ -386,7 +381,7 @@ fn retry(value: Option<&Value>) -> Result<RetryPolicy, Vec<FieldError>> {
     };
     let mut errors = Vec::new();
     for (key, v) in object {
-        let pointer = format!("/retry/{}", escape(key));
+        let pointer = format!("/retry{}", pointer_to(key));
         match key.as_str() {
             "max_attempts" => match v.as_u64() {
                 Some(n) if (1..=MAX_ATTEMPTS as u64).contains(&n) => policy.max_attempts = n as u32,

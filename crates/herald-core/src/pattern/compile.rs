@@ -13,6 +13,9 @@ use std::net::IpAddr;
 use serde_json::{Map, Value};
 
 use super::PatternError;
+use crate::envelope::kind;
+use crate::error::pointer_token;
+
 use super::matcher::{Child, Cidr, Field, Leaf, Matcher, Negated, Node, Num, Range, Wildcard};
 
 /// Operator names, refused as field names inside `$or` (they would be ambiguous there).
@@ -36,7 +39,7 @@ fn node(object: &Map<String, Value>, path: &str, in_or: bool) -> Result<Node, Pa
     let mut fields = Vec::with_capacity(object.len());
     let mut any_of = Vec::new();
     for (key, value) in object {
-        let here = format!("{path}/{}", escape(key));
+        let here = format!("{path}/{}", pointer_token(key));
         if key == "$or" {
             any_of.push(or_group(value, &here)?);
             continue;
@@ -150,7 +153,7 @@ fn operator(object: &Map<String, Value>, path: &str) -> Result<Matcher, PatternE
             ),
         ));
     };
-    let here = format!("{path}/{}", escape(name));
+    let here = format!("{path}/{}", pointer_token(name));
     let here = here.as_str();
     Ok(match name.as_str() {
         "prefix" => match arg {
@@ -206,7 +209,7 @@ fn ignore_case_string(object: &Map<String, Value>, path: &str, under: &str) -> R
             other => Err(expected(&format!("{path}/equals-ignore-case"), "`equals-ignore-case` takes a string", other)),
         },
         (Some((key, _)), None) => Err(PatternError::new(
-            format!("{path}/{}", escape(key)),
+            format!("{path}/{}", pointer_token(key)),
             format!("unsupported `{under}` option `{key}`; only `equals-ignore-case` is allowed"),
         )),
         _ => Err(PatternError::new(
@@ -380,7 +383,7 @@ fn anything_but(arg: &Value, path: &str) -> Result<Negated, PatternError> {
                      `equals-ignore-case` or `wildcard`",
                 ));
             };
-            let here = format!("{path}/{}", escape(name));
+            let here = format!("{path}/{}", pointer_token(name));
             let at = |i: usize| if inner.is_array() { format!("{here}/{i}") } else { here.clone() };
             match name.as_str() {
                 "prefix" | "suffix" => {
@@ -438,20 +441,4 @@ fn strings_of<'a>(value: &'a Value, path: &str, name: &str) -> Result<Vec<&'a st
 
 fn expected(path: &str, what: &str, found: &Value) -> PatternError {
     PatternError::new(path, format!("{what}, not {}", kind(found)))
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// One JSON pointer (RFC 6901) reference token.
-pub(crate) fn escape(key: &str) -> String {
-    key.replace('~', "~0").replace('/', "~1")
 }
