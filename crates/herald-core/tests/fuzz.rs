@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use herald_core::formats::{aws, cloudevents};
+use herald_core::subscription::SubscriptionSpec;
 use herald_core::{EventDraft, canonical};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
@@ -51,6 +52,14 @@ fn field_name() -> impl Strategy<Value = String> {
             "Detail",
             "Time",
             "Resources",
+            "target",
+            "url",
+            "pattern",
+            "retry",
+            "max_attempts",
+            "start",
+            "position",
+            "ordering",
         ])
         .prop_map(str::to_owned),
         "[a-z~/]{0,6}",
@@ -89,6 +98,24 @@ proptest! {
         let value = json!({"source": "s", "detail-type": "t", "detail": detail});
         let draft = EventDraft::from_json(&value, received()).unwrap();
         prop_assert_eq!(Value::Object(draft.detail.clone()), value["detail"].clone());
+    }
+
+    #[test]
+    fn subscription_declarations_are_total_and_round_trip(value in any_json()) {
+        match SubscriptionSpec::from_json(&value) {
+            Ok(spec) => prop_assert_eq!(SubscriptionSpec::from_json(&spec.to_json()).unwrap(), spec),
+            Err(invalid) => {
+                prop_assert!(!invalid.errors.is_empty());
+                for e in &invalid.errors {
+                    prop_assert!(e.pointer.is_empty() || e.pointer.starts_with('/'), "{:?}", e);
+                }
+            }
+        }
+        let mut declared = json!({"target": {"type": "pull"}});
+        declared["pattern"] = value;
+        if let Err(invalid) = SubscriptionSpec::from_json(&declared) {
+            prop_assert!(invalid.errors.iter().all(|e| e.pointer.starts_with("/pattern")), "{:?}", invalid);
+        }
     }
 
     #[test]

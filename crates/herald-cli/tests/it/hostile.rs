@@ -37,6 +37,9 @@ async fn junk_gets_a_problem_and_changes_nothing() {
     let h = Herald::start(dir.path());
     h.post("/v1/events", &event("keep", json!({"k": 1}))).await;
     h.put("/v1/id-rules/Rule", &json!({"fields": ["/detail/k"]})).await;
+    let subscription = json!({"target": {"type": "pull"}, "pattern": {"source": ["test.shop"]}});
+    assert_eq!(h.put("/v1/subscriptions/keep", &subscription).await.0, 201);
+    let subscription_before = h.get("/v1/subscriptions/keep").await.1;
     let before = h.all_events().await;
 
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
@@ -62,6 +65,12 @@ async fn junk_gets_a_problem_and_changes_nothing() {
             ("PUT", "/v1/events/keep", "application/json"),
             ("PUT", "/v1/id-rules/Rule", "application/json"),
             ("POST", "/", "application/x-amz-json-1.1"),
+            ("PUT", "/v1/subscriptions/keep", "application/json"),
+            ("POST", "/v1/subscriptions/keep/replay", "application/json"),
+            ("POST", "/v1/subscriptions/keep/pull", "application/json"),
+            ("POST", "/v1/subscriptions/keep/ack", "application/json"),
+            ("POST", "/v1/subscriptions/keep/nack", "application/json"),
+            ("POST", "/v1/subscriptions/keep/dead-letters/redrive", "application/json"),
         ] {
             let request = h
                 .http
@@ -83,4 +92,8 @@ async fn junk_gets_a_problem_and_changes_nothing() {
     let after = h.all_events().await;
     assert_eq!(after, before, "no stored event changed");
     assert_eq!(h.get("/v1/id-rules/Rule").await.1["fields"], json!(["/detail/k"]));
+    let mut subscription_after = h.get("/v1/subscriptions/keep").await.1;
+    // Pulls by the junk may have leased the event; the declaration must be as it was.
+    subscription_after["status"] = subscription_before["status"].clone();
+    assert_eq!(subscription_after, subscription_before, "the subscription's declaration did not change");
 }
