@@ -324,6 +324,22 @@ pub async fn leases_are_exclusive_expire_and_are_settled_by_their_holder(store: 
     assert_eq!((dead.len(), dead[0].position), (1, 2), "past max_attempts it is dead-lettered");
 }
 
+pub async fn the_attempt_log_is_bounded(store: impl Store) {
+    store.put_subscription("s", "{}".into(), 0, 1).await.unwrap();
+    store.fan_out("s", 0, 1, vec![owed(1, None)]).await.unwrap();
+    let total = crate::subscriptions::ATTEMPTS_KEPT + 1_000;
+    for chunk in 0..total / 100 {
+        let settled = (0..100)
+            .map(|i| (attempt(1, (chunk * 100 + i) as u32 + 1, "failed"), Settlement::Retry { due_us: 100 }))
+            .collect();
+        store.settle("s", settled).await.unwrap();
+    }
+    let kept = store.attempts("s", AttemptQuery { limit: usize::MAX >> 1, ..Default::default() }).await.unwrap();
+    assert!(kept.len() as u64 <= crate::subscriptions::ATTEMPTS_KEPT + 256, "{} attempts kept", kept.len());
+    assert_eq!(kept[0].attempt as u64, total, "the newest are kept");
+    assert_eq!(store.subscription("s").await.unwrap().unwrap().failed, total, "the counters count them all");
+}
+
 pub async fn events_at_reads_by_position(store: impl Store) {
     store.append(vec![event("a", "s", "{}", None), event("b", "s", "{}", None)]).await.unwrap();
     let got = store.events_at(vec![2, 9, 1]).await.unwrap();
@@ -354,6 +370,7 @@ macro_rules! store_contract_tests {
             events_at_reads_by_position,
             position_before_finds_the_first_event_at_a_time,
             leases_are_exclusive_expire_and_are_settled_by_their_holder,
+            the_attempt_log_is_bounded,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

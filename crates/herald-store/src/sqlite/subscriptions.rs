@@ -184,7 +184,8 @@ pub fn settle(tx: &Transaction<'_>, name: &str, settled: &[(Attempt, Settlement)
         "INSERT INTO attempts (subscription, event_id, position, attempt, time_us, outcome, status, latency_us, error, response, replay)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
-    let mut last_seq = 0;
+    // Attempt ids recorded by this call: pruning runs when they pass a multiple of 256.
+    let (mut first_seq, mut last_seq) = (0, 0);
     for (attempt, settlement) in settled {
         let position = attempt.position as i64;
         let owed = tx
@@ -206,6 +207,9 @@ pub fn settle(tx: &Transaction<'_>, name: &str, settled: &[(Attempt, Settlement)
             attempt.replay
         ])?;
         last_seq = tx.last_insert_rowid();
+        if first_seq == 0 {
+            first_seq = last_seq;
+        }
         let counters = match settlement {
             Settlement::Delivered => {
                 remove_delivery(tx, name, position)?;
@@ -239,7 +243,7 @@ pub fn settle(tx: &Transaction<'_>, name: &str, settled: &[(Attempt, Settlement)
         .execute(params![name, attempt.error])?;
     }
     // Pruning walks ATTEMPTS_KEPT index entries, so do it now and then, not every time.
-    if last_seq % 256 == 0 && last_seq > 0 {
+    if last_seq > 0 && (first_seq - 1) / 256 != last_seq / 256 {
         tx.prepare_cached(
             "DELETE FROM attempts WHERE subscription = ?1 AND seq <= (SELECT seq FROM attempts
                 WHERE subscription = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
