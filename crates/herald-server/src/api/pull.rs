@@ -9,21 +9,19 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use herald_core::subscription::{AfterFailure, Ordering, SubscriptionSpec, SubscriptionState, Target};
+use herald_core::subscription::{AfterFailure, SubscriptionSpec, SubscriptionState, Target};
 use herald_core::{FieldError, Invalid, Position};
 use herald_store::{Attempt, Delivery, Settlement};
 use serde_json::{Map, Value, json};
-use tokio::time::Instant;
 
 use crate::body::{parse_json, read_limited, require_json};
+use crate::dispatch::pull;
 use crate::dispatch::worker::now_us;
 use crate::problem::ApiError;
 use crate::state::AppState;
 
 const MAX_MESSAGES: u64 = 1000;
 const MAX_WAIT: Duration = Duration::from_secs(30);
-/// How often a waiting pull looks for newly due messages.
-const POLL: Duration = Duration::from_millis(10);
 
 /// Lease up to `max` messages (default 10), waiting up to `wait` (default 0,
 /// at most 30 s) for the first to arrive.
@@ -56,50 +54,20 @@ pub async fn pull(
         return Err(Invalid::one(format!("/{key}"), "unknown field; expected max and wait").into());
     }
     let (spec, ack_timeout) = pull_spec(&state, &name).await?;
-    let per_stream = spec.ordering == Ordering::Stream;
-    let deadline = Instant::now() + wait;
-    let mut shutdown = state.shutdown.clone();
-    loop {
-        // Look before leasing: a lease is a write, an empty look is not.
-        let due = state.store.due_deliveries(&name, now_us(), 1, per_stream).await?;
-        if !due.is_empty() {
-            let lease = format!("{:016x}", rand::random::<u64>());
-            let leased = state
-                .store
-                .lease(
-                    &name,
-                    lease.clone(),
-                    now_us(),
-                    ack_timeout.as_micros() as i64,
-                    max,
-                    per_stream,
-                    spec.retry.max_attempts,
-                )
-                .await?;
-            if !leased.is_empty() {
-                let messages: Vec<Value> = leased
-                    .iter()
-                    .map(|(delivery, event)| {
-                        json!({
-                            "ack_id": format!("{}.{lease}", delivery.position),
-                            "attempt": delivery.attempts,
-                            "replay": delivery.replay,
-                            "event": serde_json::from_str::<Value>(&event.to_json()).unwrap_or(Value::Null),
-                        })
-                    })
-                    .collect();
-                return Ok(Json(json!({ "messages": messages })));
-            }
-        }
-        if Instant::now() >= deadline || *shutdown.borrow() {
-            return Ok(Json(json!({ "messages": [] })));
-        }
-        tokio::select! {
-            () = tokio::time::sleep(POLL) => {}
-            () = tokio::time::sleep_until(deadline) => {}
-            _ = shutdown.changed() => {}
-        }
-    }
+    let leased =
+        pull::lease(state.store.as_ref(), &name, &spec, ack_timeout, max, wait, state.shutdown.clone()).await?;
+    let messages: Vec<Value> = leased
+        .iter()
+        .map(|m| {
+            json!({
+                "ack_id": m.ack_id,
+                "attempt": m.delivery.attempts,
+                "replay": m.delivery.replay,
+                "event": serde_json::from_str::<Value>(&m.event.to_json()).unwrap_or(Value::Null),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "messages": messages })))
 }
 
 /// Acknowledge messages: they are done and never delivered again.

@@ -3,6 +3,7 @@
 //! target never slows publishing. The API nudges a worker when its
 //! subscription changes; workers find everything else in the store.
 
+pub mod pull;
 pub mod replay;
 pub mod webhook;
 pub mod worker;

@@ -1,0 +1,64 @@
+//! Pull consumers: leasing due deliveries to whoever asks, waiting a while
+//! for the first when none is due. The store makes each lease exclusive, so
+//! competing consumers never receive the same message at once.
+
+use std::time::Duration;
+
+use herald_core::subscription::{Ordering, SubscriptionSpec};
+use herald_store::{Delivery, Store, StoreError, StoredEvent};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::worker::now_us;
+
+/// How often a waiting pull looks for newly due messages.
+const POLL: Duration = Duration::from_millis(10);
+
+/// One leased message; `ack_id` names the delivery and the lease holding it.
+pub struct Leased {
+    pub ack_id: String,
+    pub delivery: Delivery,
+    pub event: StoredEvent,
+}
+
+/// Leases up to `max` due messages for `ack_timeout`, waiting up to `wait`
+/// (or until shutdown) for the first one.
+pub async fn lease(
+    store: &dyn Store,
+    name: &str,
+    spec: &SubscriptionSpec,
+    ack_timeout: Duration,
+    max: usize,
+    wait: Duration,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<Vec<Leased>, StoreError> {
+    let per_stream = spec.ordering == Ordering::Stream;
+    let deadline = Instant::now() + wait;
+    loop {
+        // Look before leasing: a lease is a write (a commit), an empty look is a read.
+        if !store.due_deliveries(name, now_us(), 1, per_stream).await?.is_empty() {
+            let lease = format!("{:016x}", rand::random::<u64>());
+            let lease_us = ack_timeout.as_micros() as i64;
+            let leased =
+                store.lease(name, lease.clone(), now_us(), lease_us, max, per_stream, spec.retry.max_attempts).await?;
+            if !leased.is_empty() {
+                return Ok(leased
+                    .into_iter()
+                    .map(|(delivery, event)| Leased {
+                        ack_id: format!("{}.{lease}", delivery.position),
+                        delivery,
+                        event,
+                    })
+                    .collect());
+            }
+        }
+        if Instant::now() >= deadline || *shutdown.borrow() {
+            return Ok(Vec::new());
+        }
+        tokio::select! {
+            () = tokio::time::sleep(POLL) => {}
+            () = tokio::time::sleep_until(deadline) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
