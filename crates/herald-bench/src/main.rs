@@ -4,7 +4,12 @@
 //!
 //! `herald-load disk --dir DIR` measures the disk's own limits (fdatasyncs/s
 //! and sequential MiB/s), the ceiling every durable peer shares.
+//!
+//! `herald-load deliver --herald-pid PID` measures webhook delivery of a
+//! running Herald: publish-to-delivery latency, fan-out to many
+//! subscriptions, and memory and publish rate with a dead target.
 
+mod deliver;
 mod disk;
 mod machine;
 mod report;
@@ -33,6 +38,8 @@ struct Cli {
 enum Command {
     /// Measure the disk under DIR: fdatasyncs/s and sequential write MiB/s.
     Disk(DiskArgs),
+    /// Webhook delivery of a running Herald: latency, fan-out, dead target.
+    Deliver(DeliverArgs),
 }
 
 #[derive(Args)]
@@ -99,10 +106,69 @@ struct DiskArgs {
     json: bool,
 }
 
+#[derive(Args)]
+struct DeliverArgs {
+    #[arg(long, default_value = "http://127.0.0.1:8787")]
+    herald_url: String,
+    /// Herald's pid: its RSS is sampled in the dead-target scenario.
+    #[arg(long)]
+    herald_pid: u32,
+    /// Scenarios to run, in this order.
+    #[arg(long, value_enum, value_delimiter = ',', default_value = "latency,fanout,dead")]
+    scenarios: Vec<deliver::Scenario>,
+    /// Latency: open-loop events/s in total (one event per request).
+    #[arg(long, default_value_t = 2000.0)]
+    rate: f64,
+    /// Latency: measured seconds, after the warm-up.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    #[arg(long, default_value_t = 2.0)]
+    warmup: f64,
+    /// Latency: seconds to wait for outstanding deliveries after publishing.
+    #[arg(long, default_value_t = 30.0)]
+    drain_timeout: f64,
+    /// Concurrent publishers (one connection each) of the steady loads.
+    #[arg(long, default_value_t = 8)]
+    publishers: usize,
+    /// Approximate size of one event's JSON, in bytes.
+    #[arg(long, default_value_t = 1100)]
+    event_size: usize,
+    /// Fan-out: subscriptions, all to the receiver, each matching every event.
+    #[arg(long, default_value_t = 100)]
+    fanout_subscriptions: usize,
+    /// Fan-out: events published (each owed to every subscription).
+    #[arg(long, default_value_t = 2000)]
+    fanout_events: u64,
+    #[arg(long, default_value_t = 100)]
+    fanout_batch: usize,
+    /// Fan-out: seconds to wait for all deliveries.
+    #[arg(long, default_value_t = 300.0)]
+    fanout_timeout: f64,
+    /// Dead target: events owed to the dead subscription before measuring.
+    #[arg(long, default_value_t = 10_000)]
+    dead_events: u64,
+    /// Dead target: steady publish rate (events/s) with and without it.
+    #[arg(long, default_value_t = 1000.0)]
+    dead_rate: f64,
+    /// Dead target: seconds of each steady load.
+    #[arg(long, default_value_t = 10.0)]
+    dead_duration: f64,
+    /// Dead target: seconds to wait for `status.pending` to reach the events.
+    #[arg(long, default_value_t = 120.0)]
+    dead_timeout: f64,
+    /// Print JSON lines on stdout (one per scenario); the human report goes to stderr.
+    #[arg(long)]
+    json: bool,
+    /// Tokio worker threads of the driver (it shares the machine with Herald).
+    #[arg(long)]
+    threads: Option<usize>,
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Some(Command::Disk(args)) => run_disk(args),
+        Some(Command::Deliver(args)) => run_deliver(args),
         None => run_load(cli.run),
     }
 }
@@ -114,6 +180,51 @@ fn run_disk(args: DiskArgs) -> anyhow::Result<()> {
     let result = disk::measure(&args.dir, Duration::from_secs_f64(args.fsync_secs), args.seq_mib)?;
     out.disk(&result);
     Ok(())
+}
+
+fn run_deliver(args: DeliverArgs) -> anyhow::Result<()> {
+    let positive = [
+        args.rate,
+        args.duration,
+        args.drain_timeout,
+        args.fanout_timeout,
+        args.dead_rate,
+        args.dead_duration,
+        args.dead_timeout,
+    ];
+    if positive.iter().any(|v| !(*v > 0.0 && v.is_finite())) || !(0.0..1e6).contains(&args.warmup) {
+        bail!("rates, durations and timeouts must be positive, --warmup not negative");
+    }
+    let secs = Duration::from_secs_f64;
+    let config = deliver::DeliverConfig {
+        herald_url: args.herald_url,
+        herald_pid: args.herald_pid,
+        scenarios: args.scenarios,
+        publishers: args.publishers,
+        event_size: args.event_size,
+        rate: args.rate,
+        duration: secs(args.duration),
+        warmup: secs(args.warmup),
+        drain_timeout: secs(args.drain_timeout),
+        fanout_subscriptions: args.fanout_subscriptions,
+        fanout_events: args.fanout_events,
+        fanout_batch: args.fanout_batch,
+        fanout_timeout: secs(args.fanout_timeout),
+        dead_events: args.dead_events,
+        dead_rate: args.dead_rate,
+        dead_duration: secs(args.dead_duration),
+        dead_timeout: secs(args.dead_timeout),
+    };
+
+    let mut runtime = tokio::runtime::Builder::new_multi_thread();
+    if let Some(threads) = args.threads {
+        runtime.worker_threads(threads);
+    }
+    let runtime = runtime.enable_all().build().context("starting the tokio runtime")?;
+
+    let out = report::Output::new(args.json);
+    out.machine(&machine::Machine::detect());
+    runtime.block_on(deliver::run(&config, &out))
 }
 
 fn run_load(args: RunArgs) -> anyhow::Result<()> {

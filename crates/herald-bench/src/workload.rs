@@ -140,7 +140,7 @@ impl EventFactory {
 }
 
 /// Ids sort by time (UUIDv7), like the ids a real producer would mint.
-fn new_id() -> String {
+pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
 }
 

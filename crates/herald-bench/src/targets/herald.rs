@@ -26,6 +26,8 @@ pub struct HeraldPublisher {
     addr: SocketAddr,
     /// Sent as the Host header (hyper's low-level client does not add it).
     authority: String,
+    /// The base URL's path ("" for `http://HOST:PORT`), for [`Self::request`].
+    base_path: String,
     path: String,
     sender: Option<SendRequest<Full<Bytes>>>,
 }
@@ -43,8 +45,13 @@ pub async fn connect(base_url: &str, workers: usize) -> anyhow::Result<Vec<Heral
     let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
     let base_path = uri.path().trim_end_matches('/');
 
-    let mut health =
-        HeraldPublisher { addr, authority: authority.clone(), path: format!("{base_path}/healthz"), sender: None };
+    let mut health = HeraldPublisher {
+        addr,
+        authority: authority.clone(),
+        base_path: base_path.to_string(),
+        path: format!("{base_path}/healthz"),
+        sender: None,
+    };
     let (status, _) = health.send(Method::GET, Bytes::new()).await.context("Herald is not reachable")?;
     if status != StatusCode::OK {
         bail!("GET /healthz answered {status}");
@@ -55,6 +62,7 @@ pub async fn connect(base_url: &str, workers: usize) -> anyhow::Result<Vec<Heral
         let mut publisher = HeraldPublisher {
             addr,
             authority: authority.clone(),
+            base_path: base_path.to_string(),
             path: format!("{base_path}/v1/events"),
             sender: None,
         };
@@ -77,6 +85,15 @@ impl HeraldPublisher {
             self.sender = Some(sender);
         }
         Ok(self.sender.as_mut().expect("just set"))
+    }
+
+    /// Any other request on this connection (subscriptions, status): `path`
+    /// is relative to the base URL, e.g. `/v1/subscriptions/x`.
+    pub async fn request(&mut self, method: Method, path: &str, body: Bytes) -> anyhow::Result<(StatusCode, Bytes)> {
+        let publish_path = std::mem::replace(&mut self.path, format!("{}{path}", self.base_path));
+        let result = self.send(method, body).await;
+        self.path = publish_path;
+        result
     }
 
     async fn send(&mut self, method: Method, body: Bytes) -> anyhow::Result<(StatusCode, Bytes)> {

@@ -1,7 +1,7 @@
 //! The peers under test. Each module sets its peer up for a clean run
 //! (fresh stream or table), opens one publisher per worker, and cleans up.
 
-mod herald;
+pub mod herald;
 mod jetstream;
 mod postgres;
 
