@@ -3,6 +3,7 @@
 //! target never slows publishing. The API nudges a worker when its
 //! subscription changes; workers find everything else in the store.
 
+pub mod bodies;
 pub mod pull;
 pub mod replay;
 pub mod webhook;
@@ -16,6 +17,7 @@ use herald_store::{Store, StoreError};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+use self::bodies::BodyCache;
 use self::webhook::WebhookClient;
 use self::worker::Worker;
 
@@ -25,9 +27,13 @@ struct Handle {
     task: JoinHandle<()>,
 }
 
+/// Bytes of event bodies kept for delivery, across all subscriptions.
+const BODY_CACHE_BYTES: usize = 16 * 1024 * 1024;
+
 pub struct Dispatcher {
     store: Arc<dyn Store>,
     client: WebhookClient,
+    bodies: Arc<BodyCache>,
     workers: Mutex<HashMap<String, Handle>>,
     shutdown: watch::Receiver<bool>,
 }
@@ -39,7 +45,8 @@ impl Dispatcher {
         client: WebhookClient,
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Self>, StoreError> {
-        let dispatcher = Arc::new(Self { store, client, workers: Mutex::default(), shutdown });
+        let bodies = Arc::new(BodyCache::new(BODY_CACHE_BYTES));
+        let dispatcher = Arc::new(Self { store, client, bodies, workers: Mutex::default(), shutdown });
         for record in dispatcher.store.subscriptions().await? {
             dispatcher.nudge(&record.name);
         }
@@ -62,6 +69,7 @@ impl Dispatcher {
             client: self.client.clone(),
             nudge: nudge.clone(),
             in_flight: in_flight.clone(),
+            bodies: self.bodies.clone(),
             shutdown: self.shutdown.clone(),
         };
         let task = tokio::spawn(worker.run());

@@ -19,12 +19,11 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
+use super::bodies::BodyCache;
 use super::webhook::{Answer, Request, WebhookClient};
 
 /// Events read from the log per fan-out step.
 const FAN_OUT_PAGE: usize = 512;
-/// Event bodies kept from fan-out for the deliveries that follow at once.
-const RECENT_BODIES: usize = 4096;
 /// Longest sleep without a reason to wake (a safety net, not a poll).
 const IDLE_WAKE: Duration = Duration::from_secs(1);
 /// How long a stopping worker waits for deliveries in flight.
@@ -36,6 +35,7 @@ pub struct Worker {
     pub client: WebhookClient,
     pub nudge: Arc<Notify>,
     pub in_flight: Arc<AtomicUsize>,
+    pub bodies: Arc<BodyCache>,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -83,7 +83,6 @@ impl Worker {
         let mut record: Option<SubscriptionRecord> = None;
         let mut in_flight: HashSet<Position> = HashSet::new();
         let mut tasks: JoinSet<Finished> = JoinSet::new();
-        let mut recent: HashMap<Position, Bytes> = HashMap::new();
         let mut next_slot = Instant::now();
         loop {
             if *self.shutdown.borrow() {
@@ -115,7 +114,7 @@ impl Worker {
             let mut more = false;
 
             if active {
-                match self.fan_out(r.cursor, c, &mut recent).await {
+                match self.fan_out(r.cursor, c).await {
                     Ok(FanOut::Moved { to, full_page }) => {
                         r.cursor = to;
                         more = full_page;
@@ -130,18 +129,7 @@ impl Worker {
                 if let (Target::Webhook { url, .. }, Some(secret)) = (&c.spec.target, &c.secret) {
                     let capacity = (c.spec.concurrency as usize).saturating_sub(in_flight.len());
                     if capacity > 0 {
-                        match self
-                            .start_due(
-                                c,
-                                url,
-                                secret,
-                                capacity,
-                                &mut in_flight,
-                                &mut tasks,
-                                &mut recent,
-                                &mut next_slot,
-                            )
-                            .await
+                        match self.start_due(c, url, secret, capacity, &mut in_flight, &mut tasks, &mut next_slot).await
                         {
                             Ok(next) => wake = wake.min(next),
                             Err(err) => self.pause_on_error(&err).await,
@@ -183,12 +171,7 @@ impl Worker {
 
     /// Reads the next page after `cursor` and, in one commit, records a
     /// delivery for each matching event and moves the cursor past the page.
-    async fn fan_out(
-        &self,
-        cursor: Position,
-        c: &Compiled,
-        recent: &mut HashMap<Position, Bytes>,
-    ) -> Result<FanOut, StoreError> {
+    async fn fan_out(&self, cursor: Position, c: &Compiled) -> Result<FanOut, StoreError> {
         if cursor >= *self.store.head().borrow() {
             return Ok(FanOut::CaughtUp);
         }
@@ -212,8 +195,8 @@ impl Worker {
                 first_due_us: now,
                 replay: false,
             });
-            if matches!(c.spec.target, Target::Webhook { .. }) && recent.len() < RECENT_BODIES {
-                recent.insert(event.position, Bytes::from(event.to_json()));
+            if matches!(c.spec.target, Target::Webhook { .. }) {
+                self.bodies.insert(event.position, Bytes::from(event.to_json()));
             }
         }
         if !self.store.fan_out(&self.name, cursor, page.next, owed).await? {
@@ -232,18 +215,22 @@ impl Worker {
         capacity: usize,
         in_flight: &mut HashSet<Position>,
         tasks: &mut JoinSet<Finished>,
-        recent: &mut HashMap<Position, Bytes>,
         next_slot: &mut Instant,
     ) -> Result<Instant, StoreError> {
         let now = now_us();
         let per_stream = c.spec.ordering == Ordering::Stream;
         let due = self.store.due_deliveries(&self.name, now, capacity + in_flight.len(), per_stream).await?;
         let due: Vec<Delivery> = due.into_iter().filter(|d| !in_flight.contains(&d.position)).take(capacity).collect();
+        // This batch's bodies: from the shared cache, the rest read from the log.
+        let mut bodies: HashMap<Position, Bytes> =
+            due.iter().filter_map(|d| self.bodies.get(d.position).map(|b| (d.position, b))).collect();
         let missing: Vec<Position> =
-            due.iter().filter(|d| !recent.contains_key(&d.position)).map(|d| d.position).collect();
+            due.iter().filter(|d| !bodies.contains_key(&d.position)).map(|d| d.position).collect();
         if !missing.is_empty() {
             for event in self.store.events_at(missing).await? {
-                recent.insert(event.position, Bytes::from(event.to_json()));
+                let body = Bytes::from(event.to_json());
+                self.bodies.insert(event.position, body.clone());
+                bodies.insert(event.position, body);
             }
         }
         let interval = c.spec.rate_limit.map(|r| Duration::from_secs_f64(1.0 / r));
@@ -255,7 +242,7 @@ impl Worker {
                 }
                 *next_slot = at.max(*next_slot) + interval;
             }
-            let Some(body) = recent.remove(&delivery.position) else {
+            let Some(body) = bodies.remove(&delivery.position) else {
                 // The event itself is gone: nothing can ever deliver it.
                 let reason = "the event is no longer in the log".to_owned();
                 let attempt = attempt_record(&delivery, None, Some(reason.clone()), "dead");
@@ -279,9 +266,6 @@ impl Worker {
                     .await;
                 (delivery, answer)
             });
-        }
-        if recent.len() > RECENT_BODIES {
-            recent.clear();
         }
         let next_due = self.store.next_due(&self.name).await?.map(|due_us| {
             let wait = Duration::from_micros(due_us.saturating_sub(now_us()).max(0) as u64);
