@@ -85,10 +85,15 @@ pub struct Request<'a> {
     pub replay: bool,
 }
 
+/// Deliveries in flight at once across all subscriptions: each holds a
+/// connection and its buffers, so this bounds the memory of a wide fan-out.
+const MAX_IN_FLIGHT: usize = 256;
+
 #[derive(Clone)]
 pub struct WebhookClient {
     http: reqwest::Client,
     policy: Arc<EgressPolicy>,
+    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl WebhookClient {
@@ -101,12 +106,14 @@ impl WebhookClient {
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
             .no_proxy()
+            .pool_max_idle_per_host(64)
             .build()
             .expect("the HTTP client's settings are valid");
-        Self { http, policy }
+        Self { http, policy, permits: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)) }
     }
 
     pub async fn send(&self, request: Request<'_>) -> Answer {
+        let _permit = self.permits.acquire().await;
         let started = Instant::now();
         if let Some(refusal) = self.refuse_literal(request.url) {
             return Answer::failed(started, refusal);

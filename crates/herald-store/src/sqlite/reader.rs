@@ -3,25 +3,29 @@
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
+use tokio::sync::Semaphore;
+
 use herald_core::Position;
 use rusqlite::{Connection, OptionalExtension, params_from_iter, types::Value as SqlValue};
 
 use super::{classify, schema};
 use crate::{ListQuery, Page, StoreError, StoredEvent};
 
-/// Idle read connections, reused; at most one per concurrent read is opened.
+/// Read connections, reused. At most [`MAX_READERS`] reads run at once (the
+/// others wait their turn), so connections, threads and page caches stay
+/// bounded however many requests and delivery workers read at the same time.
 #[derive(Clone)]
 pub struct ReadPool {
     path: PathBuf,
     idle: Arc<Mutex<Vec<Connection>>>,
+    permits: Arc<Semaphore>,
 }
 
-/// Idle connections kept for reuse; more may be open while reads peak.
-const MAX_IDLE: usize = 16;
+const MAX_READERS: usize = 16;
 
 impl ReadPool {
     pub fn new(path: PathBuf) -> Self {
-        Self { path, idle: Arc::default() }
+        Self { path, idle: Arc::default(), permits: Arc::new(Semaphore::new(MAX_READERS)) }
     }
 
     pub async fn run<T: Send + 'static>(
@@ -29,14 +33,16 @@ impl ReadPool {
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
         let pool = self.clone();
+        let permit = self.permits.clone().acquire_owned().await.map_err(|_| StoreError::Closed)?;
         tokio::task::spawn_blocking(move || {
+            let _permit = permit;
             let conn = match pool.idle.lock().ok().and_then(|mut idle| idle.pop()) {
                 Some(conn) => conn,
                 None => pool.open().map_err(|e| classify(e, &pool.path))?,
             };
             let result = f(&conn).map_err(|e| classify(e, &pool.path));
             if let Ok(mut idle) = pool.idle.lock()
-                && idle.len() < MAX_IDLE
+                && idle.len() < MAX_READERS
             {
                 idle.push(conn);
             }
