@@ -85,15 +85,10 @@ pub struct Request<'a> {
     pub replay: bool,
 }
 
-/// Deliveries in flight at once across all subscriptions: each holds a
-/// connection and its buffers, so this bounds the memory of a wide fan-out.
-const MAX_IN_FLIGHT: usize = 256;
-
 #[derive(Clone)]
 pub struct WebhookClient {
     http: reqwest::Client,
     policy: Arc<EgressPolicy>,
-    permits: Arc<tokio::sync::Semaphore>,
 }
 
 impl WebhookClient {
@@ -106,14 +101,15 @@ impl WebhookClient {
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
             .no_proxy()
+            // Connections beyond this are closed once idle: a wide fan-out
+            // (every subscription's concurrency at once) does not stay resident.
             .pool_max_idle_per_host(64)
             .build()
             .expect("the HTTP client's settings are valid");
-        Self { http, policy, permits: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)) }
+        Self { http, policy }
     }
 
     pub async fn send(&self, request: Request<'_>) -> Answer {
-        let _permit = self.permits.acquire().await;
         let started = Instant::now();
         if let Some(refusal) = self.refuse_literal(request.url) {
             return Answer::failed(started, refusal);
