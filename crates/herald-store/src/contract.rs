@@ -219,25 +219,28 @@ pub async fn subscriptions_are_upserted_keeping_their_cursor(store: impl Store) 
 
 pub async fn fan_out_moves_the_cursor_only_from_where_it_was(store: impl Store) {
     store.put_subscription("s", "{}".into(), 0, 1).await.unwrap();
-    assert!(store.fan_out("s", 0, 3, vec![owed(1, None), owed(3, None)]).await.unwrap());
-    assert!(!store.fan_out("s", 0, 4, vec![owed(4, None)]).await.unwrap(), "a stale cursor changes nothing");
-    assert!(!store.fan_out("gone", 0, 4, vec![owed(4, None)]).await.unwrap());
+    assert!(store.fan_out("s", 1, 0, 3, vec![owed(1, None), owed(3, None)]).await.unwrap());
+    assert!(!store.fan_out("s", 1, 0, 4, vec![owed(4, None)]).await.unwrap(), "a stale cursor changes nothing");
+    assert!(!store.fan_out("gone", 1, 0, 4, vec![owed(4, None)]).await.unwrap());
+    assert!(!store.fan_out("s", 2, 3, 4, vec![owed(4, None)]).await.unwrap(), "another generation changes nothing");
     let s = store.subscription("s").await.unwrap().unwrap();
     assert_eq!((s.cursor, s.pending), (3, 2));
     let due: Vec<u64> = store.due_deliveries("s", 100, 10, false).await.unwrap().iter().map(|d| d.position).collect();
     assert_eq!(due, vec![1, 3]);
     assert!(store.due_deliveries("s", 99, 10, false).await.unwrap().is_empty(), "nothing is due before its time");
-    assert_eq!(store.next_due("s").await.unwrap(), Some(100));
+    assert_eq!(store.next_due("s", 0).await.unwrap(), Some(100));
+    assert_eq!(store.next_due("s", 100).await.unwrap(), None, "only later due times count");
     assert_eq!(store.enqueue("s", vec![owed(3, None), owed(7, None)]).await.unwrap(), Some(1), "owed once");
     assert_eq!(store.enqueue("gone", vec![owed(7, None)]).await.unwrap(), None);
 }
 
 pub async fn settling_records_attempts_retries_and_dead_letters(store: impl Store) {
     store.put_subscription("s", "{}".into(), 0, 1).await.unwrap();
-    store.fan_out("s", 0, 3, vec![owed(1, None), owed(2, None), owed(3, None)]).await.unwrap();
+    store.fan_out("s", 1, 0, 3, vec![owed(1, None), owed(2, None), owed(3, None)]).await.unwrap();
     store
         .settle(
             "s",
+            1,
             vec![
                 (attempt(1, 1, "delivered"), Settlement::Delivered),
                 (attempt(2, 1, "failed"), Settlement::Retry { due_us: 500 }),
@@ -263,17 +266,30 @@ pub async fn settling_records_attempts_retries_and_dead_letters(store: impl Stor
     assert!(store.dead_letters("s", 0, 10).await.unwrap().is_empty());
     let owed_now = store.due_deliveries("s", 600, 10, false).await.unwrap();
     assert_eq!(owed_now.iter().map(|d| (d.position, d.attempts)).collect::<Vec<_>>(), vec![(2, 1), (3, 0)]);
-    store.settle("s", vec![(attempt(3, 1, "dead"), Settlement::Dead { reason: "again".into() })]).await.unwrap();
+    store.settle("s", 1, vec![(attempt(3, 1, "dead"), Settlement::Dead { reason: "again".into() })]).await.unwrap();
     assert_eq!(store.purge_dead_letters("s", None).await.unwrap(), 1);
     assert_eq!(store.subscription("s").await.unwrap().unwrap().dead_letters, 0);
 }
 
 pub async fn a_gone_target_disables_and_keeps_the_delivery(store: impl Store) {
     store.put_subscription("s", "{}".into(), 0, 1).await.unwrap();
-    store.fan_out("s", 0, 1, vec![owed(1, None)]).await.unwrap();
-    store.settle("s", vec![(attempt(1, 1, "gone"), Settlement::Gone)]).await.unwrap();
+    store.fan_out("s", 1, 0, 1, vec![owed(1, None)]).await.unwrap();
+    store.settle("s", 1, vec![(attempt(1, 1, "gone"), Settlement::Gone)]).await.unwrap();
     let s = store.subscription("s").await.unwrap().unwrap();
     assert_eq!((s.state, s.pending), (SubscriptionState::Disabled, 1));
+}
+
+pub async fn a_recreated_subscription_ignores_the_old_ones_attempts(store: impl Store) {
+    store.put_subscription("s", "{}".into(), 0, 1).await.unwrap();
+    store.fan_out("s", 1, 0, 1, vec![owed(1, None)]).await.unwrap();
+    store.delete_subscription("s").await.unwrap();
+    store.put_subscription("s", "{}".into(), 0, 2).await.unwrap();
+    assert!(store.fan_out("s", 2, 0, 1, vec![owed(1, None)]).await.unwrap());
+    store.settle("s", 1, vec![(attempt(1, 1, "delivered"), Settlement::Delivered)]).await.unwrap();
+    let s = store.subscription("s").await.unwrap().unwrap();
+    assert_eq!((s.pending, s.delivered), (1, 0), "the old incarnation's answer does not settle the new delivery");
+    store.settle("s", 2, vec![(attempt(1, 1, "delivered"), Settlement::Delivered)]).await.unwrap();
+    assert_eq!(store.subscription("s").await.unwrap().unwrap().pending, 0);
 }
 
 pub async fn per_stream_only_the_oldest_owed_event_is_due(store: impl Store) {
@@ -281,7 +297,7 @@ pub async fn per_stream_only_the_oldest_owed_event_is_due(store: impl Store) {
     let mut later = owed(1, Some("a"));
     later.due_us = 1_000;
     let deliveries = vec![later, owed(2, Some("a")), owed(3, Some("b")), owed(4, None), owed(5, Some("b"))];
-    store.fan_out("s", 0, 5, deliveries).await.unwrap();
+    store.fan_out("s", 1, 0, 5, deliveries).await.unwrap();
     let due: Vec<u64> = store.due_deliveries("s", 100, 10, true).await.unwrap().iter().map(|d| d.position).collect();
     assert_eq!(due, vec![3, 4], "stream a waits for its retry at 1000; b offers only its oldest");
     let unordered: Vec<u64> =
@@ -304,7 +320,7 @@ pub async fn position_before_finds_the_first_event_at_a_time(store: impl Store) 
 pub async fn leases_are_exclusive_expire_and_are_settled_by_their_holder(store: impl Store) {
     store.append(vec![event("a", "s", "{}", None), event("b", "s", "{}", None)]).await.unwrap();
     store.put_subscription("s", "{}".into(), 0, 1).await.unwrap();
-    store.fan_out("s", 0, 2, vec![owed(1, None), owed(2, None)]).await.unwrap();
+    store.fan_out("s", 1, 0, 2, vec![owed(1, None), owed(2, None)]).await.unwrap();
     let first = store.lease("s", "L1".into(), 100, 1_000, 10, false, 2).await.unwrap();
     let got: Vec<(u64, u32, u64)> = first.iter().map(|(d, e)| (d.position, d.attempts, e.position)).collect();
     assert_eq!(got, vec![(1, 1, 1), (2, 1, 2)]);
@@ -326,13 +342,13 @@ pub async fn leases_are_exclusive_expire_and_are_settled_by_their_holder(store: 
 
 pub async fn the_attempt_log_is_bounded(store: impl Store) {
     store.put_subscription("s", "{}".into(), 0, 1).await.unwrap();
-    store.fan_out("s", 0, 1, vec![owed(1, None)]).await.unwrap();
+    store.fan_out("s", 1, 0, 1, vec![owed(1, None)]).await.unwrap();
     let total = crate::subscriptions::ATTEMPTS_KEPT + 1_000;
     for chunk in 0..total / 100 {
         let settled = (0..100)
             .map(|i| (attempt(1, (chunk * 100 + i) as u32 + 1, "failed"), Settlement::Retry { due_us: 100 }))
             .collect();
-        store.settle("s", settled).await.unwrap();
+        store.settle("s", 1, settled).await.unwrap();
     }
     let kept = store.attempts("s", AttemptQuery { limit: usize::MAX >> 1, ..Default::default() }).await.unwrap();
     assert!(kept.len() as u64 <= crate::subscriptions::ATTEMPTS_KEPT + 256, "{} attempts kept", kept.len());
@@ -366,6 +382,7 @@ macro_rules! store_contract_tests {
             fan_out_moves_the_cursor_only_from_where_it_was,
             settling_records_attempts_retries_and_dead_letters,
             a_gone_target_disables_and_keeps_the_delivery,
+            a_recreated_subscription_ignores_the_old_ones_attempts,
             per_stream_only_the_oldest_owed_event_is_due,
             events_at_reads_by_position,
             position_before_finds_the_first_event_at_a_time,

@@ -172,10 +172,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Atomically records `deliveries` (the events in `(from, to]` that match)
     /// and moves the cursor from `from` to `to`. Returns false, changing
-    /// nothing, when the cursor is no longer at `from`.
+    /// nothing, when the cursor is no longer at `from` or the subscription is
+    /// not the same `generation` (its `created_us`: deleted and created again).
     async fn fan_out(
         &self,
         name: &str,
+        generation: i64,
         from: Position,
         to: Position,
         deliveries: Vec<Delivery>,
@@ -196,8 +198,8 @@ pub trait Store: Send + Sync + 'static {
         per_stream: bool,
     ) -> Result<Vec<Delivery>, StoreError>;
 
-    /// When the earliest owed delivery falls due.
-    async fn next_due(&self, name: &str) -> Result<Option<i64>, StoreError>;
+    /// When the earliest owed delivery due after `after_us` falls due.
+    async fn next_due(&self, name: &str, after_us: i64) -> Result<Option<i64>, StoreError>;
 
     /// Leases up to `max` due deliveries to a pull consumer under the lease
     /// id `lease` until `now_us + lease_us` (each lease is an attempt);
@@ -225,8 +227,9 @@ pub trait Store: Send + Sync + 'static {
         decide: Decide,
     ) -> Result<u64, StoreError>;
 
-    /// Records attempts and settles their deliveries, durably.
-    async fn settle(&self, name: &str, settled: Vec<(Attempt, Settlement)>) -> Result<(), StoreError>;
+    /// Records attempts and settles their deliveries, durably; nothing, when
+    /// the subscription is no longer the same `generation` (see [`Store::fan_out`]).
+    async fn settle(&self, name: &str, generation: i64, settled: Vec<(Attempt, Settlement)>) -> Result<(), StoreError>;
 
     async fn attempts(&self, name: &str, query: AttemptQuery) -> Result<Vec<Attempt>, StoreError>;
 

@@ -585,3 +585,31 @@ async fn a_subscription_starts_where_it_is_told() {
     assert_eq!(ids_for("/hook/e"), ["s1", "s2", "s3", "s4"]);
     assert_eq!(ids_for("/hook/l"), ["s4"]);
 }
+
+#[tokio::test]
+async fn a_subscription_deleted_mid_delivery_and_created_again_starts_afresh() {
+    let (_dir, h) = start();
+    let receiver = Receiver::start(|hit, _| {
+        if hit.path == "/hook/old" { Reply::Slow(Duration::from_millis(800), 200) } else { Reply::Status(200) }
+    })
+    .await;
+    subscribe(&h, "x", webhook(&format!("{}/old", receiver.url()), json!({}))).await;
+    publish(&h, event("x1", json!({}))).await;
+    receiver.wait_for("x1 in flight to the old target", |hits| hits.len() == 1).await;
+    assert_eq!(h.delete("/v1/subscriptions/x").await.0, 204);
+    subscribe(&h, "x", webhook(&format!("{}/new", receiver.url()), json!({}))).await;
+    publish(&h, event("x2", json!({}))).await;
+
+    let hits = receiver.wait_for("x2 at the new target", |hits| hits.iter().any(|hit| hit.path == "/hook/new")).await;
+    let new: Vec<&str> = hits.iter().filter(|hit| hit.path == "/hook/new").map(Hit::event_id).collect();
+    assert_eq!(new, ["x2"], "the new subscription starts at the head");
+    tokio::time::sleep(Duration::from_millis(1200)).await; // the old delivery's answer comes back meanwhile
+    let s = status(&h, "x").await;
+    assert_eq!((s["status"]["delivered"].as_u64(), s["status"]["pending"].as_u64()), (Some(1), Some(0)), "{s}");
+    let (_, log) = h.get("/v1/subscriptions/x/attempts").await;
+    assert_eq!(
+        log["attempts"].as_array().unwrap().len(),
+        1,
+        "the old subscription's attempt is not recorded here: {log}"
+    );
+}

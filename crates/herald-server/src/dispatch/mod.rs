@@ -31,6 +31,7 @@ struct Handle {
 const BODY_CACHE_BYTES: usize = 16 * 1024 * 1024;
 
 pub struct Dispatcher {
+    me: std::sync::Weak<Dispatcher>,
     store: Arc<dyn Store>,
     client: WebhookClient,
     bodies: Arc<BodyCache>,
@@ -46,7 +47,8 @@ impl Dispatcher {
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Self>, StoreError> {
         let bodies = Arc::new(BodyCache::new(BODY_CACHE_BYTES));
-        let dispatcher = Arc::new(Self { store, client, bodies, workers: Mutex::default(), shutdown });
+        let dispatcher =
+            Arc::new_cyclic(|me| Self { me: me.clone(), store, client, bodies, workers: Mutex::default(), shutdown });
         for record in dispatcher.store.subscriptions().await? {
             dispatcher.nudge(&record.name);
         }
@@ -70,10 +72,21 @@ impl Dispatcher {
             nudge: nudge.clone(),
             in_flight: in_flight.clone(),
             bodies: self.bodies.clone(),
+            dispatcher: self.me.clone(),
             shutdown: self.shutdown.clone(),
         };
         let task = tokio::spawn(worker.run());
         workers.insert(name.to_owned(), Handle { nudge, in_flight, task });
+    }
+
+    /// Forgets the worker whose nudge is `nudge` (it is leaving), unless
+    /// another has taken its place.
+    fn remove(&self, name: &str, nudge: &Arc<Notify>) {
+        if let Ok(mut workers) = self.workers.lock()
+            && workers.get(name).is_some_and(|h| Arc::ptr_eq(&h.nudge, nudge))
+        {
+            workers.remove(name);
+        }
     }
 
     /// Deliveries of this subscription waiting for an answer now.

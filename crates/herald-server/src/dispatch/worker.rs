@@ -36,11 +36,14 @@ pub struct Worker {
     pub nudge: Arc<Notify>,
     pub in_flight: Arc<AtomicUsize>,
     pub bodies: Arc<BodyCache>,
+    pub dispatcher: std::sync::Weak<super::Dispatcher>,
     pub shutdown: watch::Receiver<bool>,
 }
 
 /// The declaration, compiled, for as long as it is not updated.
 struct Compiled {
+    /// Which incarnation of the subscription (its `created_us`).
+    generation: i64,
     updated_us: i64,
     spec: SubscriptionSpec,
     pattern: Pattern,
@@ -56,7 +59,7 @@ impl Compiled {
             Target::Webhook { secret: Some(s), .. } => Some(Secret::parse(s)?),
             _ => None,
         };
-        Ok(Self { updated_us: record.updated_us, spec, pattern, secret })
+        Ok(Self { generation: record.created_us, updated_us: record.updated_us, spec, pattern, secret })
     }
 }
 
@@ -91,7 +94,13 @@ impl Worker {
             if record.is_none() {
                 match self.store.subscription(&self.name).await {
                     Ok(Some(r)) => record = Some(r),
-                    Ok(None) => break, // deleted
+                    Ok(None) => {
+                        // Deleted: its deliveries went with it, so answers still
+                        // in flight have nowhere to go.
+                        tasks.abort_all();
+                        self.retire().await;
+                        return;
+                    }
                     Err(err) => {
                         self.pause_on_error(&err).await;
                         continue;
@@ -99,11 +108,19 @@ impl Worker {
                 }
             }
             let r = record.as_mut().expect("loaded above");
+            if compiled.as_ref().is_some_and(|c| c.generation != r.created_us) {
+                // Deleted and created again under the same name: a new
+                // subscription. What the old one had in flight is not its business.
+                tasks.abort_all();
+                in_flight.clear();
+                compiled = None;
+            }
             if compiled.as_ref().is_none_or(|c| c.updated_us != r.updated_us) {
                 match Compiled::new(r) {
                     Ok(c) => compiled = Some(c),
                     Err(e) => {
                         tracing::error!(subscription = %self.name, error = %e, "stored declaration is unreadable");
+                        self.retire().await;
                         return;
                     }
                 }
@@ -169,6 +186,17 @@ impl Worker {
         self.drain(compiled.as_ref(), tasks, &mut in_flight).await;
     }
 
+    /// Leaves the dispatcher. A nudge that raced with the decision to leave
+    /// (the subscription created again meanwhile) is not lost: after leaving,
+    /// look once more and have the dispatcher start a fresh worker if needed.
+    async fn retire(&self) {
+        let Some(dispatcher) = self.dispatcher.upgrade() else { return };
+        dispatcher.remove(&self.name, &self.nudge);
+        if let Ok(Some(_)) = self.store.subscription(&self.name).await {
+            dispatcher.nudge(&self.name);
+        }
+    }
+
     /// Reads the next page after `cursor` and, in one commit, records a
     /// delivery for each matching event and moves the cursor past the page.
     async fn fan_out(&self, cursor: Position, c: &Compiled) -> Result<FanOut, StoreError> {
@@ -199,7 +227,7 @@ impl Worker {
                 self.bodies.insert(event.position, Bytes::from(event.to_json()));
             }
         }
-        if !self.store.fan_out(&self.name, cursor, page.next, owed).await? {
+        if !self.store.fan_out(&self.name, c.generation, cursor, page.next, owed).await? {
             return Ok(FanOut::Stale);
         }
         Ok(FanOut::Moved { to: page.next, full_page: page.events.len() == FAN_OUT_PAGE })
@@ -246,7 +274,7 @@ impl Worker {
                 // The event itself is gone: nothing can ever deliver it.
                 let reason = "the event is no longer in the log".to_owned();
                 let attempt = attempt_record(&delivery, None, Some(reason.clone()), "dead");
-                self.store.settle(&self.name, vec![(attempt, Settlement::Dead { reason })]).await?;
+                self.store.settle(&self.name, c.generation, vec![(attempt, Settlement::Dead { reason })]).await?;
                 continue;
             };
             in_flight.insert(delivery.position);
@@ -267,7 +295,10 @@ impl Worker {
                 (delivery, answer)
             });
         }
-        let next_due = self.store.next_due(&self.name).await?.map(|due_us| {
+        // Rows due now are in flight or held behind their stream's head: their
+        // turn comes when a delivery finishes (which wakes the loop), so only
+        // a later due time is a reason to wake.
+        let next_due = self.store.next_due(&self.name, now_us()).await?.map(|due_us| {
             let wait = Duration::from_micros(due_us.saturating_sub(now_us()).max(0) as u64);
             Instant::now() + wait
         });
@@ -313,7 +344,7 @@ impl Worker {
             settled.push((attempt, settlement));
         }
         let gone = settled.iter().any(|(_, s)| *s == Settlement::Gone);
-        if let Err(err) = self.store.settle(&self.name, settled).await {
+        if let Err(err) = self.store.settle(&self.name, c.generation, settled).await {
             // Unsettled deliveries stay owed and are attempted again.
             tracing::error!(subscription = %self.name, error = %err, "could not record delivery attempts");
         }

@@ -195,12 +195,13 @@ impl Store for SqliteStore {
     async fn fan_out(
         &self,
         name: &str,
+        generation: i64,
         from: Position,
         to: Position,
         deliveries: Vec<Delivery>,
     ) -> Result<bool, StoreError> {
         let name = name.to_owned();
-        self.write(move |tx| subscriptions::fan_out(tx, &name, from, to, &deliveries)).await
+        self.write(move |tx| subscriptions::fan_out(tx, &name, generation, from, to, &deliveries)).await
     }
 
     async fn enqueue(&self, name: &str, deliveries: Vec<Delivery>) -> Result<Option<u64>, StoreError> {
@@ -219,9 +220,9 @@ impl Store for SqliteStore {
         self.read(move |conn| subscriptions::due(conn, &name, now_us, limit, per_stream)).await
     }
 
-    async fn next_due(&self, name: &str) -> Result<Option<i64>, StoreError> {
+    async fn next_due(&self, name: &str, after_us: i64) -> Result<Option<i64>, StoreError> {
         let name = name.to_owned();
-        self.read(move |conn| subscriptions::next_due(conn, &name)).await
+        self.read(move |conn| subscriptions::next_due(conn, &name, after_us)).await
     }
 
     async fn lease(
@@ -259,9 +260,15 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn settle(&self, name: &str, settled: Vec<(Attempt, Settlement)>) -> Result<(), StoreError> {
+    async fn settle(&self, name: &str, generation: i64, settled: Vec<(Attempt, Settlement)>) -> Result<(), StoreError> {
         let name = name.to_owned();
-        self.write(move |tx| subscriptions::settle(tx, &name, &settled)).await
+        self.write(move |tx| {
+            if subscriptions::generation(tx, &name)? == Some(generation) {
+                subscriptions::settle(tx, &name, &settled)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn attempts(&self, name: &str, query: AttemptQuery) -> Result<Vec<Attempt>, StoreError> {

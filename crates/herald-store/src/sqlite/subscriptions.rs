@@ -59,6 +59,13 @@ fn record(row: &Row<'_>) -> rusqlite::Result<SubscriptionRecord> {
     })
 }
 
+/// Which incarnation of the subscription this is (its `created_us`), if it exists.
+pub fn generation(tx: &Transaction<'_>, name: &str) -> rusqlite::Result<Option<i64>> {
+    tx.prepare_cached("SELECT created_us FROM subscriptions WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()
+}
+
 /// Deletes the subscription with everything it owed and recorded.
 pub fn delete(tx: &Transaction<'_>, name: &str) -> rusqlite::Result<bool> {
     for table in ["deliveries", "attempts", "dead_letters"] {
@@ -90,13 +97,14 @@ pub fn set_state(
 pub fn fan_out(
     tx: &Transaction<'_>,
     name: &str,
+    generation: i64,
     from: Position,
     to: Position,
     deliveries: &[Delivery],
 ) -> rusqlite::Result<bool> {
     let moved = tx
-        .prepare_cached("UPDATE subscriptions SET cursor = ?3 WHERE name = ?1 AND cursor = ?2")?
-        .execute(params![name, from as i64, to as i64])?;
+        .prepare_cached("UPDATE subscriptions SET cursor = ?3 WHERE name = ?1 AND cursor = ?2 AND created_us = ?4")?
+        .execute(params![name, from as i64, to as i64, generation])?;
     if moved == 0 {
         return Ok(false);
     }
@@ -159,9 +167,10 @@ pub fn due(
     conn.prepare_cached(sql)?.query_map(params![name, now_us, limit as i64], delivery)?.collect()
 }
 
-/// When the next owed delivery falls due, if any is owed.
-pub fn next_due(conn: &Connection, name: &str) -> rusqlite::Result<Option<i64>> {
-    conn.prepare_cached("SELECT min(due_us) FROM deliveries WHERE subscription = ?1")?.query_row([name], |r| r.get(0))
+/// The earliest due time after `after_us` of an owed delivery, if any.
+pub fn next_due(conn: &Connection, name: &str, after_us: i64) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT min(due_us) FROM deliveries WHERE subscription = ?1 AND due_us > ?2")?
+        .query_row(params![name, after_us], |r| r.get(0))
 }
 
 fn delivery(row: &Row<'_>) -> rusqlite::Result<Delivery> {
