@@ -41,8 +41,10 @@ impl Network {
 }
 
 /// Blocks that are not the public internet: loopback, private (RFC 1918,
-/// unique local), link-local (with cloud metadata at 169.254.169.254),
-/// carrier-grade NAT, unspecified, multicast and broadcast.
+/// unique local, site-local), link-local (with cloud metadata at
+/// 169.254.169.254), carrier-grade NAT, IETF protocol assignments,
+/// benchmarking, unspecified, multicast, reserved and broadcast, and the
+/// local-use NAT64 prefix.
 const INTERNAL: &[&str] = &[
     "0.0.0.0/8",
     "10.0.0.0/8",
@@ -50,20 +52,26 @@ const INTERNAL: &[&str] = &[
     "127.0.0.0/8",
     "169.254.0.0/16",
     "172.16.0.0/12",
+    "192.0.0.0/24",
     "192.168.0.0/16",
+    "198.18.0.0/15",
     "224.0.0.0/4",
     "240.0.0.0/4",
     "::/128",
     "::1/128",
+    "64:ff9b:1::/48",
     "fc00::/7",
     "fe80::/10",
+    "fec0::/10",
     "ff00::/8",
 ];
 
-/// Whether `ip` is an internal address (see [`INTERNAL`]). IPv4-mapped IPv6
-/// addresses are judged by their IPv4 address.
+/// Whether `ip` is an internal address (see [`INTERNAL`]). IPv6 addresses
+/// that carry an IPv4 address (mapped, compatible, NAT64, 6to4) are judged
+/// by that IPv4 address too, so an internal one cannot be reached through them.
 pub fn is_internal(ip: IpAddr) -> bool {
-    INTERNAL.iter().any(|n| Network::parse(n).expect("valid built-in network").contains(ip))
+    let internal = |ip| INTERNAL.iter().any(|n| Network::parse(n).expect("valid built-in network").contains(ip));
+    internal(ip) || embedded_ipv4(ip).is_some_and(|v4| internal(IpAddr::V4(v4)))
 }
 
 /// `::ffff:a.b.c.d` is `a.b.c.d`.
@@ -72,6 +80,19 @@ fn canonical(ip: IpAddr) -> IpAddr {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
     }
+}
+
+/// The IPv4 address inside an IPv6 one, where the prefix says there is one:
+/// IPv4-compatible `::a.b.c.d`, NAT64 `64:ff9b::a.b.c.d` (RFC 6052) and 6to4
+/// `2002:aabb:ccdd::` (RFC 3056).
+fn embedded_ipv4(ip: IpAddr) -> Option<std::net::Ipv4Addr> {
+    let IpAddr::V6(v6) = ip else { return None };
+    let bits = u128::from(v6);
+    let low32 = std::net::Ipv4Addr::from((bits & 0xffff_ffff) as u32);
+    if bits >> 32 == 0 || bits >> 32 == 0x0064_ff9b_0000_0000_0000_0000 {
+        return Some(low32);
+    }
+    (bits >> 112 == 0x2002).then(|| std::net::Ipv4Addr::from((bits >> 80) as u32))
 }
 
 #[cfg(test)]
@@ -88,6 +109,12 @@ mod tests {
             assert!(is_internal(ip(s)), "{s}");
         }
         assert!(is_internal(ip("::ffff:127.0.0.1")), "mapped loopback");
+        for s in ["64:ff9b::a00:1", "::10.0.0.1", "2002:a00:1::1", "2002:7f00:1::", "64:ff9b:1::8.8.8.8", "198.18.0.1"] {
+            assert!(is_internal(ip(s)), "{s} carries or is an internal address");
+        }
+        for s in ["64:ff9b::808:808", "2002:808:808::1"] {
+            assert!(!is_internal(ip(s)), "{s} carries a public address");
+        }
         for s in ["8.8.8.8", "172.32.0.1", "2606:4700::1111", "100.128.0.1"] {
             assert!(!is_internal(ip(s)), "{s}");
         }
