@@ -109,7 +109,8 @@ mod tests {
             assert!(is_internal(ip(s)), "{s}");
         }
         assert!(is_internal(ip("::ffff:127.0.0.1")), "mapped loopback");
-        for s in ["64:ff9b::a00:1", "::10.0.0.1", "2002:a00:1::1", "2002:7f00:1::", "64:ff9b:1::8.8.8.8", "198.18.0.1"] {
+        for s in ["64:ff9b::a00:1", "::10.0.0.1", "2002:a00:1::1", "2002:7f00:1::", "64:ff9b:1::8.8.8.8", "198.18.0.1"]
+        {
             assert!(is_internal(ip(s)), "{s} carries or is an internal address");
         }
         for s in ["64:ff9b::808:808", "2002:808:808::1"] {

@@ -526,6 +526,21 @@ async fn replay_redelivers_a_range_without_moving_the_cursor() {
     assert_eq!(hits[7].event_id(), "e7", "the live cursor did not move back");
     let (code, problem) = h.post("/v1/subscriptions/r/replay", &json!({"from": {"when": 1}})).await;
     assert_eq!((code, pointers(&problem)), (422, vec!["/from".to_owned()]));
+    let (code, problem) = h.post("/v1/subscriptions/r/replay", &json!({"from": {"time": "yesterday"}})).await;
+    assert_eq!((code, pointers(&problem)), (422, vec!["/from/time".to_owned()]));
+    let backwards = json!({"from": {"position": 5}, "to": {"position": 2}});
+    let (code, problem) = h.post("/v1/subscriptions/r/replay", &backwards).await;
+    assert_eq!((code, pointers(&problem)), (422, vec!["/to".to_owned()]));
+
+    // Events the subscription has not fanned out yet are not replayed: they are still to come live.
+    h.post("/v1/subscriptions/r/pause", &json!({})).await;
+    publish(&h, event("e8", json!({"keep": true}))).await;
+    let (_, report) = h.post("/v1/subscriptions/r/replay", &json!({"from": {"position": 7}})).await;
+    assert_eq!((report["to"].as_u64(), report["enqueued"].as_u64()), (Some(7), Some(1)), "{report}");
+    h.post("/v1/subscriptions/r/resume", &json!({})).await;
+    let hits = receiver.wait_for("e7 replayed and e8 live", |hits| hits.len() == 10).await;
+    let e8 = hits.iter().find(|hit| hit.event_id() == "e8").unwrap();
+    assert_eq!(e8.header("herald-replay"), "", "e8 came live, not as a replay");
 }
 
 #[tokio::test]

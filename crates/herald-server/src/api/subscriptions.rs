@@ -227,7 +227,8 @@ pub async fn purge(
 }
 
 /// Deliver a stored range again (without moving the live cursor):
-/// `{"from": {"position": N} | {"time": RFC 3339}, "to": ... (default: the head)}`.
+/// `{"from": {"position": N} | {"time": RFC 3339}, "to": ...}`, up to what the
+/// subscription has already fanned out (its cursor, also the default `to`).
 /// Replayed webhook deliveries carry `herald-replay: true`.
 #[utoipa::path(post, path = "/v1/subscriptions/{name}/replay", tag = "subscriptions",
     params(("name" = String, Path)),
@@ -251,11 +252,20 @@ pub async fn replay(
     }
     let from = bound(object.get("from"), "/from")?.ok_or_else(|| Invalid::one("/from", "required"))?;
     let to = bound(object.get("to"), "/to")?;
+    let backwards = match (from, to) {
+        (Bound::Position(a), Some(Bound::Position(b))) => b < a,
+        (Bound::Time(a), Some(Bound::Time(b))) => b <= a,
+        _ => false,
+    };
+    if backwards {
+        return Err(Invalid::one("/to", "must come after from").into());
+    }
     let record = load(&state, &name).await?;
     let spec = serde_json::from_str(&record.spec).ok().and_then(|v| SubscriptionSpec::from_json(&v).ok());
     let pattern = spec.map(|s| s.compile_pattern()).transpose()?.unwrap_or_default();
-    let report =
-        replay::replay(state.store.as_ref(), &name, &pattern, from, to).await?.ok_or_else(|| not_found(&name))?;
+    let report = replay::replay(state.store.as_ref(), &name, &pattern, record.cursor, from, to)
+        .await?
+        .ok_or_else(|| not_found(&name))?;
     state.dispatcher.nudge(&name);
     Ok(Json(json!(report)))
 }
@@ -267,8 +277,9 @@ fn bound(value: Option<&Value>, pointer: &str) -> Result<Option<Bound>, Invalid>
     if let Some(position) = object.get("position") {
         return position.as_u64().map(|p| Some(Bound::Position(p))).ok_or_else(invalid);
     }
-    let time = object.get("time").and_then(Value::as_str).ok_or_else(invalid)?;
-    let time = chrono::DateTime::parse_from_rfc3339(time).map_err(|_| invalid())?;
+    let time = object.get("time").ok_or_else(invalid)?;
+    let bad_time = || Invalid::one(format!("{pointer}/time"), "must be an RFC 3339 timestamp");
+    let time = chrono::DateTime::parse_from_rfc3339(time.as_str().ok_or_else(bad_time)?).map_err(|_| bad_time())?;
     Ok(Some(Bound::Time(time.with_timezone(&chrono::Utc))))
 }
 

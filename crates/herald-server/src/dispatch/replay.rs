@@ -33,16 +33,19 @@ pub struct Replayed {
 }
 
 /// Enqueues the events of `[from, to]` (positions inclusive, times half-open
-/// `[from, to)`) that match `pattern`. `to` defaults to the head. Returns
-/// `None` when the subscription is gone.
+/// `[from, to)`) that match `pattern`, up to the subscription's `cursor` at
+/// most: events past it are still to come live, and marking them as replays
+/// would hide the live delivery. `to` defaults to the cursor. Returns `None`
+/// when the subscription is gone.
 pub async fn replay(
     store: &dyn Store,
     name: &str,
     pattern: &Pattern,
+    cursor: Position,
     from: Bound,
     to: Option<Bound>,
 ) -> Result<Option<Replayed>, StoreError> {
-    let head = *store.head().borrow();
+    let head = (*store.head().borrow()).min(cursor);
     let mut after = match from {
         Bound::Position(p) => p.saturating_sub(1),
         Bound::Time(t) => store.position_before(t.timestamp_micros()).await?,
