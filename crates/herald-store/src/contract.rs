@@ -356,6 +356,18 @@ pub async fn the_attempt_log_is_bounded(store: impl Store) {
     assert_eq!(store.subscription("s").await.unwrap().unwrap().failed, total, "the counters count them all");
 }
 
+pub async fn a_lease_hands_out_a_bounded_number_of_bytes(store: impl Store) {
+    let big = format!("{{\"pad\":\"{}\"}}", "x".repeat(300 * 1024));
+    let events: Vec<NewEvent> = (0..20).map(|i| event(&format!("big{i}"), "s", &big, None)).collect();
+    store.append(events).await.unwrap();
+    store.put_subscription("s", "{}".into(), 0, 1).await.unwrap();
+    store.fan_out("s", 1, 0, 20, (1..=20).map(|p| owed(p, None)).collect()).await.unwrap();
+    let leased = store.lease("s", "L".into(), 100, 1_000, 100, false, 5).await.unwrap();
+    let bytes: usize = leased.iter().map(|(_, e)| e.body.len()).sum();
+    assert!(!leased.is_empty() && leased.len() < 20, "{} leased", leased.len());
+    assert!(bytes <= crate::subscriptions::LEASE_BYTES, "{bytes} bytes in one lease");
+}
+
 pub async fn events_at_reads_by_position(store: impl Store) {
     store.append(vec![event("a", "s", "{}", None), event("b", "s", "{}", None)]).await.unwrap();
     let got = store.events_at(vec![2, 9, 1]).await.unwrap();
@@ -388,6 +400,7 @@ macro_rules! store_contract_tests {
             position_before_finds_the_first_event_at_a_time,
             leases_are_exclusive_expire_and_are_settled_by_their_holder,
             the_attempt_log_is_bounded,
+            a_lease_hands_out_a_bounded_number_of_bytes,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {

@@ -201,9 +201,10 @@ pub trait Store: Send + Sync + 'static {
     /// When the earliest owed delivery due after `after_us` falls due.
     async fn next_due(&self, name: &str, after_us: i64) -> Result<Option<i64>, StoreError>;
 
-    /// Leases up to `max` due deliveries to a pull consumer under the lease
-    /// id `lease` until `now_us + lease_us` (each lease is an attempt);
-    /// deliveries past `max_attempts` go to the dead letters instead.
+    /// Leases up to `max` due deliveries (and at most ~4 MiB of events) to a
+    /// pull consumer under the lease id `lease` until `now_us + lease_us`
+    /// (each lease is an attempt); deliveries past `max_attempts` go to the
+    /// dead letters instead.
     #[allow(clippy::too_many_arguments)]
     async fn lease(
         &self,

@@ -107,3 +107,7 @@ pub struct DeadLetter {
 
 /// Attempts kept per subscription; older ones are pruned.
 pub const ATTEMPTS_KEPT: u64 = 10_000;
+
+/// Most bytes of events one pull lease hands out (always at least one event):
+/// bounds the memory of a pull whatever its `max` and the events' size.
+pub const LEASE_BYTES: usize = 4 * 1024 * 1024;

@@ -53,7 +53,7 @@ pub async fn pull(
     if let Some(key) = request.keys().find(|k| !["max", "wait"].contains(&k.as_str())) {
         return Err(Invalid::one(format!("/{key}"), "unknown field; expected max and wait").into());
     }
-    let (spec, ack_timeout) = pull_spec(&state, &name).await?;
+    let (spec, ack_timeout) = pull_spec(&state, &name, true).await?;
     let leased =
         pull::lease(state.store.as_ref(), &name, &spec, ack_timeout, max, wait, state.shutdown.clone()).await?;
     let messages: Vec<Value> = leased
@@ -73,7 +73,7 @@ pub async fn pull(
 /// Acknowledge messages: they are done and never delivered again.
 #[utoipa::path(post, path = "/v1/subscriptions/{name}/ack", tag = "pull", params(("name" = String, Path)),
     request_body(content = Object, description = r#"{"ack_ids": ["..."]}"#),
-    responses((status = 200, description = r#"{"acked": N}: leases that had run out are not counted"#, body = Object),
+    responses((status = 200, description = r#"{"acked": N}: messages leased again since (their lease ran out) are not counted"#, body = Object),
         (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
 pub async fn ack(
     State(state): State<AppState>,
@@ -83,7 +83,7 @@ pub async fn ack(
 ) -> Result<Json<Value>, ApiError> {
     let request = object(&headers, body).await?;
     let leases = ack_ids(&request, &["ack_ids"])?;
-    pull_spec(&state, &name).await?;
+    pull_spec(&state, &name, false).await?;
     let now = now_us();
     let decide = Box::new(move |d: &Delivery| (attempt(d, now, "delivered", None), Settlement::Delivered));
     Ok(Json(json!({ "acked": state.store.settle_leased(&name, leases, decide).await? })))
@@ -109,7 +109,7 @@ pub async fn nack(
             .filter(|d| *d <= Duration::from_secs(12 * 3600))
             .ok_or_else(|| Invalid::one("/delay", "must be a duration of at most 12 h, e.g. \"1s\""))?,
     };
-    let (spec, _) = pull_spec(&state, &name).await?;
+    let (spec, _) = pull_spec(&state, &name, false).await?;
     let now = now_us();
     let decide = Box::new(move |d: &Delivery| {
         let error = "negatively acknowledged";
@@ -123,9 +123,10 @@ pub async fn nack(
     Ok(Json(json!({ "nacked": state.store.settle_leased(&name, leases, decide).await? })))
 }
 
-/// The subscription's declaration and ack timeout; 409 unless it is an
-/// active pull subscription.
-async fn pull_spec(state: &AppState, name: &str) -> Result<(SubscriptionSpec, Duration), ApiError> {
+/// The subscription's declaration and ack timeout; 409 unless it is a pull
+/// subscription, and, when `to_lease`, an active one (messages already held
+/// can be acked or nacked while it is paused).
+async fn pull_spec(state: &AppState, name: &str, to_lease: bool) -> Result<(SubscriptionSpec, Duration), ApiError> {
     let record = state
         .store
         .subscription(name)
@@ -136,7 +137,9 @@ async fn pull_spec(state: &AppState, name: &str) -> Result<(SubscriptionSpec, Du
         .and_then(|v| SubscriptionSpec::from_json(&v).ok())
         .ok_or_else(|| ApiError::WrongState(format!("subscription {name} has an unreadable declaration")))?;
     match spec.target {
-        Target::Pull { ack_timeout } if record.state == SubscriptionState::Active => Ok((spec, ack_timeout)),
+        Target::Pull { ack_timeout } if !to_lease || record.state == SubscriptionState::Active => {
+            Ok((spec, ack_timeout))
+        }
         Target::Pull { .. } => Err(ApiError::WrongState(format!("subscription {name} is {}", record.state.as_str()))),
         Target::Webhook { .. } => {
             Err(ApiError::WrongState(format!("subscription {name} delivers to a webhook; it cannot be pulled")))

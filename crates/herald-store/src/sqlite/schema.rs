@@ -73,7 +73,8 @@ const MIGRATIONS: &[&str] = &[
         reason       TEXT NOT NULL,
         time_us      INTEGER NOT NULL,
         PRIMARY KEY (subscription, position)
-    ) WITHOUT ROWID;",
+    ) WITHOUT ROWID;
+    CREATE INDEX dead_letters_by_event ON dead_letters (subscription, event_id);",
 ];
 
 /// Settings of the one write connection. `synchronous = FULL` makes every

@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use crate::StoredEvent;
 use crate::subscriptions::{
-    ATTEMPTS_KEPT, Attempt, AttemptQuery, DeadLetter, Delivery, Settlement, SubscriptionRecord,
+    ATTEMPTS_KEPT, Attempt, AttemptQuery, DeadLetter, Delivery, LEASE_BYTES, Settlement, SubscriptionRecord,
 };
 
 /// Creates the subscription, or replaces its declaration (keeping its cursor,
@@ -193,8 +193,14 @@ pub fn settle(tx: &Transaction<'_>, name: &str, settled: &[(Attempt, Settlement)
         "INSERT INTO attempts (subscription, event_id, position, attempt, time_us, outcome, status, latency_us, error, response, replay)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     )?;
-    // Attempt ids recorded by this call: pruning runs when they pass a multiple of 256.
-    let (mut first_seq, mut last_seq) = (0, 0);
+    // Attempts this subscription has recorded so far (each adds one to
+    // delivered or failed): pruning runs whenever that count passes a multiple of 256.
+    let recorded_before: i64 = tx
+        .prepare_cached("SELECT delivered + failed FROM subscriptions WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()?
+        .unwrap_or(0);
+    let mut recorded = 0;
     for (attempt, settlement) in settled {
         let position = attempt.position as i64;
         let owed = tx
@@ -215,10 +221,7 @@ pub fn settle(tx: &Transaction<'_>, name: &str, settled: &[(Attempt, Settlement)
             attempt.response,
             attempt.replay
         ])?;
-        last_seq = tx.last_insert_rowid();
-        if first_seq == 0 {
-            first_seq = last_seq;
-        }
+        recorded += 1;
         let counters = match settlement {
             Settlement::Delivered => {
                 remove_delivery(tx, name, position)?;
@@ -252,7 +255,7 @@ pub fn settle(tx: &Transaction<'_>, name: &str, settled: &[(Attempt, Settlement)
         .execute(params![name, attempt.error])?;
     }
     // Pruning walks ATTEMPTS_KEPT index entries, so do it now and then, not every time.
-    if last_seq > 0 && (first_seq - 1) / 256 != last_seq / 256 {
+    if recorded_before / 256 != (recorded_before + recorded) / 256 {
         tx.prepare_cached(
             "DELETE FROM attempts WHERE subscription = ?1 AND seq <= (SELECT seq FROM attempts
                 WHERE subscription = ?1 ORDER BY seq DESC LIMIT 1 OFFSET ?2)",
@@ -283,8 +286,7 @@ pub fn lease(
     per_stream: bool,
     max_attempts: u32,
 ) -> rusqlite::Result<Vec<(Delivery, StoredEvent)>> {
-    let mut leased = Vec::new();
-    let mut expired = Vec::new();
+    let (mut leased, mut expired, mut bytes) = (Vec::new(), Vec::new(), 0);
     for mut d in due(tx, name, now_us, max, per_stream)? {
         if d.attempts >= max_attempts {
             let reason = format!("not acknowledged after {} deliveries", d.attempts);
@@ -303,19 +305,23 @@ pub fn lease(
             expired.push((attempt, Settlement::Dead { reason }));
             continue;
         }
+        let Some(event) = super::reader::at(tx, &[d.position])?.pop() else {
+            continue; // not in the log (cannot happen while events are never deleted)
+        };
+        if !leased.is_empty() && bytes + event.body.len() > LEASE_BYTES {
+            break;
+        }
+        bytes += event.body.len();
         d.attempts += 1;
         d.due_us = now_us + lease_us;
         tx.prepare_cached(
             "UPDATE deliveries SET attempts = ?3, due_us = ?4, lease = ?5 WHERE subscription = ?1 AND position = ?2",
         )?
         .execute(params![name, d.position as i64, d.attempts, d.due_us, lease])?;
-        leased.push(d);
+        leased.push((d, event));
     }
     settle(tx, name, &expired)?;
-    let events = super::reader::at(tx, &leased.iter().map(|d| d.position).collect::<Vec<_>>())?;
-    let mut bodies: std::collections::HashMap<Position, StoredEvent> =
-        events.into_iter().map(|e| (e.position, e)).collect();
-    Ok(leased.into_iter().filter_map(|d| bodies.remove(&d.position).map(|e| (d, e))).collect())
+    Ok(leased)
 }
 
 /// The delivery at `position` if `lease` still holds it.
@@ -374,44 +380,30 @@ pub fn dead_letters(conn: &Connection, name: &str, after: Position, limit: usize
 /// Moves dead letters (all, or those with these event ids) back to the owed
 /// deliveries, due now with a fresh attempt count. Returns how many moved.
 pub fn redrive(tx: &Transaction<'_>, name: &str, ids: Option<&[String]>, now_us: i64) -> rusqlite::Result<u64> {
-    let mut moved = 0;
-    for_each_selected(tx, name, ids, |tx, filter, args| {
-        let insert = format!(
-            "INSERT INTO deliveries (subscription, position, event_id, stream, attempts, due_us, first_due_us, replay)
-             SELECT subscription, position, event_id, stream, 0, {now_us}, {now_us}, 0 FROM dead_letters
-             WHERE subscription = ?1 {filter} ON CONFLICT DO NOTHING"
-        );
-        tx.prepare_cached(&insert)?.execute(args)?;
-        moved += tx
-            .prepare_cached(&format!("DELETE FROM dead_letters WHERE subscription = ?1 {filter}"))?
-            .execute(args)? as u64;
-        Ok(())
-    })?;
-    Ok(moved)
+    const MOVE: &str =
+        "INSERT INTO deliveries (subscription, position, event_id, stream, attempts, due_us, first_due_us, replay)
+        SELECT subscription, position, event_id, stream, 0, ?2, ?2, 0 FROM dead_letters WHERE subscription = ?1";
+    match ids {
+        None => tx.prepare_cached(&format!("{MOVE} ON CONFLICT DO NOTHING"))?.execute(params![name, now_us])?,
+        Some(ids) => {
+            let mut one = tx.prepare_cached(&format!("{MOVE} AND event_id = ?3 ON CONFLICT DO NOTHING"))?;
+            ids.iter().map(|id| one.execute(params![name, now_us, id])).sum::<rusqlite::Result<usize>>()?
+        }
+    };
+    purge(tx, name, ids)
 }
 
 /// Deletes dead letters (all, or those with these event ids). Returns how many.
 pub fn purge(tx: &Transaction<'_>, name: &str, ids: Option<&[String]>) -> rusqlite::Result<u64> {
-    let mut purged = 0;
-    for_each_selected(tx, name, ids, |tx, filter, args| {
-        purged += tx
-            .prepare_cached(&format!("DELETE FROM dead_letters WHERE subscription = ?1 {filter}"))?
-            .execute(args)? as u64;
-        Ok(())
-    })?;
-    Ok(purged)
-}
-
-/// Runs `f` once for all of a subscription's dead letters, or once per
-/// selected event id, with the extra SQL condition and its parameters.
-fn for_each_selected(
-    tx: &Transaction<'_>,
-    name: &str,
-    ids: Option<&[String]>,
-    mut f: impl FnMut(&Transaction<'_>, &str, &[&dyn rusqlite::ToSql]) -> rusqlite::Result<()>,
-) -> rusqlite::Result<()> {
-    match ids {
-        None => f(tx, "", &[&name]),
-        Some(ids) => ids.iter().try_for_each(|id| f(tx, "AND event_id = ?2", &[&name, id])),
-    }
+    let deleted = match ids {
+        None => tx.prepare_cached("DELETE FROM dead_letters WHERE subscription = ?1")?.execute([name])?,
+        Some(ids) => ids
+            .iter()
+            .map(|id| {
+                tx.prepare_cached("DELETE FROM dead_letters WHERE subscription = ?1 AND event_id = ?2")?
+                    .execute(params![name, id])
+            })
+            .sum::<rusqlite::Result<usize>>()?,
+    };
+    Ok(deleted as u64)
 }
