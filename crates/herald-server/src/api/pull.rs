@@ -53,9 +53,17 @@ pub async fn pull(
     if let Some(key) = request.keys().find(|k| !["max", "wait"].contains(&k.as_str())) {
         return Err(Invalid::one(format!("/{key}"), "unknown field; expected max and wait").into());
     }
-    let (spec, ack_timeout) = pull_spec(&state, &name, true).await?;
-    let leased =
-        pull::lease(state.store.as_ref(), &name, &spec, ack_timeout, max, wait, state.shutdown.clone()).await?;
+    let spec = pull_spec(&state, &name, true).await?;
+    let leased = pull::lease(
+        state.store.as_ref(),
+        &name,
+        &spec,
+        max,
+        wait,
+        state.dispatcher.deliveries_added(),
+        state.shutdown.clone(),
+    )
+    .await?;
     let messages: Vec<Value> = leased
         .iter()
         .map(|m| {
@@ -109,7 +117,7 @@ pub async fn nack(
             .filter(|d| *d <= Duration::from_secs(12 * 3600))
             .ok_or_else(|| Invalid::one("/delay", "must be a duration of at most 12 h, e.g. \"1s\""))?,
     };
-    let (spec, _) = pull_spec(&state, &name, false).await?;
+    let spec = pull_spec(&state, &name, false).await?;
     let now = now_us();
     let decide = Box::new(move |d: &Delivery| {
         let error = "negatively acknowledged";
@@ -123,10 +131,10 @@ pub async fn nack(
     Ok(Json(json!({ "nacked": state.store.settle_leased(&name, leases, decide).await? })))
 }
 
-/// The subscription's declaration and ack timeout; 409 unless it is a pull
+/// The subscription's declaration; 409 unless it is a pull
 /// subscription, and, when `to_lease`, an active one (messages already held
 /// can be acked or nacked while it is paused).
-async fn pull_spec(state: &AppState, name: &str, to_lease: bool) -> Result<(SubscriptionSpec, Duration), ApiError> {
+async fn pull_spec(state: &AppState, name: &str, to_lease: bool) -> Result<SubscriptionSpec, ApiError> {
     let record = state
         .store
         .subscription(name)
@@ -137,9 +145,7 @@ async fn pull_spec(state: &AppState, name: &str, to_lease: bool) -> Result<(Subs
         .and_then(|v| SubscriptionSpec::from_json(&v).ok())
         .ok_or_else(|| ApiError::WrongState(format!("subscription {name} has an unreadable declaration")))?;
     match spec.target {
-        Target::Pull { ack_timeout } if !to_lease || record.state == SubscriptionState::Active => {
-            Ok((spec, ack_timeout))
-        }
+        Target::Pull { .. } if !to_lease || record.state == SubscriptionState::Active => Ok(spec),
         Target::Pull { .. } => Err(ApiError::WrongState(format!("subscription {name} is {}", record.state.as_str()))),
         Target::Webhook { .. } => {
             Err(ApiError::WrongState(format!("subscription {name} delivers to a webhook; it cannot be pulled")))

@@ -36,6 +36,8 @@ pub struct Dispatcher {
     client: WebhookClient,
     bodies: Arc<BodyCache>,
     workers: Mutex<HashMap<String, Handle>>,
+    /// Bumped whenever a worker records new deliveries: waiting pulls wake on it.
+    added: Arc<watch::Sender<u64>>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -47,8 +49,15 @@ impl Dispatcher {
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Self>, StoreError> {
         let bodies = Arc::new(BodyCache::new(BODY_CACHE_BYTES));
-        let dispatcher =
-            Arc::new_cyclic(|me| Self { me: me.clone(), store, client, bodies, workers: Mutex::default(), shutdown });
+        let dispatcher = Arc::new_cyclic(|me| Self {
+            me: me.clone(),
+            store,
+            client,
+            bodies,
+            workers: Mutex::default(),
+            added: Arc::new(watch::channel(0).0),
+            shutdown,
+        });
         for record in dispatcher.store.subscriptions().await? {
             dispatcher.nudge(&record.name);
         }
@@ -73,6 +82,7 @@ impl Dispatcher {
             in_flight: in_flight.clone(),
             bodies: self.bodies.clone(),
             dispatcher: self.me.clone(),
+            added: self.added.clone(),
             shutdown: self.shutdown.clone(),
         };
         let task = tokio::spawn(worker.run());
@@ -87,6 +97,11 @@ impl Dispatcher {
         {
             workers.remove(name);
         }
+    }
+
+    /// Changes whenever new deliveries were recorded for any subscription.
+    pub fn deliveries_added(&self) -> watch::Receiver<u64> {
+        self.added.subscribe()
     }
 
     /// Deliveries of this subscription waiting for an answer now.

@@ -4,15 +4,16 @@
 
 use std::time::Duration;
 
-use herald_core::subscription::{Ordering, SubscriptionSpec};
+use herald_core::subscription::{DEFAULT_ACK_TIMEOUT, Ordering, SubscriptionSpec, Target};
 use herald_store::{Delivery, Store, StoreError, StoredEvent};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::worker::now_us;
 
-/// How often a waiting pull looks for newly due messages.
-const POLL: Duration = Duration::from_millis(10);
+/// How often a waiting pull looks again without being woken: messages also
+/// fall due by time (a lease that ran out, a nack's delay).
+const POLL: Duration = Duration::from_millis(100);
 
 /// One leased message; `ack_id` names the delivery and the lease holding it.
 pub struct Leased {
@@ -22,17 +23,22 @@ pub struct Leased {
 }
 
 /// Leases up to `max` due messages for `ack_timeout`, waiting up to `wait`
-/// (or until shutdown) for the first one.
+/// (or until shutdown) for the first one; `added` wakes it when a worker
+/// records new deliveries.
 pub async fn lease(
     store: &dyn Store,
     name: &str,
     spec: &SubscriptionSpec,
-    ack_timeout: Duration,
     max: usize,
     wait: Duration,
+    mut added: watch::Receiver<u64>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<Vec<Leased>, StoreError> {
     let per_stream = spec.ordering == Ordering::Stream;
+    let ack_timeout = match spec.target {
+        Target::Pull { ack_timeout } => ack_timeout,
+        Target::Webhook { .. } => DEFAULT_ACK_TIMEOUT,
+    };
     let deadline = Instant::now() + wait;
     loop {
         // Look before leasing: a lease is a write (a commit), an empty look is a read.
@@ -56,6 +62,7 @@ pub async fn lease(
             return Ok(Vec::new());
         }
         tokio::select! {
+            _ = added.changed() => {}
             () = tokio::time::sleep(POLL) => {}
             () = tokio::time::sleep_until(deadline) => {}
             _ = shutdown.changed() => {}

@@ -37,6 +37,7 @@ pub struct Worker {
     pub in_flight: Arc<AtomicUsize>,
     pub bodies: Arc<BodyCache>,
     pub dispatcher: std::sync::Weak<super::Dispatcher>,
+    pub added: Arc<watch::Sender<u64>>,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -227,8 +228,12 @@ impl Worker {
                 self.bodies.insert(event.position, Bytes::from(event.to_json()));
             }
         }
+        let added = !owed.is_empty();
         if !self.store.fan_out(&self.name, c.generation, cursor, page.next, owed).await? {
             return Ok(FanOut::Stale);
+        }
+        if added {
+            self.added.send_modify(|n| *n = n.wrapping_add(1));
         }
         Ok(FanOut::Moved { to: page.next, full_page: page.events.len() == FAN_OUT_PAGE })
     }
