@@ -9,6 +9,8 @@
 # Needs ~1.5 KB of disk per event under TMPDIR (about 15 GB for 10 million).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/bench.sh
+source scripts/lib/bench.sh
 
 FILL=${FILL:-10000000}
 RUNS=${RUNS:-3}
@@ -24,7 +26,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-say() { printf '\n== %s\n' "$*" >&2; }
 
 cargo build --release -j2 -p herald-cli -p herald-bench
 load=target/release/herald-load

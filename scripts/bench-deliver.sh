@@ -13,6 +13,8 @@
 # JSON lines and the summary are kept in $OUT_DIR (default bench-out/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=lib/bench.sh
+source scripts/lib/bench.sh
 
 RATE=${RATE:-2000}
 DURATION=${DURATION:-10}
@@ -34,22 +36,7 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-say() { printf '\n== %s\n' "$*" >&2; }
 
-# Waits up to 30 s for PATTERN in LOG while PID is alive.
-wait_for_log() {
-    local pid=$1 log=$2 pattern=$3 _
-    for _ in $(seq 300); do
-        grep -q "$pattern" "$log" 2>/dev/null && return 0
-        kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; echo "process $pid exited" >&2; return 1; }
-        sleep 0.1
-    done
-    cat "$log" >&2
-    echo "timed out waiting for '$pattern' in $log" >&2
-    return 1
-}
-
-port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 say "building"
 cargo build --release -j2 -p herald-cli -p herald-bench

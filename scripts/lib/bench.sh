@@ -1,0 +1,18 @@
+# Helpers the benchmark scripts share; source it, do not run it.
+
+say() { printf '\n== %s\n' "$*" >&2; }
+
+# Waits up to 30 s for PATTERN in LOG while PID is alive.
+wait_for_log() {
+    local pid=$1 log=$2 pattern=$3 _
+    for _ in $(seq 300); do
+        grep -q "$pattern" "$log" 2>/dev/null && return 0
+        kill -0 "$pid" 2>/dev/null || { cat "$log" >&2; echo "process $pid exited" >&2; return 1; }
+        sleep 0.1
+    done
+    cat "$log" >&2
+    echo "timed out waiting for '$pattern' in $log" >&2
+    return 1
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
