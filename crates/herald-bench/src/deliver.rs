@@ -34,6 +34,7 @@ use tokio::time::{Instant, sleep};
 use crate::machine::{self, PeakRss};
 use crate::report::Output;
 use crate::targets::herald::{self, HeraldPublisher};
+use crate::targets::jetstream;
 use crate::workload::{self, Event, EventFactory, Outcome, Publisher, Stats, Workload};
 
 /// How often the driver looks at the receiver's counts while waiting.
@@ -59,6 +60,9 @@ pub enum Scenario {
 #[derive(Debug, Clone)]
 pub struct DeliverConfig {
     pub herald_url: String,
+    /// The peer of the latency scenario: NATS JetStream (file storage) with a
+    /// pull consumer; `None` skips it.
+    pub jetstream_url: Option<String>,
     pub herald_pid: u32,
     pub scenarios: Vec<Scenario>,
     /// Concurrent publishers (one connection each) of the steady loads.
@@ -177,7 +181,25 @@ pub async fn run(config: &DeliverConfig, out: &Output) -> anyhow::Result<()> {
         let result = match scenario {
             Scenario::Latency => {
                 out.progress("latency: one subscription, open-loop publishing ...");
-                latency(config, &receiver, &mut control).await.map(|r| out.deliver_latency(&r))
+                let herald = latency(config, &receiver, &mut control).await;
+                let peer = match (&herald, &config.jetstream_url) {
+                    (Ok(_), Some(url)) => {
+                        out.progress("latency: the same load through NATS JetStream to a pull consumer ...");
+                        Some(jetstream_latency(config, url).await)
+                    }
+                    _ => None,
+                };
+                herald.and_then(|r| {
+                    out.deliver_latency(&r);
+                    match peer {
+                        Some(Ok(peer)) => {
+                            out.deliver_latency_peer("jetstream", &peer, &r.delivery_us);
+                            Ok(())
+                        }
+                        Some(Err(err)) => Err(err.context("the JetStream peer")),
+                        None => Ok(()),
+                    }
+                })
             }
             Scenario::Fanout => {
                 out.progress(&format!("fan-out: {} subscriptions ...", config.fanout_subscriptions));
@@ -254,6 +276,49 @@ async fn latency(config: &DeliverConfig, receiver: &Receiver, control: &mut Cont
     let result = result?;
     cleanup?;
     Ok(result)
+}
+
+/// The latency scenario's load through JetStream: publish (acked once
+/// stored) and a pull consumer that receives and acks each message.
+pub struct PeerLatency {
+    pub published: u64,
+    pub delivered: u64,
+    pub delivery_us: Histogram<u64>,
+}
+
+async fn jetstream_latency(config: &DeliverConfig, url: &str) -> anyhow::Result<PeerLatency> {
+    let workload = Workload {
+        concurrency: config.publishers,
+        warmup: config.warmup,
+        duration: config.duration,
+        batch: 1,
+        rate: Some(config.rate),
+        duplicates: 0.0,
+        event_size: config.event_size,
+    };
+    let stream = jetstream::BenchStream::create(url, &workload).await?;
+    let arrivals = Arc::new(Mutex::new(HashMap::new()));
+    let consumer = stream.record_arrivals(arrivals.clone()).await?;
+    let sends = Arc::new(Mutex::new(Vec::new()));
+    let publishers = stream
+        .publishers(config.publishers)
+        .into_iter()
+        .map(|inner| Recording { inner, sends: sends.clone() })
+        .collect();
+    let started = Instant::now();
+    workload::run(publishers, &workload).await?;
+    let sends = std::mem::take(&mut *lock(&sends));
+    let deadline = Instant::now() + config.drain_timeout;
+    while (lock(&arrivals).len() as u64) < sends.len() as u64 && Instant::now() < deadline {
+        sleep(INBOX_POLL).await;
+    }
+    consumer.abort();
+    let arrivals = std::mem::take(&mut *lock(&arrivals));
+    let measure_from = started + config.warmup;
+    let (delivery_us, published, delivered) =
+        delivery_latencies(&sends, |id| arrivals.get(id).copied(), measure_from..measure_from + config.duration);
+    stream.delete().await?;
+    Ok(PeerLatency { published, delivered, delivery_us })
 }
 
 async fn fan_out(config: &DeliverConfig, receiver: &Receiver, control: &mut Control) -> anyhow::Result<FanOutResult> {

@@ -110,6 +110,10 @@ struct DiskArgs {
 struct DeliverArgs {
     #[arg(long, default_value = "http://127.0.0.1:8787")]
     herald_url: String,
+    /// The latency scenario's peer: the same load through NATS JetStream to
+    /// a pull consumer. Leave empty to skip it.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    jetstream_url: String,
     /// Herald's pid: its RSS is sampled in the dead-target scenario.
     #[arg(long)]
     herald_pid: u32,
@@ -198,6 +202,7 @@ fn run_deliver(args: DeliverArgs) -> anyhow::Result<()> {
     let secs = Duration::from_secs_f64;
     let config = deliver::DeliverConfig {
         herald_url: args.herald_url,
+        jetstream_url: Some(args.jetstream_url).filter(|u| !u.is_empty()),
         herald_pid: args.herald_pid,
         scenarios: args.scenarios,
         publishers: args.publishers,

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::deliver::{DEAD_PHASES, DeadTargetResult, FanOutResult, LatencyResult};
+use crate::deliver::{DEAD_PHASES, DeadTargetResult, FanOutResult, LatencyResult, PeerLatency};
 use crate::disk::DiskResult;
 use crate::machine::{Machine, PeakRss};
 use crate::targets::{RunResult, Target};
@@ -241,6 +241,32 @@ impl Output {
                 "delivered": r.status.delivered, "failed": r.status.failed, "pending": r.status.pending,
                 "dead_letters": r.status.dead_letters, "last_error": r.status.last_error,
             },
+        }));
+    }
+
+    /// The same latency load through a peer, with Herald's percentiles as ratios.
+    pub fn deliver_latency_peer(&self, peer: &str, r: &PeerLatency, herald: &hdrhistogram::Histogram<u64>) {
+        let d = &r.delivery_us;
+        let mut out =
+            format!("{:<26} {:>8} {:>8} {:>8} {:>8} {:>8}\n", "", "count", "p50 ms", "p99 ms", "p999 ms", "max ms");
+        out += &latency_row(&format!("{peer} publish -> consume"), d.len(), d);
+        out += &format!(
+            "{peer}: {} of {} events consumed; herald / {peer}: p50 {:.2}x, p99 {:.2}x (lower is faster)",
+            r.delivered,
+            r.published,
+            herald.value_at_quantile(0.50) as f64 / d.value_at_quantile(0.50).max(1) as f64,
+            herald.value_at_quantile(0.99) as f64 / d.value_at_quantile(0.99).max(1) as f64,
+        );
+        self.human(&out);
+        self.line(json!({
+            "kind": "deliver_latency_peer",
+            "peer": peer,
+            "published": r.published,
+            "delivered": r.delivered,
+            "p50_us": d.value_at_quantile(0.50),
+            "p99_us": d.value_at_quantile(0.99),
+            "p999_us": d.value_at_quantile(0.999),
+            "max_us": d.max(),
         }));
     }
 

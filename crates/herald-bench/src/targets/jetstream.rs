@@ -62,6 +62,37 @@ impl BenchStream {
         (0..workers).map(|_| JetStreamPublisher { js: self.js.clone() }).collect()
     }
 
+    /// Records, per `Nats-Msg-Id`, when a consumer of the stream first
+    /// received it: the peer of Herald's publish-to-delivery latency. Runs
+    /// until the returned task is aborted.
+    pub async fn record_arrivals(
+        &self,
+        arrivals: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<String, tokio::time::Instant>>>,
+    ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
+        use futures_util::StreamExt;
+        let stream = self.js.get_stream(STREAM).await.context("opening the bench stream")?;
+        let consumer = stream
+            .create_consumer(jetstream::consumer::pull::Config {
+                deliver_policy: jetstream::consumer::DeliverPolicy::New,
+                ack_policy: jetstream::consumer::AckPolicy::Explicit,
+                ..Default::default()
+            })
+            .await
+            .context("creating a pull consumer")?;
+        let mut messages = consumer.messages().await.context("consuming the bench stream")?;
+        Ok(tokio::spawn(async move {
+            while let Some(Ok(message)) = messages.next().await {
+                let at = tokio::time::Instant::now();
+                let id = message.headers.as_ref().and_then(|h| h.get(NATS_MESSAGE_ID)).map(|v| v.as_str().to_owned());
+                if let Some(id) = id {
+                    arrivals.lock().unwrap_or_else(|p| p.into_inner()).entry(id).or_insert(at);
+                }
+                // Acknowledged like a webhook's 2xx: the consumer is done with it.
+                let _ = message.ack().await;
+            }
+        }))
+    }
+
     /// Frees the disk the run used.
     pub async fn delete(self) -> anyhow::Result<()> {
         self.js.delete_stream(STREAM).await.context("deleting the bench stream")?;

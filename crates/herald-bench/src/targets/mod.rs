@@ -2,7 +2,7 @@
 //! (fresh stream or table), opens one publisher per worker, and cleans up.
 
 pub mod herald;
-mod jetstream;
+pub mod jetstream;
 mod postgres;
 
 use std::net::IpAddr;
