@@ -628,3 +628,21 @@ async fn a_subscription_deleted_mid_delivery_and_created_again_starts_afresh() {
         "the old subscription's attempt is not recorded here: {log}"
     );
 }
+
+#[tokio::test]
+async fn a_replayed_older_event_waits_for_its_streams_delivery_in_flight() {
+    let (_dir, h) = start();
+    let receiver = Receiver::start(|_, _| Reply::Slow(Duration::from_millis(600), 200)).await;
+    subscribe(&h, "ordered", webhook(&receiver.url(), json!({"ordering": "stream"}))).await;
+    publish(&h, stream_event("a1", "s", 1)).await;
+    wait_status(&h, "ordered", "a1 delivered", |s| s["status"]["delivered"] == 1).await;
+    publish(&h, stream_event("a2", "s", 2)).await;
+    receiver.wait_for("a2 in flight", |hits| hits.len() == 2).await;
+    let (code, report) =
+        h.post("/v1/subscriptions/ordered/replay", &json!({"from": {"position": 1}, "to": {"position": 1}})).await;
+    assert_eq!((code, report["enqueued"].as_u64()), (200, Some(1)), "{report}");
+    let hits = receiver.wait_for("a1 again", |hits| hits.len() == 3).await;
+    assert_eq!(hits[2].event_id(), "a1");
+    let gap = hits[2].at - hits[1].at;
+    assert!(gap >= Duration::from_millis(550), "a1 was sent {gap:?} after a2, while a2 was still in flight");
+}

@@ -66,6 +66,9 @@ impl Compiled {
 
 type Finished = (Delivery, Answer);
 
+/// Deliveries waiting for an answer: position -> stream.
+type InFlight = HashMap<Position, Option<String>>;
+
 /// What one fan-out step did.
 enum FanOut {
     /// Nothing new after the cursor.
@@ -85,7 +88,7 @@ impl Worker {
         // (a nudge from the API, a stale cursor, a 410); the cursor in
         // between is the worker's own, since only it moves the cursor.
         let mut record: Option<SubscriptionRecord> = None;
-        let mut in_flight: HashSet<Position> = HashSet::new();
+        let mut in_flight: InFlight = HashMap::new();
         let mut tasks: JoinSet<Finished> = JoinSet::new();
         let mut next_slot = Instant::now();
         loop {
@@ -246,14 +249,22 @@ impl Worker {
         url: &str,
         secret: &Secret,
         capacity: usize,
-        in_flight: &mut HashSet<Position>,
+        in_flight: &mut InFlight,
         tasks: &mut JoinSet<Finished>,
         next_slot: &mut Instant,
     ) -> Result<Instant, StoreError> {
         let now = now_us();
         let per_stream = c.spec.ordering == Ordering::Stream;
         let due = self.store.due_deliveries(&self.name, now, capacity + in_flight.len(), per_stream).await?;
-        let due: Vec<Delivery> = due.into_iter().filter(|d| !in_flight.contains(&d.position)).take(capacity).collect();
+        // With per-stream order, a stream with a delivery in flight waits even
+        // when an older event of it became owed meanwhile (a replay or redrive).
+        let busy: HashSet<&str> = in_flight.values().flatten().map(String::as_str).collect();
+        let due: Vec<Delivery> = due
+            .into_iter()
+            .filter(|d| !in_flight.contains_key(&d.position))
+            .filter(|d| !per_stream || d.stream.as_deref().is_none_or(|s| !busy.contains(s)))
+            .take(capacity)
+            .collect();
         // This batch's bodies: from the shared cache, the rest read from the log.
         let mut bodies: HashMap<Position, Bytes> =
             due.iter().filter_map(|d| self.bodies.get(d.position).map(|b| (d.position, b))).collect();
@@ -282,7 +293,7 @@ impl Worker {
                 self.store.settle(&self.name, c.generation, vec![(attempt, Settlement::Dead { reason })]).await?;
                 continue;
             };
-            in_flight.insert(delivery.position);
+            in_flight.insert(delivery.position, delivery.stream.clone());
             let (client, url, secret, timeout) =
                 (self.client.clone(), url.to_owned(), secret.clone(), c.spec.retry.timeout);
             tasks.spawn(async move {
@@ -312,7 +323,7 @@ impl Worker {
 
     /// Records finished attempts and decides what becomes of each delivery.
     /// Returns whether the subscription's state changed (a 410 disabled it).
-    async fn settle(&self, c: &Compiled, finished: Vec<Finished>, in_flight: &mut HashSet<Position>) -> bool {
+    async fn settle(&self, c: &Compiled, finished: Vec<Finished>, in_flight: &mut InFlight) -> bool {
         let now = now_us();
         let mut settled = Vec::with_capacity(finished.len());
         for (delivery, answer) in finished {
@@ -357,7 +368,7 @@ impl Worker {
     }
 
     /// On shutdown: let deliveries in flight finish (briefly) and record them.
-    async fn drain(&self, c: Option<&Compiled>, mut tasks: JoinSet<Finished>, in_flight: &mut HashSet<Position>) {
+    async fn drain(&self, c: Option<&Compiled>, mut tasks: JoinSet<Finished>, in_flight: &mut InFlight) {
         let Some(c) = c else { return };
         let deadline = Instant::now() + DRAIN;
         let mut finished = Vec::new();
