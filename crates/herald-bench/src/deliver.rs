@@ -235,15 +235,7 @@ async fn latency(config: &DeliverConfig, receiver: &Receiver, control: &mut Cont
             .into_iter()
             .map(|inner| Recording { inner, sends: sends.clone() })
             .collect();
-        let workload = Workload {
-            concurrency: config.publishers,
-            warmup: config.warmup,
-            duration: config.duration,
-            batch: 1,
-            rate: Some(config.rate),
-            duplicates: 0.0,
-            event_size: config.event_size,
-        };
+        let workload = latency_workload(config);
         let started = Instant::now();
         let publish = workload::run(publishers, &workload).await?;
         let sends = std::mem::take(&mut *lock(&sends));
@@ -286,8 +278,9 @@ pub struct PeerLatency {
     pub delivery_us: Histogram<u64>,
 }
 
-async fn jetstream_latency(config: &DeliverConfig, url: &str) -> anyhow::Result<PeerLatency> {
-    let workload = Workload {
+/// The latency scenario's steady load: one event per request, open loop.
+fn latency_workload(config: &DeliverConfig) -> Workload {
+    Workload {
         concurrency: config.publishers,
         warmup: config.warmup,
         duration: config.duration,
@@ -295,7 +288,11 @@ async fn jetstream_latency(config: &DeliverConfig, url: &str) -> anyhow::Result<
         rate: Some(config.rate),
         duplicates: 0.0,
         event_size: config.event_size,
-    };
+    }
+}
+
+async fn jetstream_latency(config: &DeliverConfig, url: &str) -> anyhow::Result<PeerLatency> {
+    let workload = latency_workload(config);
     let stream = jetstream::BenchStream::create(url, &workload).await?;
     let arrivals = Arc::new(Mutex::new(HashMap::new()));
     let consumer = stream.record_arrivals(arrivals.clone()).await?;
