@@ -133,7 +133,24 @@ async fn health_readiness_metrics_and_openapi() {
 
     let (status, doc) = h.get("/v1/openapi.json").await;
     assert_eq!(status, 200);
-    for path in ["/v1/events", "/v1/events/{id}", "/v1/events/live", "/v1/id-rules/{detail_type}", "/"] {
+    for path in [
+        "/v1/events",
+        "/v1/events/{id}",
+        "/v1/events/live",
+        "/v1/id-rules/{detail_type}",
+        "/",
+        "/v1/subscriptions",
+        "/v1/subscriptions/{name}",
+        "/v1/subscriptions/{name}/attempts",
+        "/v1/subscriptions/{name}/dead-letters",
+        "/v1/subscriptions/{name}/dead-letters/redrive",
+        "/v1/subscriptions/{name}/replay",
+        "/v1/subscriptions/{name}/pause",
+        "/v1/subscriptions/{name}/resume",
+        "/v1/subscriptions/{name}/pull",
+        "/v1/subscriptions/{name}/ack",
+        "/v1/subscriptions/{name}/nack",
+    ] {
         assert!(doc["paths"][path].is_object(), "OpenAPI lacks {path}");
     }
     assert!(doc["components"]["schemas"]["Problem"].is_object());
