@@ -36,6 +36,10 @@ pub enum ApiError {
     /// 422: well-formed JSON that is not a valid event (or rule).
     #[error(transparent)]
     Invalid(#[from] Invalid),
+    /// 422: a well-formed request body (a subscription, a pull, a replay)
+    /// that is not valid.
+    #[error(transparent)]
+    InvalidRequest(Invalid),
     /// 503 with Retry-After: too much work queued; retry shortly.
     #[error("{0}")]
     Overloaded(&'static str),
@@ -55,7 +59,7 @@ impl ApiError {
             ApiError::Conflict { .. } | ApiError::WrongState(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::Invalid(_) | ApiError::InvalidRequest(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Overloaded(_) | ApiError::Store(StoreError::Overloaded | StoreError::Closed) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -73,6 +77,7 @@ impl ApiError {
             ApiError::TooLarge(_) => ("too-large", "Content too large"),
             ApiError::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
             ApiError::Invalid(_) => ("invalid-event", "Invalid event"),
+            ApiError::InvalidRequest(_) => ("invalid-request", "Invalid request"),
             ApiError::Overloaded(_) | ApiError::Store(StoreError::Overloaded) => ("overloaded", "Overloaded"),
             ApiError::Store(StoreError::Closed) => ("shutting-down", "Shutting down"),
             ApiError::Store(StoreError::Corrupt { .. }) => ("storage-damaged", "Storage damaged"),
@@ -86,7 +91,7 @@ impl ApiError {
         let (slug, title) = self.slug_and_title();
         let status = self.status().as_u16();
         let (detail, errors, extra) = match self {
-            ApiError::Invalid(invalid) => (
+            ApiError::Invalid(invalid) | ApiError::InvalidRequest(invalid) => (
                 format!("{} field(s) are invalid", invalid.errors.len()),
                 invalid.errors.iter().map(field_error).collect(),
                 None,

@@ -327,6 +327,7 @@ async fn declarations_are_validated_idempotent_and_survive_restarts() {
         .await;
     assert_eq!(code, 422, "{problem}");
     assert!(pointers(&problem)[0].starts_with("/pattern/detail/n"), "{problem}");
+    assert_eq!(problem["type"], "urn:herald:problem:invalid-request", "{problem}");
     let (code, problem) =
         h.put("/v1/subscriptions/bad", &json!({"target": {"type": "webhook", "url": "ftp://x"}})).await;
     assert_eq!((code, pointers(&problem)), (422, vec!["/target/url".to_owned()]));
@@ -484,6 +485,7 @@ async fn a_long_poll_waits_for_the_next_event_and_nack_delays_it() {
     assert_eq!((again[0]["event"]["id"].as_str(), again[0]["attempt"].as_u64()), (Some("w0"), Some(2)));
     let (code, problem) = h.post("/v1/subscriptions/waiter/ack", &json!({"ack_ids": ["nonsense"]})).await;
     assert_eq!((code, pointers(&problem)), (422, vec!["/ack_ids/0".to_owned()]));
+    assert_eq!(problem["title"], "Invalid request");
 }
 
 #[tokio::test]

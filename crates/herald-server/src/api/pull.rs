@@ -39,19 +39,18 @@ pub async fn pull(
     let request = object(&headers, body).await?;
     let max = match request.get("max") {
         None => 10,
-        Some(v) => v
-            .as_u64()
-            .filter(|n| (1..=MAX_MESSAGES).contains(n))
-            .ok_or_else(|| Invalid::one("/max", format!("must be an integer from 1 to {MAX_MESSAGES}")))?,
+        Some(v) => v.as_u64().filter(|n| (1..=MAX_MESSAGES).contains(n)).ok_or_else(|| {
+            ApiError::InvalidRequest(Invalid::one("/max", format!("must be an integer from 1 to {MAX_MESSAGES}")))
+        })?,
     } as usize;
     let wait = match request.get("wait") {
         None => Duration::ZERO,
-        Some(v) => herald_core::subscription::duration(v)
-            .filter(|d| *d <= MAX_WAIT)
-            .ok_or_else(|| Invalid::one("/wait", "must be a duration of at most 30 s, e.g. \"5s\""))?,
+        Some(v) => herald_core::subscription::duration(v).filter(|d| *d <= MAX_WAIT).ok_or_else(|| {
+            ApiError::InvalidRequest(Invalid::one("/wait", "must be a duration of at most 30 s, e.g. \"5s\""))
+        })?,
     };
     if let Some(key) = request.keys().find(|k| !["max", "wait"].contains(&k.as_str())) {
-        return Err(Invalid::one(format!("/{key}"), "unknown field; expected max and wait").into());
+        return Err(ApiError::InvalidRequest(Invalid::one(format!("/{key}"), "unknown field; expected max and wait")));
     }
     let spec = pull_spec(&state, &name, true).await?;
     let leased = pull::lease(
@@ -113,9 +112,9 @@ pub async fn nack(
     let leases = ack_ids(&request, &["ack_ids", "delay"])?;
     let delay = match request.get("delay") {
         None => Duration::ZERO,
-        Some(v) => herald_core::subscription::duration(v)
-            .filter(|d| *d <= Duration::from_secs(12 * 3600))
-            .ok_or_else(|| Invalid::one("/delay", "must be a duration of at most 12 h, e.g. \"1s\""))?,
+        Some(v) => herald_core::subscription::duration(v).filter(|d| *d <= Duration::from_secs(12 * 3600)).ok_or_else(
+            || ApiError::InvalidRequest(Invalid::one("/delay", "must be a duration of at most 12 h, e.g. \"1s\"")),
+        )?,
     };
     let spec = pull_spec(&state, &name, false).await?;
     let now = now_us();
@@ -161,20 +160,26 @@ async fn object(headers: &HeaderMap, body: Body) -> Result<Map<String, Value>, A
     require_json(headers)?;
     match parse_json(&bytes)? {
         Value::Object(object) => Ok(object),
-        _ => Err(Invalid::one("", "must be a JSON object").into()),
+        _ => Err(ApiError::InvalidRequest(Invalid::one("", "must be a JSON object"))),
     }
 }
 
 /// `ack_ids` as (position, lease) pairs; each must be one Herald handed out.
 fn ack_ids(request: &Map<String, Value>, known: &[&str]) -> Result<Vec<(Position, String)>, ApiError> {
     if let Some(key) = request.keys().find(|k| !known.contains(&k.as_str())) {
-        return Err(Invalid::one(format!("/{key}"), format!("unknown field; expected {known:?}")).into());
+        return Err(ApiError::InvalidRequest(Invalid::one(
+            format!("/{key}"),
+            format!("unknown field; expected {known:?}"),
+        )));
     }
     let Some(Value::Array(ids)) = request.get("ack_ids") else {
-        return Err(Invalid::one("/ack_ids", "required: an array of ack_id strings from a pull").into());
+        return Err(ApiError::InvalidRequest(Invalid::one(
+            "/ack_ids",
+            "required: an array of ack_id strings from a pull",
+        )));
     };
     if ids.len() > MAX_MESSAGES as usize {
-        return Err(Invalid::one("/ack_ids", format!("at most {MAX_MESSAGES} at once")).into());
+        return Err(ApiError::InvalidRequest(Invalid::one("/ack_ids", format!("at most {MAX_MESSAGES} at once"))));
     }
     let mut errors = Vec::new();
     let mut leases = Vec::with_capacity(ids.len());
@@ -187,7 +192,7 @@ fn ack_ids(request: &Map<String, Value>, known: &[&str]) -> Result<Vec<(Position
             None => errors.push(FieldError::new(format!("/ack_ids/{i}"), "not an ack_id handed out by a pull")),
         }
     }
-    if errors.is_empty() { Ok(leases) } else { Err(Invalid { errors }.into()) }
+    if errors.is_empty() { Ok(leases) } else { Err(ApiError::InvalidRequest(Invalid { errors })) }
 }
 
 fn attempt(d: &Delivery, now: i64, outcome: &str, error: Option<String>) -> Attempt {

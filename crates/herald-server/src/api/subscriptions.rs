@@ -49,7 +49,8 @@ pub async fn put(
 ) -> Result<Response, ApiError> {
     check_name(&name)?;
     require_json(&headers)?;
-    let mut spec = SubscriptionSpec::from_json(&parse_json(&read_limited(&headers, body).await?)?)?;
+    let mut spec = SubscriptionSpec::from_json(&parse_json(&read_limited(&headers, body).await?)?)
+        .map_err(ApiError::InvalidRequest)?;
     let existing = state.store.subscription(&name).await?;
     if let Target::Webhook { secret: secret @ None, .. } = &mut spec.target {
         *secret = Some(
@@ -245,24 +246,26 @@ pub async fn replay(
     require_json(&headers)?;
     let value = parse_json(&read_limited(&headers, body).await?)?;
     let Some(object) = value.as_object() else {
-        return Err(Invalid::one("", "must be a JSON object with \"from\" (and \"to\")").into());
+        return Err(ApiError::InvalidRequest(Invalid::one("", "must be a JSON object with \"from\" (and \"to\")")));
     };
     if let Some(key) = object.keys().find(|k| !["from", "to"].contains(&k.as_str())) {
-        return Err(Invalid::one(format!("/{key}"), "unknown field; expected from and to").into());
+        return Err(ApiError::InvalidRequest(Invalid::one(format!("/{key}"), "unknown field; expected from and to")));
     }
-    let from = bound(object.get("from"), "/from")?.ok_or_else(|| Invalid::one("/from", "required"))?;
-    let to = bound(object.get("to"), "/to")?;
+    let from = bound(object.get("from"), "/from")
+        .and_then(|from| from.ok_or_else(|| Invalid::one("/from", "required")))
+        .map_err(ApiError::InvalidRequest)?;
+    let to = bound(object.get("to"), "/to").map_err(ApiError::InvalidRequest)?;
     let backwards = match (from, to) {
         (Bound::Position(a), Some(Bound::Position(b))) => b < a,
         (Bound::Time(a), Some(Bound::Time(b))) => b <= a,
         _ => false,
     };
     if backwards {
-        return Err(Invalid::one("/to", "must come after from").into());
+        return Err(ApiError::InvalidRequest(Invalid::one("/to", "must come after from")));
     }
     let record = load(&state, &name).await?;
     let spec = serde_json::from_str(&record.spec).ok().and_then(|v| SubscriptionSpec::from_json(&v).ok());
-    let pattern = spec.map(|s| s.compile_pattern()).transpose()?.unwrap_or_default();
+    let pattern = spec.map(|s| s.compile_pattern()).transpose().map_err(ApiError::InvalidRequest)?.unwrap_or_default();
     let report = replay::replay(state.store.as_ref(), &name, &pattern, record.cursor, from, to)
         .await?
         .ok_or_else(|| not_found(&name))?;
@@ -291,7 +294,7 @@ async fn selected_ids(headers: &HeaderMap, body: Body) -> Result<Option<Vec<Stri
     }
     require_json(headers)?;
     let value = parse_json(&bytes)?;
-    let invalid = || Invalid::one("/ids", "must be an array of event ids (strings)");
+    let invalid = || ApiError::InvalidRequest(Invalid::one("/ids", "must be an array of event ids (strings)"));
     let ids = value.as_object().filter(|o| o.len() == 1).and_then(|o| o.get("ids")).ok_or_else(invalid)?;
     let ids = ids.as_array().ok_or_else(invalid)?;
     let ids = ids.iter().map(|v| v.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>().ok_or_else(invalid)?;
