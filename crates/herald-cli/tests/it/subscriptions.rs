@@ -648,3 +648,16 @@ async fn a_replayed_older_event_waits_for_its_streams_delivery_in_flight() {
     let gap = hits[2].at - hits[1].at;
     assert!(gap >= Duration::from_millis(550), "a1 was sent {gap:?} after a2, while a2 was still in flight");
 }
+
+#[tokio::test]
+async fn a_subscription_that_matches_nothing_still_keeps_up() {
+    let (_dir, h) = start();
+    subscribe(&h, "quiet", json!({"target": {"type": "pull"}, "pattern": {"source": ["nobody"]}})).await;
+    for i in 0..5 {
+        publish(&h, event(&format!("q{i}"), json!({}))).await;
+    }
+    let s = wait_status(&h, "quiet", "the cursor stored past non-matching events", |s| s["status"]["lag"] == 0).await;
+    assert_eq!((s["status"]["cursor"].as_u64(), s["status"]["pending"].as_u64()), (Some(5), Some(0)), "{s}");
+    let h = h.restart();
+    assert_eq!(status(&h, "quiet").await["status"]["cursor"], 5, "the stored cursor survives a restart");
+}

@@ -6,6 +6,7 @@
 pub mod bodies;
 pub mod pull;
 pub mod replay;
+pub mod tail;
 pub mod webhook;
 pub mod worker;
 
@@ -18,6 +19,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use self::bodies::BodyCache;
+use self::tail::Tail;
 use self::webhook::WebhookClient;
 use self::worker::Worker;
 
@@ -38,6 +40,7 @@ pub struct Dispatcher {
     workers: Mutex<HashMap<String, Handle>>,
     /// Bumped whenever a worker records new deliveries: waiting pulls wake on it.
     added: Arc<watch::Sender<u64>>,
+    tail: Arc<Tail>,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -49,6 +52,7 @@ impl Dispatcher {
         shutdown: watch::Receiver<bool>,
     ) -> Result<Arc<Self>, StoreError> {
         let bodies = Arc::new(BodyCache::new(BODY_CACHE_BYTES));
+        let tail = Tail::start(store.clone(), shutdown.clone());
         let dispatcher = Arc::new_cyclic(|me| Self {
             me: me.clone(),
             store,
@@ -56,6 +60,7 @@ impl Dispatcher {
             bodies,
             workers: Mutex::default(),
             added: Arc::new(watch::channel(0).0),
+            tail,
             shutdown,
         });
         for record in dispatcher.store.subscriptions().await? {
@@ -83,6 +88,7 @@ impl Dispatcher {
             bodies: self.bodies.clone(),
             dispatcher: self.me.clone(),
             added: self.added.clone(),
+            tail: self.tail.clone(),
             shutdown: self.shutdown.clone(),
         };
         let task = tokio::spawn(worker.run());

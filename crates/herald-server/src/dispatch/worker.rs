@@ -20,10 +20,13 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::bodies::BodyCache;
+use super::tail::{Tail, TailEvent};
 use super::webhook::{Answer, Request, WebhookClient};
 
 /// Events read from the log per fan-out step.
 const FAN_OUT_PAGE: usize = 512;
+/// How long a cursor that moved past non-matching events only may wait to be stored.
+const CURSOR_PERSIST: Duration = Duration::from_millis(500);
 /// Longest sleep without a reason to wake (a safety net, not a poll).
 const IDLE_WAKE: Duration = Duration::from_secs(1);
 /// How long a stopping worker waits for deliveries in flight.
@@ -38,6 +41,7 @@ pub struct Worker {
     pub bodies: Arc<BodyCache>,
     pub dispatcher: std::sync::Weak<super::Dispatcher>,
     pub added: Arc<watch::Sender<u64>>,
+    pub tail: Arc<Tail>,
     pub shutdown: watch::Receiver<bool>,
 }
 
@@ -73,8 +77,9 @@ type InFlight = HashMap<Position, Option<String>>;
 enum FanOut {
     /// Nothing new after the cursor.
     CaughtUp,
-    /// The cursor moved to `to`; a full page means more may be waiting.
-    Moved { to: Position, full_page: bool },
+    /// The cursor moved to `to` (also in the store when `persisted`); a
+    /// full page means more may be waiting.
+    Moved { to: Position, full_page: bool, persisted: bool },
     /// The stored cursor is not where this worker thought (the subscription
     /// was replaced or deleted): read it again.
     Stale,
@@ -82,7 +87,10 @@ enum FanOut {
 
 impl Worker {
     pub async fn run(mut self) {
-        let mut head = self.store.head();
+        let mut newest = self.tail.newest();
+        // The cursor as stored, and when it was last stored; `record.cursor`
+        // runs ahead of it past events that matched nothing.
+        let (mut persisted, mut last_persist) = (0, Instant::now());
         let mut compiled: Option<Compiled> = None;
         // The record is read again only when something may have changed it
         // (a nudge from the API, a stale cursor, a 410); the cursor in
@@ -97,7 +105,10 @@ impl Worker {
             }
             if record.is_none() {
                 match self.store.subscription(&self.name).await {
-                    Ok(Some(r)) => record = Some(r),
+                    Ok(Some(r)) => {
+                        persisted = r.cursor;
+                        record = Some(r);
+                    }
                     Ok(None) => {
                         // Deleted: its deliveries went with it, so answers still
                         // in flight have nowhere to go.
@@ -135,10 +146,14 @@ impl Worker {
             let mut more = false;
 
             if active {
-                match self.fan_out(r.cursor, c).await {
-                    Ok(FanOut::Moved { to, full_page }) => {
+                let persist_due = last_persist.elapsed() >= CURSOR_PERSIST;
+                match self.fan_out(r.cursor, persisted, persist_due, c).await {
+                    Ok(FanOut::Moved { to, full_page, persisted: stored }) => {
                         r.cursor = to;
                         more = full_page;
+                        if stored {
+                            (persisted, last_persist) = (to, Instant::now());
+                        }
                     }
                     Ok(FanOut::CaughtUp) => {}
                     Ok(FanOut::Stale) => {
@@ -171,7 +186,10 @@ impl Worker {
                 }
                 continue;
             }
-            let behind = active && r.cursor < *head.borrow_and_update();
+            if r.cursor != persisted {
+                wake = wake.min(last_persist + CURSOR_PERSIST);
+            }
+            let behind = active && r.cursor < *newest.borrow_and_update();
             if more || behind {
                 continue;
             }
@@ -181,7 +199,7 @@ impl Worker {
                         record = None;
                     }
                 }
-                changed = head.changed() => if changed.is_err() { break },
+                changed = newest.changed() => if changed.is_err() { break },
                 () = self.nudge.notified() => record = None,
                 () = tokio::time::sleep_until(wake) => {}
                 _ = self.shutdown.changed() => {}
@@ -201,44 +219,76 @@ impl Worker {
         }
     }
 
-    /// Reads the next page after `cursor` and, in one commit, records a
-    /// delivery for each matching event and moves the cursor past the page.
-    async fn fan_out(&self, cursor: Position, c: &Compiled) -> Result<FanOut, StoreError> {
-        if cursor >= *self.store.head().borrow() {
+    /// Takes the next events after `cursor` (from the shared tail, or from
+    /// the store when the cursor is older than the tail's window), and
+    /// records a delivery for each match. The cursor is stored with the
+    /// deliveries in one commit; when nothing matched it is stored only
+    /// every [`CURSOR_PERSIST`] (re-reading non-matching events after a crash
+    /// is harmless), so subscriptions that match little cost no write per event.
+    async fn fan_out(
+        &self,
+        cursor: Position,
+        persisted: Position,
+        persist_due: bool,
+        c: &Compiled,
+    ) -> Result<FanOut, StoreError> {
+        let (events, from_store) = match self.tail.after(cursor, FAN_OUT_PAGE) {
+            Some(events) => (events, false),
+            None => {
+                let page =
+                    self.store.list(ListQuery { after: cursor, limit: FAN_OUT_PAGE, ..Default::default() }).await?;
+                (page.events.iter().map(|e| Arc::new(TailEvent::from_stored(e))).collect(), true)
+            }
+        };
+        let Some(to) = events.last().map(|e| e.position) else {
+            if persist_due && cursor != persisted {
+                return self.persist(c, persisted, cursor, Vec::new(), false).await;
+            }
             return Ok(FanOut::CaughtUp);
-        }
-        let page = self.store.list(ListQuery { after: cursor, limit: FAN_OUT_PAGE, ..Default::default() }).await?;
-        if page.next <= cursor {
-            return Ok(FanOut::CaughtUp);
-        }
+        };
         let now = now_us();
         let mut owed = Vec::new();
-        for event in &page.events {
-            let value = event.json_value()?;
-            if !c.pattern.matches(&value) {
+        for event in &events {
+            if event.value.is_null() || !c.pattern.matches(&event.value) {
                 continue;
             }
             owed.push(Delivery {
                 position: event.position,
-                event_id: value["id"].as_str().unwrap_or_default().to_owned(),
-                stream: value.get("stream").and_then(|s| s.as_str()).map(str::to_owned),
+                event_id: event.value["id"].as_str().unwrap_or_default().to_owned(),
+                stream: event.value.get("stream").and_then(|s| s.as_str()).map(str::to_owned),
                 attempts: 0,
                 due_us: now,
                 first_due_us: now,
                 replay: false,
             });
             if matches!(c.spec.target, Target::Webhook { .. }) {
-                self.bodies.insert(event.position, Bytes::from(event.to_json()));
+                self.bodies.insert(event.position, event.body.clone());
             }
         }
+        let full_page = events.len() == FAN_OUT_PAGE;
+        if owed.is_empty() && !persist_due && !from_store {
+            return Ok(FanOut::Moved { to, full_page, persisted: false });
+        }
+        self.persist(c, persisted, to, owed, full_page).await
+    }
+
+    /// Records `owed` and moves the stored cursor from `persisted` to `to`.
+    async fn persist(
+        &self,
+        c: &Compiled,
+        persisted: Position,
+        to: Position,
+        owed: Vec<Delivery>,
+        full_page: bool,
+    ) -> Result<FanOut, StoreError> {
         let added = !owed.is_empty();
-        if !self.store.fan_out(&self.name, c.generation, cursor, page.next, owed).await? {
+        if !self.store.fan_out(&self.name, c.generation, persisted, to, owed).await? {
             return Ok(FanOut::Stale);
         }
         if added {
             self.added.send_modify(|n| *n = n.wrapping_add(1));
         }
-        Ok(FanOut::Moved { to: page.next, full_page: page.events.len() == FAN_OUT_PAGE })
+        Ok(FanOut::Moved { to, full_page, persisted: true })
     }
 
     /// Starts up to `capacity` due deliveries; returns when to look again.
