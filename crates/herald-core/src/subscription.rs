@@ -210,6 +210,12 @@ impl SubscriptionSpec {
         Ok(Self { pattern, target, start, retry, ordering, concurrency, rate_limit })
     }
 
+    /// A declaration as stored (the JSON text of [`Self::to_json`]).
+    pub fn from_stored(text: &str) -> Result<Self, String> {
+        let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        Self::from_json(&value).map_err(|e| e.to_string())
+    }
+
     /// The compiled pattern; [`Pattern::any`] without one. Cannot fail for a
     /// spec that came from [`Self::from_json`].
     pub fn compile_pattern(&self) -> Result<Pattern, Invalid> {

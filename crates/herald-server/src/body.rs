@@ -33,6 +33,16 @@ fn is_length_limit(err: &axum::Error) -> bool {
 }
 
 /// Parses JSON, naming the line and column of a syntax error.
+/// A body that may be left empty (whitespace only): `None`, or the JSON it holds.
+pub async fn optional_json(headers: &HeaderMap, body: Body) -> Result<Option<Value>, ApiError> {
+    let bytes = read_limited(headers, body).await?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    require_json(headers)?;
+    parse_json(&bytes).map(Some)
+}
+
 pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::MalformedJson("the body is empty".into()));

@@ -50,6 +50,21 @@ pub struct Delivery {
     pub replay: bool,
 }
 
+impl Delivery {
+    /// A delivery of the envelope `event` (at `position`), owed from `now_us`.
+    pub fn owed(position: Position, event: &serde_json::Value, now_us: i64, replay: bool) -> Self {
+        Self {
+            position,
+            event_id: event["id"].as_str().unwrap_or_default().to_owned(),
+            stream: event["stream"].as_str().map(str::to_owned),
+            attempts: 0,
+            due_us: now_us,
+            first_due_us: now_us,
+            replay,
+        }
+    }
+}
+
 /// How one attempt ended, and what becomes of its delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settlement {
@@ -84,6 +99,25 @@ pub struct Attempt {
     /// The start of the answer's body.
     pub response: Option<String>,
     pub replay: bool,
+}
+
+impl Attempt {
+    /// Attempt number `attempt` of `delivery`, without an HTTP answer (fill
+    /// in `status`, `latency_us` and `response` when there was one).
+    pub fn of(delivery: &Delivery, attempt: u32, time_us: i64, outcome: &str, error: Option<String>) -> Self {
+        Self {
+            event_id: delivery.event_id.clone(),
+            position: delivery.position,
+            attempt,
+            time_us,
+            outcome: outcome.to_owned(),
+            status: None,
+            latency_us: 0,
+            error,
+            response: None,
+            replay: delivery.replay,
+        }
+    }
 }
 
 /// Which attempts to list, newest first.

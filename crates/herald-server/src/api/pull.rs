@@ -14,7 +14,7 @@ use herald_core::{FieldError, Invalid, Position};
 use herald_store::{Attempt, Delivery, Settlement};
 use serde_json::{Map, Value, json};
 
-use crate::body::{parse_json, read_limited, require_json};
+use crate::body::optional_json;
 use crate::dispatch::pull;
 use crate::dispatch::worker::now_us;
 use crate::problem::ApiError;
@@ -92,7 +92,8 @@ pub async fn ack(
     let leases = ack_ids(&request, &["ack_ids"])?;
     pull_spec(&state, &name, false).await?;
     let now = now_us();
-    let decide = Box::new(move |d: &Delivery| (attempt(d, now, "delivered", None), Settlement::Delivered));
+    let decide =
+        Box::new(move |d: &Delivery| (Attempt::of(d, d.attempts, now, "delivered", None), Settlement::Delivered));
     Ok(Json(json!({ "acked": state.store.settle_leased(&name, leases, decide).await? })))
 }
 
@@ -125,7 +126,7 @@ pub async fn nack(
             AfterFailure::GiveUp(reason) => Settlement::Dead { reason },
         };
         let outcome = if matches!(settlement, Settlement::Dead { .. }) { "dead" } else { "failed" };
-        (attempt(d, now, outcome, Some(error.to_owned())), settlement)
+        (Attempt::of(d, d.attempts, now, outcome, Some(error.to_owned())), settlement)
     });
     Ok(Json(json!({ "nacked": state.store.settle_leased(&name, leases, decide).await? })))
 }
@@ -134,15 +135,9 @@ pub async fn nack(
 /// subscription, and, when `to_lease`, an active one (messages already held
 /// can be acked or nacked while it is paused).
 async fn pull_spec(state: &AppState, name: &str, to_lease: bool) -> Result<SubscriptionSpec, ApiError> {
-    let record = state
-        .store
-        .subscription(name)
-        .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no subscription named {name}")))?;
-    let spec = serde_json::from_str(&record.spec)
-        .ok()
-        .and_then(|v| SubscriptionSpec::from_json(&v).ok())
-        .ok_or_else(|| ApiError::WrongState(format!("subscription {name} has an unreadable declaration")))?;
+    let record = super::subscriptions::load(state, name).await?;
+    let spec = SubscriptionSpec::from_stored(&record.spec)
+        .map_err(|_| ApiError::WrongState(format!("subscription {name} has an unreadable declaration")))?;
     match spec.target {
         Target::Pull { .. } if !to_lease || record.state == SubscriptionState::Active => Ok(spec),
         Target::Pull { .. } => Err(ApiError::WrongState(format!("subscription {name} is {}", record.state.as_str()))),
@@ -153,14 +148,10 @@ async fn pull_spec(state: &AppState, name: &str, to_lease: bool) -> Result<Subsc
 }
 
 async fn object(headers: &HeaderMap, body: Body) -> Result<Map<String, Value>, ApiError> {
-    let bytes = read_limited(headers, body).await?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
-    }
-    require_json(headers)?;
-    match parse_json(&bytes)? {
-        Value::Object(object) => Ok(object),
-        _ => Err(ApiError::InvalidRequest(Invalid::one("", "must be a JSON object"))),
+    match optional_json(headers, body).await? {
+        None => Ok(Map::new()),
+        Some(Value::Object(object)) => Ok(object),
+        Some(_) => Err(ApiError::InvalidRequest(Invalid::one("", "must be a JSON object"))),
     }
 }
 
@@ -193,19 +184,4 @@ fn ack_ids(request: &Map<String, Value>, known: &[&str]) -> Result<Vec<(Position
         }
     }
     if errors.is_empty() { Ok(leases) } else { Err(ApiError::InvalidRequest(Invalid { errors })) }
-}
-
-fn attempt(d: &Delivery, now: i64, outcome: &str, error: Option<String>) -> Attempt {
-    Attempt {
-        event_id: d.event_id.clone(),
-        position: d.position,
-        attempt: d.attempts,
-        time_us: now,
-        outcome: outcome.to_owned(),
-        status: None,
-        latency_us: 0,
-        error,
-        response: None,
-        replay: d.replay,
-    }
 }

@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use utoipa::IntoParams;
 
 use super::events::parse_param;
-use crate::body::{parse_json, read_limited, require_json};
+use crate::body::{optional_json, parse_json, read_limited, require_json};
 use crate::dispatch::replay::{self, Bound};
 use crate::dispatch::worker::now_us;
 use crate::problem::ApiError;
@@ -264,7 +264,7 @@ pub async fn replay(
         return Err(ApiError::InvalidRequest(Invalid::one("/to", "must come after from")));
     }
     let record = load(&state, &name).await?;
-    let spec = serde_json::from_str(&record.spec).ok().and_then(|v| SubscriptionSpec::from_json(&v).ok());
+    let spec = SubscriptionSpec::from_stored(&record.spec).ok();
     let pattern = spec.map(|s| s.compile_pattern()).transpose().map_err(ApiError::InvalidRequest)?.unwrap_or_default();
     let report = replay::replay(state.store.as_ref(), &name, &pattern, record.cursor, from, to)
         .await?
@@ -288,12 +288,7 @@ fn bound(value: Option<&Value>, pointer: &str) -> Result<Option<Bound>, Invalid>
 
 /// An optional body `{"ids": [...]}`; no body means all.
 async fn selected_ids(headers: &HeaderMap, body: Body) -> Result<Option<Vec<String>>, ApiError> {
-    let bytes = read_limited(headers, body).await?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(None);
-    }
-    require_json(headers)?;
-    let value = parse_json(&bytes)?;
+    let Some(value) = optional_json(headers, body).await? else { return Ok(None) };
     let invalid = || ApiError::InvalidRequest(Invalid::one("/ids", "must be an array of event ids (strings)"));
     let ids = value.as_object().filter(|o| o.len() == 1).and_then(|o| o.get("ids")).ok_or_else(invalid)?;
     let ids = ids.as_array().ok_or_else(invalid)?;
@@ -301,7 +296,7 @@ async fn selected_ids(headers: &HeaderMap, body: Body) -> Result<Option<Vec<Stri
     Ok(Some(ids))
 }
 
-async fn load(state: &AppState, name: &str) -> Result<SubscriptionRecord, ApiError> {
+pub(super) async fn load(state: &AppState, name: &str) -> Result<SubscriptionRecord, ApiError> {
     state.store.subscription(name).await?.ok_or_else(|| not_found(name))
 }
 

@@ -81,15 +81,7 @@ pub async fn replay(
                 continue;
             }
             report.matched += 1;
-            owed.push(Delivery {
-                position: event.position,
-                event_id: value["id"].as_str().unwrap_or_default().to_owned(),
-                stream: value["stream"].as_str().map(str::to_owned),
-                attempts: 0,
-                due_us: now,
-                first_due_us: now,
-                replay: true,
-            });
+            owed.push(Delivery::owed(event.position, &value, now, true));
         }
         match store.enqueue(name, owed).await? {
             Some(added) => report.enqueued += added,

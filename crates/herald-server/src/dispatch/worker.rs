@@ -57,8 +57,7 @@ struct Compiled {
 
 impl Compiled {
     fn new(record: &SubscriptionRecord) -> Result<Self, String> {
-        let value = serde_json::from_str(&record.spec).map_err(|e| e.to_string())?;
-        let spec = SubscriptionSpec::from_json(&value).map_err(|e| e.to_string())?;
+        let spec = SubscriptionSpec::from_stored(&record.spec)?;
         let pattern = spec.compile_pattern().map_err(|e| e.to_string())?;
         let secret = match &spec.target {
             Target::Webhook { secret: Some(s), .. } => Some(Secret::parse(s)?),
@@ -252,15 +251,7 @@ impl Worker {
             if event.value.is_null() || !c.pattern.matches(&event.value) {
                 continue;
             }
-            owed.push(Delivery {
-                position: event.position,
-                event_id: event.value["id"].as_str().unwrap_or_default().to_owned(),
-                stream: event.value.get("stream").and_then(|s| s.as_str()).map(str::to_owned),
-                attempts: 0,
-                due_us: now,
-                first_due_us: now,
-                replay: false,
-            });
+            owed.push(Delivery::owed(event.position, &event.value, now, false));
             if matches!(c.spec.target, Target::Webhook { .. }) {
                 self.bodies.insert(event.position, event.body.clone());
             }
@@ -339,7 +330,7 @@ impl Worker {
             let Some(body) = bodies.remove(&delivery.position) else {
                 // The event itself is gone: nothing can ever deliver it.
                 let reason = "the event is no longer in the log".to_owned();
-                let attempt = attempt_record(&delivery, None, Some(reason.clone()), "dead");
+                let attempt = Attempt::of(&delivery, delivery.attempts + 1, now_us(), "dead", Some(reason.clone()));
                 self.store.settle(&self.name, c.generation, vec![(attempt, Settlement::Dead { reason })]).await?;
                 continue;
             };
@@ -401,7 +392,8 @@ impl Worker {
                 .increment(1);
             metrics::histogram!("herald_delivery_seconds", "subscription" => self.name.clone())
                 .record(answer.latency.as_secs_f64());
-            let mut attempt = attempt_record(&delivery, answer.status, answer.error.clone(), outcome);
+            let mut attempt = Attempt::of(&delivery, attempts, now, outcome, answer.error.clone());
+            attempt.status = answer.status;
             attempt.latency_us = answer.latency.as_micros() as i64;
             attempt.response = answer.response;
             if outcome == "gone" {
@@ -433,21 +425,6 @@ impl Worker {
     async fn pause_on_error(&self, err: &StoreError) {
         tracing::error!(subscription = %self.name, error = %err, "dispatch step failed; retrying shortly");
         tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-fn attempt_record(delivery: &Delivery, status: Option<u16>, error: Option<String>, outcome: &str) -> Attempt {
-    Attempt {
-        event_id: delivery.event_id.clone(),
-        position: delivery.position,
-        attempt: delivery.attempts + 1,
-        time_us: now_us(),
-        outcome: outcome.to_owned(),
-        status,
-        latency_us: 0,
-        error,
-        response: None,
-        replay: delivery.replay,
     }
 }
 

@@ -290,18 +290,7 @@ pub fn lease(
     for mut d in due(tx, name, now_us, max, per_stream)? {
         if d.attempts >= max_attempts {
             let reason = format!("not acknowledged after {} deliveries", d.attempts);
-            let attempt = Attempt {
-                event_id: d.event_id.clone(),
-                position: d.position,
-                attempt: d.attempts,
-                time_us: now_us,
-                outcome: "dead".into(),
-                status: None,
-                latency_us: 0,
-                error: Some(reason.clone()),
-                response: None,
-                replay: d.replay,
-            };
+            let attempt = Attempt::of(&d, d.attempts, now_us, "dead", Some(reason.clone()));
             expired.push((attempt, Settlement::Dead { reason }));
             continue;
         }
