@@ -54,7 +54,13 @@ impl Tail {
             let mut head = store.head();
             loop {
                 let newest = *follower.newest.borrow();
-                if newest < *head.borrow_and_update() {
+                let latest = *head.borrow_and_update();
+                if follower.newest.receiver_count() == 0 {
+                    // No worker follows: reading and parsing each event would
+                    // cost publishers CPU for nothing. Skip to the head; a
+                    // worker that starts later reads what it needs from the store.
+                    follower.skip_to(latest);
+                } else if newest < latest {
                     match store.list(ListQuery { after: newest, limit: PAGE, ..Default::default() }).await {
                         Ok(page) => follower.push(page.events.iter().map(TailEvent::from_stored)),
                         Err(err) => {
@@ -89,6 +95,15 @@ impl Tail {
         }
     }
 
+    /// Empties the window and moves it to `head` without reading anything.
+    fn skip_to(&self, head: Position) {
+        if let Ok(mut window) = self.events.write() {
+            window.clear();
+        }
+        self.newest.send_replace(head);
+    }
+
+    /// Workers hold one each: the window is kept only while one is held.
     pub fn newest(&self) -> watch::Receiver<Position> {
         self.newest.subscribe()
     }
