@@ -117,29 +117,3 @@ fn corrupt_pages(path: &std::path::Path) {
     }
     f.sync_all().unwrap();
 }
-
-#[tokio::test]
-async fn committed_events_reach_the_database_file_in_the_background() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap();
-    // A few commits, far below SQLite's own automatic checkpoint (1000 pages):
-    // only the checkpoint thread copies them out of the WAL.
-    for i in 0..5 {
-        store.append(vec![event(&format!("e{i}"))]).await.unwrap();
-    }
-    let db = dir.path().join(herald_store::sqlite::DB_FILE);
-    let copy = tempfile::tempdir().unwrap();
-    let mut in_file = 0;
-    for _ in 0..50 {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        // The database file alone, without its WAL: what a checkpoint has copied.
-        std::fs::copy(&db, copy.path().join("alone.db")).unwrap();
-        let conn = rusqlite::Connection::open(copy.path().join("alone.db")).unwrap();
-        in_file = conn.query_row("SELECT count(*) FROM events", [], |r| r.get::<_, i64>(0)).unwrap_or(0);
-        if in_file == 5 {
-            break;
-        }
-    }
-    assert_eq!(in_file, 5, "the checkpoint thread copies committed events into the database file within a second");
-    store.close().await;
-}

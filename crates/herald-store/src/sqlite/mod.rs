@@ -4,7 +4,6 @@
 //! [`writer`]); reads use a small pool of separate connections on the blocking
 //! thread pool, so they never wait for a commit.
 
-mod checkpoint;
 mod id_rules;
 mod reader;
 mod schema;
@@ -23,7 +22,6 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::subscriptions::{Attempt, AttemptQuery, DeadLetter, Decide, Delivery, Settlement, SubscriptionRecord};
 use crate::{AppendOutcome, ListQuery, NewEvent, Page, Store, StoreError, StoredEvent};
-use checkpoint::Checkpointer;
 use reader::ReadPool;
 use writer::{Job, Op, Writer};
 
@@ -51,8 +49,7 @@ pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     head: watch::Receiver<Position>,
     readers: ReadPool,
-    /// The writer, then the checkpoint thread (which stops once the writer has).
-    threads: Mutex<Vec<JoinHandle<()>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl SqliteStore {
@@ -68,7 +65,6 @@ impl SqliteStore {
             .query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| r.get::<_, i64>(0))
             .map_err(|e| classify(e, &path))? as Position;
 
-        let (checkpointer, checkpoints) = Checkpointer::start(&path)?;
         let (head_tx, head) = watch::channel(last);
         let (jobs, queue) = mpsc::channel(config.queue_capacity);
         let writer = Writer {
@@ -77,19 +73,12 @@ impl SqliteStore {
             next_position: last + 1,
             head: head_tx,
             max_group_events: config.max_group_events,
-            checkpointer,
         };
         let handle = std::thread::Builder::new()
             .name("herald-writer".into())
             .spawn(move || writer.run(queue))
             .map_err(|source| StoreError::Open { path: path.clone(), source })?;
-        Ok(Self {
-            readers: ReadPool::new(path.clone()),
-            path,
-            jobs,
-            head,
-            threads: Mutex::new(vec![handle, checkpoints]),
-        })
+        Ok(Self { readers: ReadPool::new(path.clone()), path, jobs, head, writer: Mutex::new(Some(handle)) })
     }
 
     pub fn path(&self) -> &Path {
@@ -313,9 +302,9 @@ impl Store for SqliteStore {
         // The writer commits everything queued before the shutdown job, then exits;
         // jobs sent later find the queue closed.
         let _ = self.jobs.send(Job::Shutdown).await;
-        let threads = self.threads.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
-        for thread in threads {
-            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        let handle = self.writer.lock().ok().and_then(|mut h| h.take());
+        if let Some(handle) = handle {
+            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
         }
     }
 }

@@ -82,21 +82,9 @@ const MIGRATIONS: &[&str] = &[
 pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
-    // SQLite's default: by the time a commit crosses it, the checkpoint
-    // thread has copied nearly every frame, so what is left is short, and
-    // the WAL then restarts from its beginning instead of growing.
-    conn.pragma_update(None, "wal_autocheckpoint", 1000)?;
     // The writer walks the id index on every append: give it 64 MiB of page
     // cache (negative = KiB).
     configure_common(conn, -65536)
-}
-
-/// The checkpoint connection: `synchronous = FULL` makes each checkpoint
-/// fsync the WAL before copying and the database file before the WAL may be
-/// reused. It reads frames straight from the WAL, so needs little cache.
-pub fn configure_checkpointer(conn: &Connection) -> rusqlite::Result<()> {
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    configure_common(conn, -1024)
 }
 
 pub fn configure_reader(conn: &Connection) -> rusqlite::Result<()> {

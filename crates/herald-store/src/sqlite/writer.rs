@@ -14,7 +14,6 @@ use herald_core::Position;
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::checkpoint::Checkpointer;
 use super::classify;
 use crate::{AppendOutcome, NewEvent, StoreError, StoredEvent};
 
@@ -106,7 +105,6 @@ pub struct Writer {
     pub next_position: Position,
     pub head: watch::Sender<Position>,
     pub max_group_events: usize,
-    pub checkpointer: Checkpointer,
 }
 
 impl Writer {
@@ -150,7 +148,6 @@ impl Writer {
                 for (job, appended) in done {
                     job.deliver(appended);
                 }
-                self.checkpointer.committed();
                 metrics::histogram!("herald_store_commit_events").record(events as f64);
                 metrics::histogram!("herald_store_commit_seconds").record(started.elapsed().as_secs_f64());
             }
