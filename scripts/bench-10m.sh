@@ -21,7 +21,7 @@ OUT_DIR=${OUT_DIR:-bench-out}
 work=$(mktemp -d "${TMPDIR:-/tmp}/herald-10m.XXXXXX")
 herald_pid=
 cleanup() {
-    if [[ -n $herald_pid ]]; then kill "$herald_pid" 2>/dev/null || true; wait "$herald_pid" 2>/dev/null || true; fi
+    stop_process "$herald_pid"
     rm -rf "$work"
 }
 trap cleanup EXIT

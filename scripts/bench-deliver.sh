@@ -31,7 +31,7 @@ OUT_DIR=${OUT_DIR:-bench-out}
 work=$(mktemp -d "${TMPDIR:-/tmp}/herald-deliver.XXXXXX")
 herald_pid=
 cleanup() {
-    if [[ -n $herald_pid ]]; then kill "$herald_pid" 2>/dev/null || true; wait "$herald_pid" 2>/dev/null || true; fi
+    stop_process "$herald_pid"
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -43,7 +43,7 @@ cargo build --release -j2 -p herald-cli -p herald-bench
 load=target/release/herald-load
 
 say "starting herald on $HERALD_ADDR"
-port_open "${HERALD_ADDR##*:}" && { echo "port ${HERALD_ADDR##*:} is already in use" >&2; exit 1; }
+require_free_port "${HERALD_ADDR##*:}"
 HERALD_ALLOW_PRIVATE_TARGETS=true target/release/herald serve --listen "$HERALD_ADDR" --data-dir "$work/herald" \
     >"$work/herald.log" 2>&1 &
 herald_pid=$!

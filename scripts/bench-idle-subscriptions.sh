@@ -17,19 +17,12 @@ HERALD_ADDR=${HERALD_ADDR:-127.0.0.1:18787}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/herald-bench.XXXXXX")
 pid=
-stop() {
-    if [[ -n $pid ]]; then
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    fi
-    pid=
-}
-trap 'stop; rm -rf "$work"' EXIT
+trap 'stop_process "$pid"; rm -rf "$work"' EXIT
 trap 'exit 130' INT TERM
 
 say "building"
 cargo build --release -j2 -p herald-cli -p herald-bench
-port_open "${HERALD_ADDR##*:}" && { echo "port ${HERALD_ADDR##*:} is already in use" >&2; exit 1; }
+require_free_port "${HERALD_ADDR##*:}"
 
 rate() {
     target/release/herald-load --targets herald --herald-url "http://$HERALD_ADDR" \
@@ -49,7 +42,8 @@ for round in $(seq "$ROUNDS"); do
             -d "{\"pattern\": {\"source\": [\"nothing-$i\"]}, \"target\": {\"type\": \"pull\"}}"
     done
     after=$(rate)
-    stop
+    stop_process "$pid"
+    pid=
     echo "round $round: no subscription $before events/s, $SUBS non-matching subscriptions $after events/s," \
         "ratio $(python3 -c "print(round($after / $before, 2))")"
 done

@@ -33,8 +33,7 @@ started=()
 cleanup() {
     local pid
     for pid in "${started[@]}"; do
-        kill "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
+        stop_process "$pid"
     done
     rm -rf "$work"
 }
@@ -75,7 +74,7 @@ fi
 herald_pid=
 if wants herald; then
     say "starting herald on $HERALD_ADDR"
-    port_open "${HERALD_ADDR##*:}" && { echo "port ${HERALD_ADDR##*:} is already in use" >&2; exit 1; }
+    require_free_port "${HERALD_ADDR##*:}"
     target/release/herald serve --listen "$HERALD_ADDR" --data-dir "$work/herald" >"$work/herald.log" 2>&1 &
     herald_pid=$!
     started+=("$herald_pid")
@@ -86,7 +85,7 @@ fi
 if wants jetstream-sync; then
     nats_bin=$(nats_server_bin)
     say "starting $("$nats_bin" --version) with sync_interval: always on 127.0.0.1:$NATS_SYNC_PORT"
-    port_open "$NATS_SYNC_PORT" && { echo "port $NATS_SYNC_PORT is already in use" >&2; exit 1; }
+    require_free_port "$NATS_SYNC_PORT"
     cat >"$work/nats-sync.conf" <<EOF
 listen: 127.0.0.1:$NATS_SYNC_PORT
 jetstream {

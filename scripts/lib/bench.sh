@@ -16,3 +16,18 @@ wait_for_log() {
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Exits when something already listens on 127.0.0.1:PORT.
+require_free_port() {
+    if port_open "$1"; then
+        echo "port $1 is already in use" >&2
+        exit 1
+    fi
+}
+
+# Stops the child process PID, if one is given, and waits for it; never fails.
+stop_process() {
+    [[ -n ${1:-} ]] || return 0
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+}
