@@ -26,6 +26,8 @@ pub fn sha256(value: &Value) -> [u8; 32] {
 pub enum Part<'a> {
     Str(&'a str),
     Object(&'a Map<String, Value>),
+    /// Text already in canonical form (from [`write_object_into`]): hashed as is.
+    Canonical(&'a str),
 }
 
 /// Hash of the canonical text of the JSON array `[parts...]`, streamed into
@@ -41,6 +43,7 @@ pub fn sha256_of_list(parts: &[Part<'_>]) -> [u8; 32] {
             match part {
                 Part::Str(s) => write_str(s, &mut hasher)?,
                 Part::Object(map) => write_object(map, &mut hasher)?,
+                Part::Canonical(text) => hasher.write_str(text)?,
             }
         }
         hasher.write_char(']')
@@ -55,6 +58,12 @@ impl Write for HashWriter {
         self.0.update(s.as_bytes());
         Ok(())
     }
+}
+
+/// Appends the canonical text of an object to `out`.
+pub fn write_object_into(map: &Map<String, Value>, out: &mut String) {
+    // Writing to a String cannot fail.
+    let _ = write_object(map, out);
 }
 
 fn write<W: Write>(value: &Value, out: &mut W) {
@@ -158,6 +167,16 @@ mod tests {
         let a = json!({"y": 1, "x": [true, null]});
         let parts = [Part::Str("s"), Part::Object(a.as_object().unwrap())];
         assert_eq!(sha256_of_list(&parts), sha256(&json!(["s", a])));
+    }
+
+    #[test]
+    fn pre_rendered_text_hashes_like_the_object() {
+        let a = json!({"y": 1, "x": ["é", null]});
+        let mut text = String::new();
+        write_object_into(a.as_object().unwrap(), &mut text);
+        assert_eq!(text, to_string(&a));
+        let rendered = [Part::Str("s"), Part::Canonical(&text)];
+        assert_eq!(sha256_of_list(&rendered), sha256_of_list(&[Part::Str("s"), Part::Object(a.as_object().unwrap())]));
     }
 
     #[test]

@@ -33,24 +33,40 @@ pub struct EventDraft {
     pub stream: Option<String>,
 }
 
-/// A valid, identified event: what the store keeps. Serializes to the wire envelope.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A valid, identified event: what the store keeps. [`Event::to_json_string`]
+/// gives the wire envelope.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Event {
     pub version: String,
     pub id: String,
-    #[serde(rename = "detail-type")]
     pub detail_type: String,
     pub source: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub account: Option<String>,
-    #[serde(serialize_with = "serialize_time")]
     pub time: DateTime<Utc>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub region: Option<String>,
     pub resources: Vec<String>,
     pub detail: Map<String, Value>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<String>,
+}
+
+/// Every envelope field but `detail`, as serde writes them. `detail` is
+/// rendered canonically and spliced in after them (see [`Event::render`]).
+#[derive(Serialize)]
+struct Head<'a> {
+    version: &'a str,
+    id: &'a str,
+    #[serde(rename = "detail-type")]
+    detail_type: &'a str,
+    source: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    account: Option<&'a str>,
+    #[serde(serialize_with = "serialize_time")]
+    time: &'a DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    region: Option<&'a str>,
+    resources: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<&'a str>,
 }
 
 /// Fields that decide whether two events with one id are "the same event".
@@ -124,9 +140,13 @@ impl EventDraft {
     /// The draft as an envelope JSON object (without `id` when it has none),
     /// so id rules can point into it.
     pub fn to_json(&self) -> Value {
-        let mut value = serde_json::to_value(self.clone().with_id(String::new())).expect("an event always serializes");
-        if let (Some(map), None) = (value.as_object_mut(), &self.id) {
-            map.remove("id");
+        let event = self.clone().with_id(String::new());
+        let mut value = serde_json::to_value(event.head()).expect("an envelope head always serializes");
+        if let Some(map) = value.as_object_mut() {
+            if self.id.is_none() {
+                map.remove("id");
+            }
+            map.insert("detail".to_owned(), Value::Object(event.detail));
         }
         value
     }
@@ -136,18 +156,57 @@ impl Event {
     /// Hash of the content fields ([`CONTENT_FIELDS`]) in canonical JSON: two
     /// events with one id and equal hashes are duplicates of each other.
     pub fn content_hash(&self) -> [u8; 32] {
+        self.hash_with_detail(canonical::Part::Object(&self.detail))
+    }
+
+    /// The envelope as JSON text, as it is stored and served.
+    pub fn to_json_string(&self) -> String {
+        self.render().0
+    }
+
+    /// The envelope text and the content hash together, from one rendering of
+    /// `detail`: the publish hot path would otherwise write it out twice.
+    pub fn to_stored(&self) -> (String, [u8; 32]) {
+        let (text, detail) = self.render();
+        let hash = self.hash_with_detail(canonical::Part::Canonical(&text[detail]));
+        (text, hash)
+    }
+
+    fn hash_with_detail(&self, detail: canonical::Part<'_>) -> [u8; 32] {
         use canonical::Part;
         canonical::sha256_of_list(&[
             Part::Str(&self.source),
             Part::Str(&self.detail_type),
             Part::Str(&self.version),
-            Part::Object(&self.detail),
+            detail,
         ])
     }
 
-    /// The envelope as JSON text, as it is stored and served.
-    pub fn to_json_string(&self) -> String {
-        serde_json::to_string(self).expect("an event always serializes")
+    /// Writes the envelope with `detail` last, in canonical form; returns the
+    /// text and where `detail` is in it.
+    fn render(&self) -> (String, std::ops::Range<usize>) {
+        let mut text = serde_json::to_string(&self.head()).expect("an envelope head always serializes");
+        text.pop(); // the head's closing brace
+        text.push_str(",\"detail\":");
+        let start = text.len();
+        canonical::write_object_into(&self.detail, &mut text);
+        let end = text.len();
+        text.push('}');
+        (text, start..end)
+    }
+
+    fn head(&self) -> Head<'_> {
+        Head {
+            version: &self.version,
+            id: &self.id,
+            detail_type: &self.detail_type,
+            source: &self.source,
+            account: self.account.as_deref(),
+            time: &self.time,
+            region: self.region.as_deref(),
+            resources: &self.resources,
+            stream: self.stream.as_deref(),
+        }
     }
 
     /// Pointers to the content fields where `other` differs from `self`, at
@@ -314,7 +373,7 @@ pub(crate) fn kind(value: &Value) -> &'static str {
     }
 }
 
-fn serialize_time<S: serde::Serializer>(time: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+fn serialize_time<S: serde::Serializer>(time: &&DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&format_time(time))
 }
 

@@ -82,6 +82,7 @@ proptest! {
                 let again = EventDraft::from_json(&serde_json::from_str(&text).unwrap(), received()).unwrap().with_id("x".into());
                 prop_assert_eq!(&again, &event);
                 prop_assert_eq!(again.content_hash(), event.content_hash());
+                prop_assert_eq!(event.to_stored(), (text, event.content_hash()));
             }
             Err(invalid) => {
                 prop_assert!(!invalid.errors.is_empty());

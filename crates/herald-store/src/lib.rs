@@ -34,14 +34,15 @@ pub struct NewEvent {
 
 impl NewEvent {
     pub fn from_event(event: &Event) -> Self {
+        let (body, content_hash) = event.to_stored();
         Self {
             id: event.id.clone(),
-            content_hash: event.content_hash(),
+            content_hash,
             source: event.source.clone(),
             detail_type: event.detail_type.clone(),
             stream: event.stream.clone(),
             time_micros: event.time.timestamp_micros(),
-            body: event.to_json_string(),
+            body,
         }
     }
 }
