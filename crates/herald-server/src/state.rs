@@ -8,9 +8,20 @@ use tokio::sync::{Semaphore, watch};
 use crate::config::ServerConfig;
 use crate::dispatch::Dispatcher;
 
-/// What every handler shares.
+/// What every handler shares: a handle, cloned for every request, so it is
+/// one reference count rather than one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+pub struct Shared {
     pub store: Arc<dyn Store>,
     /// Id rules by detail-type, read on every publish without an id; the store
     /// is the truth, this is its cache (updated on every write through the API).
@@ -31,7 +42,7 @@ impl AppState {
         shutdown: watch::Receiver<bool>,
     ) -> Result<Self, StoreError> {
         let rules = store.id_rules().await?.into_iter().map(|r| (r.detail_type.clone(), r)).collect();
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             store,
             id_rules: Arc::new(RwLock::new(rules)),
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
@@ -39,9 +50,11 @@ impl AppState {
             config: Arc::new(config),
             dispatcher,
             shutdown,
-        })
+        })))
     }
+}
 
+impl Shared {
     pub fn id_rule(&self, detail_type: &str) -> Option<IdRule> {
         self.id_rules.read().ok()?.get(detail_type).cloned()
     }

@@ -5,7 +5,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::ingest::Outcome;
-use crate::problem::ApiError;
+use crate::problem::Problem;
 
 /// The answer to publishing one event.
 #[derive(Debug, Serialize, ToSchema)]
@@ -21,30 +21,33 @@ pub struct PublishOut {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BatchOut {
     #[schema(value_type = Vec<Object>)]
-    pub results: Vec<Value>,
+    pub results: Vec<BatchResult>,
     /// How many events of the batch were not stored.
     pub failed: usize,
 }
 
-impl BatchOut {
-    pub fn from_outcomes(outcomes: Vec<Outcome>) -> Self {
-        let mut failed = 0;
-        let results = outcomes
-            .into_iter()
-            .map(|o| match o.into_result() {
-                Ok((id, position, duplicate)) => serde_json::json!(PublishOut { id, position, duplicate }),
-                Err(e) => {
-                    failed += 1;
-                    serde_json::json!({ "error": problem_value(&e) })
-                }
-            })
-            .collect();
-        Self { results, failed }
-    }
+/// One event's entry in [`BatchOut`]: what a single publish would answer, or
+/// `{"error": <problem>}`. Typed rather than built as `Value`s, because a
+/// batch writes a thousand of them.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum BatchResult {
+    Published(PublishOut),
+    Failed { error: Problem },
 }
 
-fn problem_value(e: &ApiError) -> Value {
-    serde_json::to_value(e.problem()).unwrap_or_default()
+impl BatchOut {
+    pub fn from_outcomes(outcomes: Vec<Outcome>) -> Self {
+        let results: Vec<BatchResult> = outcomes
+            .into_iter()
+            .map(|o| match o.into_result() {
+                Ok((id, position, duplicate)) => BatchResult::Published(PublishOut { id, position, duplicate }),
+                Err(e) => BatchResult::Failed { error: e.problem() },
+            })
+            .collect();
+        let failed = results.iter().filter(|r| matches!(r, BatchResult::Failed { .. })).count();
+        Self { results, failed }
+    }
 }
 
 /// An event as served: the envelope plus its `position`.
