@@ -9,6 +9,11 @@
 //! running Herald: publish-to-delivery latency, fan-out to many
 //! subscriptions, and memory and publish rate with a dead target.
 
+/// The driver shares the machine with the peer it measures: every cycle it
+/// spends is one the peer cannot. mimalloc, as in the server.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod deliver;
 mod disk;
 mod machine;
