@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use axum::serve::ListenerExt;
 use herald_store::Store;
 use herald_store::sqlite::{SqliteConfig, SqliteStore};
 use tokio::net::TcpListener;
@@ -39,6 +40,13 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
 
     println!("listening on {addr}");
     tracing::info!(%addr, "listening");
+    // Answers go out as soon as they are written: without TCP_NODELAY a
+    // response can wait for the client's delayed ACK of the previous one.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "could not set TCP_NODELAY on a connection");
+        }
+    });
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             stop_signal().await;

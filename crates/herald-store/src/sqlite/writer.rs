@@ -200,7 +200,8 @@ fn append(tx: &Transaction<'_>, events: &[NewEvent], next: &mut Position) -> rus
         "INSERT INTO events (position, id, content_hash, source, detail_type, stream, time_us, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
     )?;
-    let mut existing = tx.prepare_cached("SELECT position, content_hash, body FROM events WHERE id = ?1")?;
+    // A redelivery only needs the stored hash; the body is read for conflicts.
+    let mut existing = tx.prepare_cached("SELECT position, content_hash FROM events WHERE id = ?1")?;
     let mut outcomes = Vec::with_capacity(events.len());
     for e in events {
         let position = *next;
@@ -219,15 +220,14 @@ fn append(tx: &Transaction<'_>, events: &[NewEvent], next: &mut Position) -> rus
             outcomes.push(AppendOutcome::Appended(position));
             continue;
         }
-        let (position, hash, body) = existing
-            .query_row([&e.id], |r| {
-                Ok((r.get::<_, i64>(0)? as Position, r.get::<_, Vec<u8>>(1)?, r.get::<_, String>(2)?))
-            })
+        let (position, hash) = existing
+            .query_row([&e.id], |r| Ok((r.get::<_, i64>(0)? as Position, r.get::<_, Vec<u8>>(1)?)))
             .optional()?
             .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
         outcomes.push(if hash == e.content_hash {
             AppendOutcome::Duplicate(position)
         } else {
+            let body = tx.query_row("SELECT body FROM events WHERE position = ?1", [position as i64], |r| r.get(0))?;
             AppendOutcome::Conflict(StoredEvent { position, body })
         });
     }
