@@ -140,7 +140,7 @@ impl EventDraft {
     /// The draft as an envelope JSON object (without `id` when it has none),
     /// so id rules can point into it.
     pub fn to_json(&self) -> Value {
-        let event = self.clone().with_id(String::new());
+        let event = self.clone().with_id(self.id.clone().unwrap_or_default());
         let mut value = serde_json::to_value(event.head()).expect("an envelope head always serializes");
         if let Some(map) = value.as_object_mut() {
             if self.id.is_none() {
@@ -490,6 +490,16 @@ mod tests {
         assert_eq!(a.content_hash(), reordered.content_hash());
         reordered.version = "2".into();
         assert_ne!(a.content_hash(), reordered.content_hash());
+    }
+
+    #[test]
+    fn a_draft_as_json_keeps_its_id_and_detail() {
+        let draft =
+            EventDraft::from_json(&json!({"source": "s", "detail-type": "t", "detail": {"k": 1}}), now()).unwrap();
+        let without = draft.to_json();
+        assert_eq!((without.get("id"), &without["detail"]), (None, &json!({"k": 1})));
+        let with = EventDraft { id: Some("e-1".into()), ..draft }.to_json();
+        assert_eq!(with["id"], "e-1");
     }
 
     #[test]
