@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use herald_core::network::{Network, is_internal};
 use herald_core::signature::Secret;
@@ -133,8 +134,9 @@ impl WebhookClient {
             Err(e) => return Answer::failed(started, describe(&e)),
         };
         let status = response.status().as_u16();
-        let retry_after =
-            matches!(status, 429 | 503).then(|| response.headers().get(RETRY_AFTER).and_then(retry_after)).flatten();
+        let retry_after = matches!(status, 429 | 503)
+            .then(|| response.headers().get(RETRY_AFTER).and_then(|v| retry_after(v, Utc::now())))
+            .flatten();
         let body = read_bounded(response).await;
         let succeeded = (200..300).contains(&status);
         Answer {
@@ -172,9 +174,16 @@ async fn read_bounded(response: reqwest::Response) -> Vec<u8> {
     body
 }
 
-/// `Retry-After` in seconds (HTTP dates are rare from webhooks; ignored).
-fn retry_after(value: &HeaderValue) -> Option<Duration> {
-    value.to_str().ok()?.trim().parse::<u64>().ok().map(Duration::from_secs)
+/// `Retry-After`: delay-seconds, or an HTTP-date in the IMF-fixdate form that
+/// RFC 9110 requires senders to write (`Sun, 06 Nov 1994 08:49:37 GMT`). A date
+/// already past means "now"; anything else unreadable is ignored.
+fn retry_after(value: &HeaderValue, now: DateTime<Utc>) -> Option<Duration> {
+    let text = value.to_str().ok()?.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = DateTime::parse_from_rfc2822(text).ok()?;
+    Some((at.with_timezone(&Utc) - now).to_std().unwrap_or(Duration::ZERO))
 }
 
 /// The error with its causes (reqwest's own message alone says little).
@@ -187,4 +196,21 @@ fn describe(err: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_reads_seconds_and_http_dates() {
+        let now = DateTime::parse_from_rfc3339("2026-11-29T12:00:00Z").unwrap().with_timezone(&Utc);
+        let read = |text: &str| retry_after(&HeaderValue::from_str(text).unwrap(), now);
+        assert_eq!(read("120"), Some(Duration::from_secs(120)));
+        assert_eq!(read(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(read("Sun, 29 Nov 2026 12:01:30 GMT"), Some(Duration::from_secs(90)));
+        assert_eq!(read("Sun, 29 Nov 2026 11:00:00 GMT"), Some(Duration::ZERO), "a past date means now");
+        assert_eq!(read("-5"), None);
+        assert_eq!(read("soon"), None);
+    }
 }
