@@ -25,8 +25,8 @@ pub struct Shared {
     pub store: Arc<dyn Store>,
     /// Id rules by detail-type, read on every publish without an id; the store
     /// is the truth, this is its cache (updated on every write through the API).
-    pub id_rules: Arc<RwLock<HashMap<String, IdRule>>>,
-    pub config: Arc<ServerConfig>,
+    pub id_rules: RwLock<HashMap<String, IdRule>>,
+    pub config: ServerConfig,
     pub in_flight: Arc<Semaphore>,
     pub live_readers: Arc<Semaphore>,
     pub dispatcher: Arc<Dispatcher>,
@@ -44,10 +44,10 @@ impl AppState {
         let rules = store.id_rules().await?.into_iter().map(|r| (r.detail_type.clone(), r)).collect();
         Ok(Self(Arc::new(Shared {
             store,
-            id_rules: Arc::new(RwLock::new(rules)),
+            id_rules: RwLock::new(rules),
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
             live_readers: Arc::new(Semaphore::new(config.max_live_readers)),
-            config: Arc::new(config),
+            config,
             dispatcher,
             shutdown,
         })))

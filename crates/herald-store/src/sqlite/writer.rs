@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use herald_core::Position;
-use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::classify;
@@ -220,10 +220,8 @@ fn append(tx: &Transaction<'_>, events: &[NewEvent], next: &mut Position) -> rus
             outcomes.push(AppendOutcome::Appended(position));
             continue;
         }
-        let (position, hash) = existing
-            .query_row([&e.id], |r| Ok((r.get::<_, i64>(0)? as Position, r.get::<_, Vec<u8>>(1)?)))
-            .optional()?
-            .ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+        let (position, hash) =
+            existing.query_row([&e.id], |r| Ok((r.get::<_, i64>(0)? as Position, r.get::<_, Vec<u8>>(1)?)))?;
         outcomes.push(if hash == e.content_hash {
             AppendOutcome::Duplicate(position)
         } else {
