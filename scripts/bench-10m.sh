@@ -18,14 +18,8 @@ DURATION=${DURATION:-10}
 HERALD_ADDR=${HERALD_ADDR:-127.0.0.1:18788}
 OUT_DIR=${OUT_DIR:-bench-out}
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/herald-10m.XXXXXX")
+use_scratch_dir herald-10m
 herald_pid=
-cleanup() {
-    stop_process "$herald_pid"
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 cargo build --release -j2 -p herald-cli -p herald-bench
 load=target/release/herald-load
@@ -40,6 +34,7 @@ start_herald() {
     began=$(date +%s%N)
     target/release/herald serve --listen "$HERALD_ADDR" --data-dir "$work/data" >"$log" 2>&1 &
     herald_pid=$!
+    started=("$herald_pid")
     for _ in $(seq 6000); do
         if grep -q "listening on" "$log"; then
             startup_ms=$((($(date +%s%N) - began) / 1000000))
@@ -53,9 +48,9 @@ start_herald() {
 }
 
 stop_herald() {
-    kill -TERM "$herald_pid"
-    wait "$herald_pid" || true
+    stop_process "$herald_pid"
     herald_pid=
+    started=()
 }
 
 # The head position: publish one probe event and read the position it got.

@@ -28,14 +28,7 @@ DEAD_RATE=${DEAD_RATE:-1000}
 HERALD_ADDR=${HERALD_ADDR:-127.0.0.1:18789}
 OUT_DIR=${OUT_DIR:-bench-out}
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/herald-deliver.XXXXXX")
-herald_pid=
-cleanup() {
-    stop_process "$herald_pid"
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+use_scratch_dir herald-deliver
 
 
 say "building"
@@ -47,6 +40,7 @@ require_free_port "${HERALD_ADDR##*:}"
 HERALD_ALLOW_PRIVATE_TARGETS=true target/release/herald serve --listen "$HERALD_ADDR" --data-dir "$work/herald" \
     >"$work/herald.log" 2>&1 &
 herald_pid=$!
+started+=("$herald_pid")
 wait_for_log "$herald_pid" "$work/herald.log" "listening on"
 curl -fsS "http://$HERALD_ADDR/healthz" >/dev/null
 

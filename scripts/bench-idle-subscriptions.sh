@@ -15,10 +15,7 @@ SUBS=${SUBS:-100}
 DURATION=${DURATION:-6}
 HERALD_ADDR=${HERALD_ADDR:-127.0.0.1:18787}
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/herald-bench.XXXXXX")
-pid=
-trap 'stop_process "$pid"; rm -rf "$work"' EXIT
-trap 'exit 130' INT TERM
+use_scratch_dir herald-idle
 
 say "building"
 cargo build --release -j2 -p herald-cli -p herald-bench
@@ -34,6 +31,7 @@ for round in $(seq "$ROUNDS"); do
     rm -rf "$work/herald"
     target/release/herald serve --listen "$HERALD_ADDR" --data-dir "$work/herald" >"$work/herald.log" 2>&1 &
     pid=$!
+    started=("$pid")
     wait_for_log "$pid" "$work/herald.log" "listening on"
     before=$(rate)
     for i in $(seq "$SUBS"); do
@@ -43,7 +41,7 @@ for round in $(seq "$ROUNDS"); do
     done
     after=$(rate)
     stop_process "$pid"
-    pid=
+    started=()
     echo "round $round: no subscription $before events/s, $SUBS non-matching subscriptions $after events/s," \
         "ratio $(python3 -c "print(round($after / $before, 2))")"
 done

@@ -28,17 +28,7 @@ HERALD_ADDR=${HERALD_ADDR:-127.0.0.1:18787}
 NATS_SYNC_PORT=${NATS_SYNC_PORT:-4223}
 OUT_DIR=${OUT_DIR:-bench-out}
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/herald-bench.XXXXXX")
-started=()
-cleanup() {
-    local pid
-    for pid in "${started[@]}"; do
-        stop_process "$pid"
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+use_scratch_dir herald-bench
 
 wants() { [[ ",$TARGETS," == *",$1,"* ]]; }
 

@@ -31,3 +31,21 @@ stop_process() {
     kill "$1" 2>/dev/null || true
     wait "$1" 2>/dev/null || true
 }
+
+# Creates the scratch directory $work (named after $1, under TMPDIR) and, on
+# exit or interrupt, stops every process in the array `started` and removes
+# $work. Scripts list what they start: started+=("$pid").
+use_scratch_dir() {
+    work=$(mktemp -d "${TMPDIR:-/tmp}/$1.XXXXXX")
+    started=()
+    trap clean_up_scratch EXIT
+    trap 'exit 130' INT TERM
+}
+
+clean_up_scratch() {
+    local pid
+    for pid in "${started[@]}"; do
+        stop_process "$pid"
+    done
+    rm -rf "$work"
+}
