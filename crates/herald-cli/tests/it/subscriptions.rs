@@ -661,3 +661,58 @@ async fn a_subscription_that_matches_nothing_still_keeps_up() {
     let h = h.restart();
     assert_eq!(status(&h, "quiet").await["status"]["cursor"], 5, "the stored cursor survives a restart");
 }
+
+#[tokio::test]
+async fn a_failing_target_trips_its_circuit_and_a_probe_closes_it() {
+    let (_dir, h) = start();
+    let healthy = Arc::new(AtomicBool::new(false));
+    let flag = healthy.clone();
+    let receiver =
+        Receiver::start(move |_, _| Reply::Status(if flag.load(Ordering::SeqCst) { 204 } else { 503 })).await;
+    let spec = webhook(
+        &receiver.url(),
+        json!({"concurrency": 4, "retry": {"max_attempts": 185, "min_backoff": "10ms", "max_backoff": "50ms", "timeout": "2s"}}),
+    );
+    subscribe(&h, "tripped", spec).await;
+    let ids: Vec<String> = (0..20).map(|i| format!("c{i}")).collect();
+    let batch: Vec<Value> = ids.iter().map(|id| event(id, json!({}))).collect();
+    let (code, answer) = h.post("/v1/events", &json!(batch)).await;
+    assert_eq!((code, answer["failed"].as_u64()), (200, Some(0)), "{answer}");
+
+    let s = wait_status(&h, "tripped", "the circuit to open", |s| s["status"]["circuit"]["state"] == "open").await;
+    assert!(s["status"]["circuit"]["until"].is_string(), "{s}");
+    // Without the breaker, 20 deliveries retried every 10-50 ms would make
+    // hundreds of attempts in this time; with it: the failures that opened it,
+    // what was in flight then, and one probe a second at most.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let during = receiver.hits().len();
+    assert!(during <= 5 + 4 + 2, "{during} attempts reached a failing target");
+    let failed = status(&h, "tripped").await["status"]["failed"].as_u64().unwrap();
+    assert_eq!(failed as usize, during, "held-back deliveries count no attempt");
+
+    healthy.store(true, Ordering::SeqCst);
+    let s = wait_status(&h, "tripped", "all delivered", |s| s["status"]["delivered"] == 20).await;
+    assert_eq!(s["status"]["circuit"]["state"], "closed", "{s}");
+    let hits = receiver.hits();
+    let mut delivered: Vec<&str> = hits[during..].iter().map(Hit::event_id).collect();
+    delivered.sort();
+    let mut expected: Vec<&str> = ids.iter().map(String::as_str).collect();
+    expected.sort();
+    assert_eq!(delivered, expected, "each event once after recovery");
+}
+
+#[tokio::test]
+async fn a_deleted_subscription_leaves_the_metrics() {
+    let (_dir, h) = start();
+    let receiver = Receiver::start(|_, _| Reply::Status(204)).await;
+    subscribe(&h, "short-lived", webhook(&receiver.url(), json!({}))).await;
+    let metrics = || async { h.http.get(h.url("/metrics")).send().await.unwrap().text().await.unwrap() };
+    let gauge = r#"herald_subscription_lag{subscription="short-lived"} 0"#;
+    let before = metrics().await;
+    assert!(before.lines().any(|l| l == gauge), "{before}");
+    assert!(before.lines().any(|l| l == "herald_webhook_circuits_open 0"), "{before}");
+    let (code, _) = h.delete("/v1/subscriptions/short-lived").await;
+    assert_eq!(code, 204);
+    let after = metrics().await;
+    assert!(!after.contains("short-lived"), "{after}");
+}

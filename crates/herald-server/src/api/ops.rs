@@ -1,5 +1,7 @@
 //! Health, readiness, metrics and the OpenAPI document.
 
+use std::fmt::Write;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -25,20 +27,44 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
     Ok(Json(json!({ "status": "ready", "head": head })))
 }
 
+/// Per subscription, in the order [`metrics`] computes them.
+const SUBSCRIPTION_GAUGES: [&str; 4] = [
+    "herald_subscription_lag",
+    "herald_subscription_pending",
+    "herald_subscription_dead_letters",
+    "herald_subscription_in_flight",
+];
+
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let head = *state.store.head().borrow();
     metrics::gauge!("herald_store_head_position").set(head as f64);
-    // Subscription gauges are read from the store at scrape time, not kept up to date on every delivery.
-    for s in state.store.subscriptions().await.unwrap_or_default() {
-        let labels = [("subscription", s.name.clone())];
-        metrics::gauge!("herald_subscription_lag", &labels).set(head.saturating_sub(s.cursor) as f64);
-        metrics::gauge!("herald_subscription_pending", &labels).set(s.pending as f64);
-        metrics::gauge!("herald_subscription_dead_letters", &labels).set(s.dead_letters as f64);
-        metrics::gauge!("herald_subscription_in_flight", &labels).set(state.dispatcher.in_flight(&s.name) as f64);
+    metrics::gauge!("herald_webhook_circuits_open").set(state.dispatcher.open_circuits() as f64);
+    let mut text = crate::metrics::handle().render();
+    // Subscription gauges are read from the store at scrape time and written
+    // here rather than through the recorder, which would keep reporting a
+    // deleted subscription's last values.
+    let rows: Vec<(String, [u64; 4])> = state
+        .store
+        .subscriptions()
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|s| {
+            let in_flight = state.dispatcher.in_flight(&s.name) as u64;
+            (s.name, [head.saturating_sub(s.cursor), s.pending, s.dead_letters, in_flight])
+        })
+        .collect();
+    if !rows.is_empty() {
+        for (i, gauge) in SUBSCRIPTION_GAUGES.iter().enumerate() {
+            let _ = writeln!(text, "# TYPE {gauge} gauge");
+            for (name, values) in &rows {
+                // Names are limited to A-Z a-z 0-9 . _ -: nothing to escape in a label.
+                let _ = writeln!(text, "{gauge}{{subscription=\"{name}\"}} {}", values[i]);
+            }
+        }
     }
-    let text = crate::metrics::handle().render();
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -17,6 +17,7 @@ use utoipa::IntoParams;
 
 use super::events::parse_param;
 use crate::body::{optional_json, parse_json, read_limited, require_json};
+use crate::dispatch::circuit::CircuitState;
 use crate::dispatch::replay::{self, Bound};
 use crate::dispatch::worker::now_us;
 use crate::problem::ApiError;
@@ -338,10 +339,28 @@ fn view(state: &AppState, record: &SubscriptionRecord) -> Value {
                 "last_error": record.last_error,
             }),
         );
+        if let Some(url) = object.get("target").and_then(|t| t.get("url")).and_then(Value::as_str) {
+            let circuit = circuit_json(state.dispatcher.circuit(url));
+            object["status"]["circuit"] = circuit;
+        }
         object.insert("created".into(), json!(time_text(record.created_us)));
         object.insert("updated".into(), json!(time_text(record.updated_us)));
     }
     out
+}
+
+/// A webhook URL's circuit breaker: `closed`, `open` (with when it will let
+/// a probe through) or `half-open` (a probe decides).
+fn circuit_json(circuit: CircuitState) -> Value {
+    match circuit {
+        CircuitState::Closed => json!({"state": "closed"}),
+        CircuitState::HalfOpen => json!({"state": "half-open"}),
+        CircuitState::Open { until } => {
+            let wait = until.saturating_duration_since(tokio::time::Instant::now());
+            let at = chrono::Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
+            json!({"state": "open", "until": format_time(&at)})
+        }
+    }
 }
 
 fn time_text(micros: i64) -> String {

@@ -4,6 +4,7 @@
 //! subscription changes; workers find everything else in the store.
 
 pub mod bodies;
+pub mod circuit;
 pub mod pull;
 pub mod replay;
 pub mod tail;
@@ -19,6 +20,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use self::bodies::BodyCache;
+use self::circuit::{Breakers, CircuitState};
 use self::tail::Tail;
 use self::webhook::WebhookClient;
 use self::worker::Worker;
@@ -36,6 +38,8 @@ pub struct Dispatcher {
     me: std::sync::Weak<Dispatcher>,
     store: Arc<dyn Store>,
     client: WebhookClient,
+    /// Shared by every worker: a failing URL is held back for all of them.
+    breakers: Arc<Breakers>,
     bodies: Arc<BodyCache>,
     workers: Mutex<HashMap<String, Handle>>,
     /// Bumped whenever a worker records new deliveries: waiting pulls wake on it.
@@ -57,6 +61,7 @@ impl Dispatcher {
             me: me.clone(),
             store,
             client,
+            breakers: Breakers::new(),
             bodies,
             workers: Mutex::default(),
             added: Arc::new(watch::channel(0).0),
@@ -83,6 +88,7 @@ impl Dispatcher {
             name: name.to_owned(),
             store: self.store.clone(),
             client: self.client.clone(),
+            breakers: self.breakers.clone(),
             nudge: nudge.clone(),
             in_flight: in_flight.clone(),
             bodies: self.bodies.clone(),
@@ -114,6 +120,16 @@ impl Dispatcher {
     pub fn in_flight(&self, name: &str) -> usize {
         let workers = self.workers.lock().ok();
         workers.and_then(|w| w.get(name).map(|h| h.in_flight.load(Ordering::Relaxed))).unwrap_or(0)
+    }
+
+    /// The circuit breaker of a webhook URL (see [`circuit`]).
+    pub fn circuit(&self, url: &str) -> CircuitState {
+        self.breakers.state(url, tokio::time::Instant::now())
+    }
+
+    /// Webhook URLs whose circuit is open or half-open now.
+    pub fn open_circuits(&self) -> usize {
+        self.breakers.open_count()
     }
 
     /// Waits for every worker to stop (they stop when shutdown turns true),

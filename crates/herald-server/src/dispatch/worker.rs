@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::bodies::BodyCache;
+use super::circuit::{Admission, Breakers};
 use super::tail::{Tail, TailEvent};
 use super::webhook::{Answer, Request, WebhookClient};
 
@@ -36,6 +37,7 @@ pub struct Worker {
     pub name: String,
     pub store: Arc<dyn Store>,
     pub client: WebhookClient,
+    pub breakers: Arc<Breakers>,
     pub nudge: Arc<Notify>,
     pub in_flight: Arc<AtomicUsize>,
     pub bodies: Arc<BodyCache>,
@@ -320,6 +322,11 @@ impl Worker {
         }
         let interval = c.spec.rate_limit.map(|r| Duration::from_secs_f64(1.0 / r));
         for delivery in due {
+            // An open circuit holds every delivery to the URL back, unattempted.
+            let ticket = match self.breakers.admit(url, Instant::now()) {
+                Admission::Send(ticket) => ticket,
+                Admission::Wait(until) => return Ok(until),
+            };
             if let Some(interval) = interval {
                 let at = Instant::now();
                 if *next_slot > at {
@@ -349,6 +356,7 @@ impl Worker {
                         replay: delivery.replay,
                     })
                     .await;
+                ticket.record(&answer, Instant::now());
                 (delivery, answer)
             });
         }
