@@ -716,3 +716,29 @@ async fn a_deleted_subscription_leaves_the_metrics() {
     let after = metrics().await;
     assert!(!after.contains("short-lived"), "{after}");
 }
+
+#[tokio::test]
+async fn deliveries_held_back_by_an_open_circuit_still_expire_at_max_age() {
+    let (_dir, h) = start();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let spec = webhook(
+        &format!("http://127.0.0.1:{port}/hook"),
+        json!({"concurrency": 2, "retry": {"max_age": "1s", "min_backoff": "10ms", "max_backoff": "20ms"}}),
+    );
+    subscribe(&h, "expiring", spec).await;
+    let batch: Vec<Value> = (0..12).map(|i| event(&format!("x{i}"), json!({}))).collect();
+    let (code, _) = h.post("/v1/events", &json!(batch)).await;
+    assert_eq!(code, 200);
+
+    // Once the circuit opens, the rest would each wait for a probe of their
+    // own (1 s, 2 s, 4 s, ... apart); past max_age they are dead-lettered instead.
+    let started = std::time::Instant::now();
+    let s = wait_status(&h, "expiring", "all dead-lettered", |s| s["status"]["dead_letters"] == 12).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert_eq!(s["status"]["pending"], 0, "{s}");
+    let (_, dead) = h.get("/v1/subscriptions/expiring/dead-letters").await;
+    let reasons: Vec<&str> =
+        dead["dead_letters"].as_array().unwrap().iter().map(|d| d["reason"].as_str().unwrap()).collect();
+    assert!(reasons.iter().any(|r| r.contains("circuit was open")), "{reasons:?}");
+    assert!(reasons.iter().all(|r| r.contains("max_age of 1s")), "{reasons:?}");
+}

@@ -321,11 +321,16 @@ impl Worker {
             }
         }
         let interval = c.spec.rate_limit.map(|r| Duration::from_secs_f64(1.0 / r));
-        for delivery in due {
+        let mut due = due.into_iter();
+        while let Some(delivery) = due.next() {
             // An open circuit holds every delivery to the URL back, unattempted.
             let ticket = match self.breakers.admit(url, Instant::now()) {
                 Admission::Send(ticket) => ticket,
-                Admission::Wait(until) => return Ok(until),
+                Admission::Wait(until) => {
+                    let expired = self.expire_held_back(c, std::iter::once(delivery).chain(due)).await?;
+                    // More may be past their age behind these: look again at once.
+                    return Ok(if expired { Instant::now() } else { until });
+                }
             };
             if let Some(interval) = interval {
                 let at = Instant::now();
@@ -368,6 +373,30 @@ impl Worker {
             Instant::now() + wait
         });
         Ok(next_due.unwrap_or_else(|| Instant::now() + IDLE_WAKE))
+    }
+
+    /// Dead-letters the deliveries that an open circuit held back past their
+    /// `max_age` (they would otherwise wait for a probe each); returns whether
+    /// there were any.
+    async fn expire_held_back(&self, c: &Compiled, held: impl Iterator<Item = Delivery>) -> Result<bool, StoreError> {
+        let now = now_us();
+        let max_age = c.spec.retry.max_age;
+        let expired: Vec<(Attempt, Settlement)> = held
+            .filter(|d| now.saturating_sub(d.first_due_us) > max_age.as_micros() as i64)
+            .map(|d| {
+                let reason = format!(
+                    "max_age of {}s reached after {} attempts while the target's circuit was open",
+                    max_age.as_secs(),
+                    d.attempts
+                );
+                (Attempt::of(&d, d.attempts + 1, now, "dead", Some(reason.clone())), Settlement::Dead { reason })
+            })
+            .collect();
+        if expired.is_empty() {
+            return Ok(false);
+        }
+        self.store.settle(&self.name, c.generation, expired).await?;
+        Ok(true)
     }
 
     /// Records finished attempts and decides what becomes of each delivery.
