@@ -90,6 +90,7 @@ impl Dispatcher {
             client: self.client.clone(),
             breakers: self.breakers.clone(),
             nudge: nudge.clone(),
+            hint: Arc::new(Notify::new()),
             in_flight: in_flight.clone(),
             bodies: self.bodies.clone(),
             dispatcher: self.me.clone(),

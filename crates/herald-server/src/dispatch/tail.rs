@@ -3,15 +3,23 @@
 //! more than publishing it; now a worker that keeps up matches its pattern
 //! against events already in memory, and only one that has fallen behind the
 //! window reads the store.
+//!
+//! The tail also matches each new event once against every worker's pattern
+//! (a [`PatternSet`], indexed by `source` and `detail-type`) and wakes only
+//! the workers it matched. Waking every worker for every event cost each
+//! publish a task wake-up per subscription. The wake-up is a hint: a worker
+//! still matches events itself, and one that was not woken moves its cursor
+//! past what it missed on its own periodic round.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 
 use bytes::Bytes;
 use herald_core::Position;
+use herald_core::pattern::{Pattern, PatternSet};
 use herald_store::{ListQuery, Store};
 use serde_json::Value;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 /// Events kept in memory (positions are gap-free, so this is a window of
 /// the log's newest positions).
@@ -42,13 +50,53 @@ pub struct Tail {
     events: RwLock<VecDeque<Arc<TailEvent>>>,
     /// The newest position in the window (the head once it has caught up).
     newest: watch::Sender<Position>,
+    interest: RwLock<Interest>,
+}
+
+/// Which worker wants which events: its pattern and the hint that wakes it.
+#[derive(Default)]
+struct Interest {
+    by_worker: HashMap<String, Registration>,
+    /// Built from `by_worker` on every change: pattern `i` is `names[i]`'s.
+    set: PatternSet,
+    names: Vec<String>,
+    /// Every event up to here has been matched against the registered patterns.
+    matched_through: Position,
+}
+
+struct Registration {
+    pattern: Pattern,
+    hint: Arc<Notify>,
+    /// Events after this one were matched against `pattern` by the tail.
+    since: Position,
+    /// The positions of those that matched and the worker may not have
+    /// passed yet, ascending, at most [`CAPACITY`].
+    matches: VecDeque<Position>,
+    /// Matches up to here were forgotten to keep `matches` bounded.
+    forgotten_through: Position,
+}
+
+impl Registration {
+    fn last_match(&self) -> Position {
+        self.matches.back().copied().unwrap_or(self.forgotten_through.max(self.since))
+    }
+}
+
+impl Interest {
+    fn rebuild(&mut self) {
+        let (names, patterns): (Vec<String>, Vec<Pattern>) =
+            self.by_worker.iter().map(|(name, r)| (name.clone(), r.pattern.clone())).unzip();
+        self.set = patterns.into_iter().collect();
+        self.names = names;
+    }
 }
 
 impl Tail {
     /// Starts following the log from its current head until `shutdown`.
     pub fn start(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) -> Arc<Self> {
         let head = *store.head().borrow();
-        let tail = Arc::new(Self { events: RwLock::default(), newest: watch::channel(head).0 });
+        let tail =
+            Arc::new(Self { events: RwLock::default(), newest: watch::channel(head).0, interest: RwLock::default() });
         let follower = tail.clone();
         tokio::spawn(async move {
             let mut head = store.head();
@@ -80,19 +128,87 @@ impl Tail {
     }
 
     fn push(&self, events: impl Iterator<Item = TailEvent>) {
-        let mut last = None;
+        let events: Vec<Arc<TailEvent>> = events.map(Arc::new).collect();
         if let Ok(mut window) = self.events.write() {
-            for event in events {
-                last = Some(event.position);
-                window.push_back(Arc::new(event));
-            }
+            window.extend(events.iter().cloned());
             while window.len() > CAPACITY {
                 window.pop_front();
             }
         }
-        if let Some(last) = last {
-            self.newest.send_replace(last);
+        if let Some(last) = events.last() {
+            self.newest.send_replace(last.position);
         }
+        // After the events are in the window, so a woken worker finds them.
+        self.wake_interested(&events);
+    }
+
+    /// Wakes each worker whose pattern matches one of `events`, once.
+    fn wake_interested(&self, events: &[Arc<TailEvent>]) {
+        let Ok(mut interest) = self.interest.write() else { return };
+        let interest = &mut *interest;
+        let mut matched = Vec::new();
+        for event in events {
+            interest.set.matches_into(&event.value, &mut matched);
+            for &i in &matched {
+                if let Some(worker) = interest.by_worker.get_mut(&interest.names[i]) {
+                    // Once per worker and batch: a later match in this batch
+                    // already finds the last match past what was matched before.
+                    if worker.last_match() <= interest.matched_through {
+                        worker.hint.notify_one();
+                    }
+                    worker.matches.push_back(event.position);
+                    if worker.matches.len() > CAPACITY {
+                        worker.forgotten_through = worker.matches.pop_front().unwrap_or_default();
+                    }
+                }
+            }
+        }
+        if let Some(last) = events.last() {
+            interest.matched_through = last.position;
+        }
+    }
+
+    /// Wake `hint` when a new event matches `pattern` (replacing what the
+    /// worker `name` registered before). Only events from now on count: the
+    /// worker matches older ones itself.
+    pub fn register(&self, name: &str, pattern: Pattern, hint: Arc<Notify>) {
+        if let Ok(mut interest) = self.interest.write() {
+            let since = interest.matched_through;
+            let registration =
+                Registration { pattern, hint, since, matches: VecDeque::new(), forgotten_through: since };
+            interest.by_worker.insert(name.to_owned(), registration);
+            interest.rebuild();
+        }
+    }
+
+    /// Forgets the worker `name` if `hint` is still its hint (a worker started
+    /// since under the same name keeps its own).
+    pub fn unregister(&self, name: &str, hint: &Arc<Notify>) {
+        if let Ok(mut interest) = self.interest.write()
+            && interest.by_worker.get(name).is_some_and(|r| Arc::ptr_eq(&r.hint, hint))
+        {
+            interest.by_worker.remove(name);
+            interest.rebuild();
+        }
+    }
+
+    /// How far a worker at `cursor` may move without looking at the events:
+    /// the tail matched every event after `cursor` against its pattern, so it
+    /// may pass those up to the next match (or, with none, all the tail has
+    /// matched). `None` when the next event must be read: it matched, or it
+    /// predates the registration, or its matches were forgotten.
+    pub fn nothing_matched_after(&self, name: &str, hint: &Arc<Notify>, cursor: Position) -> Option<Position> {
+        let mut interest = self.interest.write().ok()?;
+        let matched_through = interest.matched_through;
+        let worker = interest.by_worker.get_mut(name).filter(|r| Arc::ptr_eq(&r.hint, hint))?;
+        if cursor < worker.since || cursor < worker.forgotten_through {
+            return None;
+        }
+        while worker.matches.front().is_some_and(|&m| m <= cursor) {
+            worker.matches.pop_front();
+        }
+        let to = worker.matches.front().map_or(matched_through, |&next| next - 1);
+        (to > cursor).then_some(to)
     }
 
     /// Empties the window and moves it to `head` without reading anything.
@@ -121,5 +237,79 @@ impl Tail {
         }
         let skip = (cursor + 1 - oldest) as usize;
         Some(window.iter().skip(skip).take(limit).cloned().collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn tail() -> Tail {
+        Tail { events: RwLock::default(), newest: watch::channel(0).0, interest: RwLock::default() }
+    }
+
+    fn event(position: Position, source: &str) -> TailEvent {
+        let value = json!({"source": source, "detail-type": "Order Placed", "detail": {}});
+        TailEvent { position, value, body: Bytes::new() }
+    }
+
+    fn wants(source: &str) -> Pattern {
+        Pattern::compile(&json!({"source": [source]})).unwrap()
+    }
+
+    async fn woken(hint: &Notify) -> bool {
+        tokio::time::timeout(Duration::from_millis(20), hint.notified()).await.is_ok()
+    }
+
+    #[tokio::test]
+    async fn only_workers_whose_pattern_matches_are_woken() {
+        let tail = tail();
+        let (shop, billing) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        tail.register("shop", wants("shop"), shop.clone());
+        tail.register("billing", wants("billing"), billing.clone());
+
+        tail.push([event(1, "shop"), event(2, "shop")].into_iter());
+        assert!(woken(&shop).await);
+        assert!(!woken(&shop).await, "once per batch");
+        assert!(!woken(&billing).await);
+        assert_eq!(tail.after(0, 10).unwrap().len(), 2, "the events are in the window either way");
+
+        // Another worker under the same name replaced it: the old one's
+        // leaving does not unregister the new one.
+        let replacement = Arc::new(Notify::new());
+        tail.register("shop", wants("shop"), replacement.clone());
+        tail.unregister("shop", &shop);
+        tail.push([event(3, "shop")].into_iter());
+        assert!(woken(&replacement).await);
+        assert!(!woken(&shop).await);
+
+        tail.unregister("shop", &replacement);
+        tail.push([event(4, "shop"), event(5, "billing")].into_iter());
+        assert!(!woken(&replacement).await);
+        assert!(woken(&billing).await);
+    }
+
+    #[test]
+    fn a_worker_passes_what_the_tail_matched_for_it_up_to_its_next_match() {
+        let tail = tail();
+        let shop = Arc::new(Notify::new());
+        tail.register("shop", wants("shop"), shop.clone());
+        tail.push([event(1, "billing"), event(2, "billing"), event(3, "shop"), event(4, "billing")].into_iter());
+        let skip = |cursor| tail.nothing_matched_after("shop", &shop, cursor);
+        assert_eq!(skip(0), Some(2), "up to the match at 3");
+        assert_eq!(skip(2), None, "3 matched: read it");
+        assert_eq!(skip(3), Some(4));
+        assert_eq!(skip(4), None, "nothing newer");
+        assert_eq!(tail.nothing_matched_after("shop", &Arc::new(Notify::new()), 0), None, "another worker's name");
+
+        let late = Arc::new(Notify::new());
+        tail.register("late", wants("shop"), late.clone());
+        assert_eq!(tail.nothing_matched_after("late", &late, 0), None, "events before it registered");
+        tail.push([event(5, "billing")].into_iter());
+        assert_eq!(tail.nothing_matched_after("late", &late, 4), Some(5));
     }
 }

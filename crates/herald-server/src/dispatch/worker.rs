@@ -39,6 +39,8 @@ pub struct Worker {
     pub client: WebhookClient,
     pub breakers: Arc<Breakers>,
     pub nudge: Arc<Notify>,
+    /// Woken by the tail when a new event matches this worker's pattern.
+    pub hint: Arc<Notify>,
     pub in_flight: Arc<AtomicUsize>,
     pub bodies: Arc<BodyCache>,
     pub dispatcher: std::sync::Weak<super::Dispatcher>,
@@ -88,7 +90,7 @@ enum FanOut {
 
 impl Worker {
     pub async fn run(mut self) {
-        let mut newest = self.tail.newest();
+        let newest = self.tail.newest();
         // The cursor as stored, and when it was last stored; `record.cursor`
         // runs ahead of it past events that matched nothing.
         let (mut persisted, mut last_persist) = (0, Instant::now());
@@ -133,7 +135,10 @@ impl Worker {
             }
             if compiled.as_ref().is_none_or(|c| c.updated_us != r.updated_us) {
                 match Compiled::new(r) {
-                    Ok(c) => compiled = Some(c),
+                    Ok(c) => {
+                        self.tail.register(&self.name, c.pattern.clone(), self.hint.clone());
+                        compiled = Some(c);
+                    }
                     Err(e) => {
                         tracing::error!(subscription = %self.name, error = %e, "stored declaration is unreadable");
                         self.retire().await;
@@ -187,11 +192,14 @@ impl Worker {
                 }
                 continue;
             }
-            if r.cursor != persisted {
+            // Events the tail did not wake this worker for matched nothing
+            // here (as far as the tail knew): pass them, and store the
+            // cursor, on this round rather than on every event.
+            let behind = active && r.cursor < *newest.borrow();
+            if r.cursor != persisted || behind {
                 wake = wake.min(last_persist + CURSOR_PERSIST);
             }
-            let behind = active && r.cursor < *newest.borrow_and_update();
-            if more || behind {
+            if more {
                 continue;
             }
             tokio::select! {
@@ -200,7 +208,7 @@ impl Worker {
                         record = None;
                     }
                 }
-                changed = newest.changed() => if changed.is_err() { break },
+                () = self.hint.notified() => {}
                 () = self.nudge.notified() => record = None,
                 () = tokio::time::sleep_until(wake) => {}
                 _ = self.shutdown.changed() => {}
@@ -213,6 +221,7 @@ impl Worker {
     /// (the subscription created again meanwhile) is not lost: after leaving,
     /// look once more and have the dispatcher start a fresh worker if needed.
     async fn retire(&self) {
+        self.tail.unregister(&self.name, &self.hint);
         let Some(dispatcher) = self.dispatcher.upgrade() else { return };
         dispatcher.remove(&self.name, &self.nudge);
         if let Ok(Some(_)) = self.store.subscription(&self.name).await {
@@ -233,6 +242,14 @@ impl Worker {
         persist_due: bool,
         c: &Compiled,
     ) -> Result<FanOut, StoreError> {
+        if let Some(to) = self.tail.nothing_matched_after(&self.name, &self.hint, cursor) {
+            // The tail matched these for us and none matched: pass them
+            // without reading them, then look again at once (a match may be next).
+            if persist_due {
+                return self.persist(c, persisted, to, Vec::new(), true).await;
+            }
+            return Ok(FanOut::Moved { to, full_page: true, persisted: false });
+        }
         let (events, from_store) = match self.tail.after(cursor, FAN_OUT_PAGE) {
             Some(events) => (events, false),
             None => {
