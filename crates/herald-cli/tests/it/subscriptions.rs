@@ -742,3 +742,27 @@ async fn deliveries_held_back_by_an_open_circuit_still_expire_at_max_age() {
     assert!(reasons.iter().any(|r| r.contains("circuit was open")), "{reasons:?}");
     assert!(reasons.iter().all(|r| r.contains("max_age of 1s")), "{reasons:?}");
 }
+
+#[tokio::test]
+async fn a_subscription_behind_at_restart_gets_every_matching_event() {
+    let (_dir, h) = start();
+    let receiver = Receiver::start(|_, _| Reply::Status(204)).await;
+    subscribe(&h, "behind", webhook(&receiver.url(), json!({"pattern": {"source": ["test.shop"]}}))).await;
+    let (code, _) = h.post("/v1/subscriptions/behind/pause", &json!({})).await;
+    assert_eq!(code, 200);
+    for i in 0..5 {
+        publish(&h, stream_event(&format!("b{i}"), "s", i)).await;
+    }
+    // After a restart the log's head is past the subscription's cursor; an
+    // event published then must not let the worker jump over the others.
+    let h = h.restart();
+    publish(&h, stream_event("b5", "s", 5)).await;
+    let other = json!({"id": "other", "source": "test.billing", "detail-type": "Invoice Sent", "detail": {}});
+    publish(&h, other).await;
+    let (code, _) = h.post("/v1/subscriptions/behind/resume", &json!({})).await;
+    assert_eq!(code, 200);
+    wait_status(&h, "behind", "all six delivered", |s| s["status"]["delivered"] == 6).await;
+    let mut ids: Vec<String> = receiver.hits().iter().map(|hit| hit.event_id().to_owned()).collect();
+    ids.sort();
+    assert_eq!(ids, ["b0", "b1", "b2", "b3", "b4", "b5"]);
+}

@@ -26,13 +26,18 @@ const FIRST_COOLDOWN: Duration = Duration::from_secs(1);
 /// The longest cool-down, whatever the failures or `Retry-After` say.
 pub const MAX_COOLDOWN: Duration = Duration::from_secs(60);
 /// How soon to look again while another delivery is the probe.
-const PROBE_RECHECK: Duration = Duration::from_millis(200);
+const PROBE_RECHECK: Duration = Duration::from_secs(1);
+/// A record whose last failure is older than this is forgotten: its URL is
+/// no longer sent to (subscription deleted, paused, moved), or the failure
+/// was a lone one long ago.
+const FORGET_AFTER: Duration = Duration::from_secs(120);
 
 /// A URL's failure record. URLs without one are closed: a success removes
 /// the record, so the map holds only targets that are failing.
 #[derive(Debug)]
 struct Circuit {
     failures: u32,
+    last_failure: Instant,
     /// Set while open: nothing is sent before this.
     open_until: Option<Instant>,
     /// The next cool-down if the circuit opens (again).
@@ -41,9 +46,15 @@ struct Circuit {
     probing: bool,
 }
 
-impl Default for Circuit {
-    fn default() -> Self {
-        Self { failures: 0, open_until: None, cooldown: FIRST_COOLDOWN, probing: false }
+impl Circuit {
+    fn new(now: Instant) -> Self {
+        Self { failures: 0, last_failure: now, open_until: None, cooldown: FIRST_COOLDOWN, probing: false }
+    }
+
+    /// Forgotten (as if closed): nothing failed for [`FORGET_AFTER`]. A URL
+    /// still in use fails at least once per cool-down while open.
+    fn stale(&self, now: Instant) -> bool {
+        !self.probing && now.saturating_duration_since(self.last_failure) > FORGET_AFTER
     }
 }
 
@@ -83,7 +94,8 @@ impl Breakers {
         let Ok(mut circuits) = self.circuits.lock() else {
             return Admission::Send(Ticket { breakers: self.clone(), url: url.to_owned(), probe: false });
         };
-        let Some(circuit) = circuits.get_mut(url) else {
+        let Some(circuit) = circuits.get_mut(url).filter(|c| !c.stale(now)) else {
+            circuits.remove(url);
             return Admission::Send(Ticket { breakers: self.clone(), url: url.to_owned(), probe: false });
         };
         let probe = match circuit.open_until {
@@ -100,7 +112,7 @@ impl Breakers {
 
     pub fn state(&self, url: &str, now: Instant) -> CircuitState {
         let circuits = self.circuits.lock().ok();
-        match circuits.as_ref().and_then(|c| c.get(url)).and_then(|c| c.open_until) {
+        match circuits.as_ref().and_then(|c| c.get(url)).filter(|c| !c.stale(now)).and_then(|c| c.open_until) {
             None => CircuitState::Closed,
             Some(until) if now < until => CircuitState::Open { until },
             Some(_) => CircuitState::HalfOpen,
@@ -113,8 +125,10 @@ impl Breakers {
             circuits.remove(url);
             return;
         }
-        let circuit = circuits.entry(url.to_owned()).or_default();
+        circuits.retain(|_, c| !c.stale(now));
+        let circuit = circuits.entry(url.to_owned()).or_insert_with(|| Circuit::new(now));
         circuit.failures += 1;
+        circuit.last_failure = now;
         if probe {
             circuit.probing = false;
         }
@@ -141,9 +155,10 @@ impl Breakers {
         }
     }
 
-    /// Circuits open (or probing) now, for the metrics.
-    pub fn open_count(&self) -> usize {
-        self.circuits.lock().map_or(0, |c| c.values().filter(|c| c.open_until.is_some()).count())
+    /// Circuits open or half-open now, for the metrics.
+    pub fn open_count(&self, now: Instant) -> usize {
+        let circuits = self.circuits.lock();
+        circuits.map_or(0, |c| c.values().filter(|c| c.open_until.is_some() && !c.stale(now)).count())
     }
 }
 
@@ -218,7 +233,7 @@ mod tests {
         assert_eq!(breakers.state(URL, later), CircuitState::HalfOpen);
         probe.record(&answer(Some(204), None), later);
         assert_eq!(breakers.state(URL, later), CircuitState::Closed);
-        assert_eq!(breakers.open_count(), 0);
+        assert_eq!(breakers.open_count(later), 0);
         drop(send(&breakers, later));
     }
 
@@ -272,6 +287,21 @@ mod tests {
         assert_eq!(breakers.state(URL, later), CircuitState::HalfOpen);
         send(&breakers, later).record(&answer(Some(200), None), later);
         assert_eq!(breakers.state(URL, later), CircuitState::Closed);
+    }
+
+    #[test]
+    fn a_circuit_nobody_sends_to_any_more_is_forgotten() {
+        let breakers = Breakers::new();
+        let now = Instant::now();
+        for _ in 0..FAILURES_TO_OPEN {
+            send(&breakers, now).record(&answer(None, None), now);
+        }
+        assert_eq!(breakers.open_count(now), 1);
+        let much_later = now + FORGET_AFTER + Duration::from_secs(1);
+        assert_eq!(breakers.open_count(much_later), 0);
+        assert_eq!(breakers.state(URL, much_later), CircuitState::Closed);
+        send(&breakers, much_later).record(&answer(None, None), much_later);
+        assert_eq!(breakers.state(URL, much_later), CircuitState::Closed, "counting starts over");
     }
 
     #[test]

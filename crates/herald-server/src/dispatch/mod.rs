@@ -130,7 +130,7 @@ impl Dispatcher {
 
     /// Webhook URLs whose circuit is open or half-open now.
     pub fn open_circuits(&self) -> usize {
-        self.breakers.open_count()
+        self.breakers.open_count(tokio::time::Instant::now())
     }
 
     /// Waits for every worker to stop (they stop when shutdown turns true),

@@ -57,10 +57,13 @@ pub struct Tail {
 #[derive(Default)]
 struct Interest {
     by_worker: HashMap<String, Registration>,
-    /// Built from `by_worker` on every change: pattern `i` is `names[i]`'s.
+    /// Built from `by_worker` before the next match after a change (`dirty`):
+    /// pattern `i` is `names[i]`'s.
     set: PatternSet,
     names: Vec<String>,
-    /// Every event up to here has been matched against the registered patterns.
+    dirty: bool,
+    /// Every event up to here has been matched against the registered patterns
+    /// (or passed while none was registered).
     matched_through: Position,
 }
 
@@ -76,38 +79,36 @@ struct Registration {
     forgotten_through: Position,
 }
 
-impl Registration {
-    fn last_match(&self) -> Position {
-        self.matches.back().copied().unwrap_or(self.forgotten_through.max(self.since))
-    }
-}
-
 impl Interest {
     fn rebuild(&mut self) {
         let (names, patterns): (Vec<String>, Vec<Pattern>) =
             self.by_worker.iter().map(|(name, r)| (name.clone(), r.pattern.clone())).unzip();
         self.set = patterns.into_iter().collect();
         self.names = names;
+        self.dirty = false;
     }
 }
 
 impl Tail {
     /// Starts following the log from its current head until `shutdown`.
+    /// An empty window at `head`.
+    fn new(head: Position) -> Self {
+        let interest = Interest { matched_through: head, ..Interest::default() };
+        Self { events: RwLock::default(), newest: watch::channel(head).0, interest: RwLock::new(interest) }
+    }
+
     pub fn start(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) -> Arc<Self> {
-        let head = *store.head().borrow();
-        let tail =
-            Arc::new(Self { events: RwLock::default(), newest: watch::channel(head).0, interest: RwLock::default() });
+        let tail = Arc::new(Self::new(*store.head().borrow()));
         let follower = tail.clone();
         tokio::spawn(async move {
             let mut head = store.head();
             loop {
                 let newest = *follower.newest.borrow();
                 let latest = *head.borrow_and_update();
-                if follower.newest.receiver_count() == 0 {
+                if follower.skip_if_unwatched(latest) {
                     // No worker follows: reading and parsing each event would
-                    // cost publishers CPU for nothing. Skip to the head; a
-                    // worker that starts later reads what it needs from the store.
-                    follower.skip_to(latest);
+                    // cost publishers CPU for nothing. A worker that registers
+                    // later reads what it needs from the store.
                 } else if newest < latest {
                     match store.list(ListQuery { after: newest, limit: PAGE, ..Default::default() }).await {
                         Ok(page) => follower.push(page.events.iter().map(TailEvent::from_stored)),
@@ -142,20 +143,21 @@ impl Tail {
         self.wake_interested(&events);
     }
 
-    /// Wakes each worker whose pattern matches one of `events`, once.
+    /// Wakes each worker whose pattern matches one of `events` and notes
+    /// where it matched.
     fn wake_interested(&self, events: &[Arc<TailEvent>]) {
         let Ok(mut interest) = self.interest.write() else { return };
         let interest = &mut *interest;
+        if interest.dirty {
+            interest.rebuild();
+        }
         let mut matched = Vec::new();
         for event in events {
             interest.set.matches_into(&event.value, &mut matched);
             for &i in &matched {
                 if let Some(worker) = interest.by_worker.get_mut(&interest.names[i]) {
-                    // Once per worker and batch: a later match in this batch
-                    // already finds the last match past what was matched before.
-                    if worker.last_match() <= interest.matched_through {
-                        worker.hint.notify_one();
-                    }
+                    // Wake-ups not yet taken fold into one.
+                    worker.hint.notify_one();
                     worker.matches.push_back(event.position);
                     if worker.matches.len() > CAPACITY {
                         worker.forgotten_through = worker.matches.pop_front().unwrap_or_default();
@@ -177,7 +179,7 @@ impl Tail {
             let registration =
                 Registration { pattern, hint, since, matches: VecDeque::new(), forgotten_through: since };
             interest.by_worker.insert(name.to_owned(), registration);
-            interest.rebuild();
+            interest.dirty = true;
         }
     }
 
@@ -188,7 +190,7 @@ impl Tail {
             && interest.by_worker.get(name).is_some_and(|r| Arc::ptr_eq(&r.hint, hint))
         {
             interest.by_worker.remove(name);
-            interest.rebuild();
+            interest.dirty = true;
         }
     }
 
@@ -211,15 +213,24 @@ impl Tail {
         (to > cursor).then_some(to)
     }
 
-    /// Empties the window and moves it to `head` without reading anything.
-    fn skip_to(&self, head: Position) {
+    /// With no worker registered, empties the window and moves it to `head`
+    /// without reading anything. Decided under the lock that registration
+    /// takes, so a worker registers either before (and nothing is skipped)
+    /// or after (and its registration starts at `head`).
+    fn skip_if_unwatched(&self, head: Position) -> bool {
+        let Ok(mut interest) = self.interest.write() else { return false };
+        if !interest.by_worker.is_empty() {
+            return false;
+        }
+        interest.matched_through = head;
         if let Ok(mut window) = self.events.write() {
             window.clear();
         }
         self.newest.send_replace(head);
+        true
     }
 
-    /// Workers hold one each: the window is kept only while one is held.
+    /// The newest position in the window.
     pub fn newest(&self) -> watch::Receiver<Position> {
         self.newest.subscribe()
     }
@@ -249,7 +260,7 @@ mod tests {
     use super::*;
 
     fn tail() -> Tail {
-        Tail { events: RwLock::default(), newest: watch::channel(0).0, interest: RwLock::default() }
+        Tail::new(0)
     }
 
     fn event(position: Position, source: &str) -> TailEvent {
@@ -274,7 +285,7 @@ mod tests {
 
         tail.push([event(1, "shop"), event(2, "shop")].into_iter());
         assert!(woken(&shop).await);
-        assert!(!woken(&shop).await, "once per batch");
+        assert!(!woken(&shop).await, "one wake-up for the batch");
         assert!(!woken(&billing).await);
         assert_eq!(tail.after(0, 10).unwrap().len(), 2, "the events are in the window either way");
 
@@ -311,5 +322,25 @@ mod tests {
         assert_eq!(tail.nothing_matched_after("late", &late, 0), None, "events before it registered");
         tail.push([event(5, "billing")].into_iter());
         assert_eq!(tail.nothing_matched_after("late", &late, 4), Some(5));
+    }
+
+    #[test]
+    fn events_the_tail_never_matched_are_never_passed_unread() {
+        // Started at a head of 100 (after a restart): 1..=100 were never matched.
+        let tail = Tail::new(100);
+        let a = Arc::new(Notify::new());
+        tail.register("a", wants("shop"), a.clone());
+        tail.push([event(101, "billing")].into_iter());
+        assert_eq!(tail.nothing_matched_after("a", &a, 50), None);
+        assert_eq!(tail.nothing_matched_after("a", &a, 100), Some(101));
+
+        // Skipped while nobody was registered: a later worker reads those itself.
+        tail.unregister("a", &a);
+        assert!(tail.skip_if_unwatched(200));
+        tail.register("a", wants("shop"), a.clone());
+        assert!(!tail.skip_if_unwatched(300), "a registered worker keeps the tail reading");
+        tail.push([event(201, "billing")].into_iter());
+        assert_eq!(tail.nothing_matched_after("a", &a, 150), None);
+        assert_eq!(tail.nothing_matched_after("a", &a, 200), Some(201));
     }
 }

@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::bodies::BodyCache;
-use super::circuit::{Admission, Breakers};
+use super::circuit::{Admission, Breakers, CircuitState};
 use super::tail::{Tail, TailEvent};
 use super::webhook::{Answer, Request, WebhookClient};
 
@@ -102,6 +102,7 @@ impl Worker {
         let mut in_flight: InFlight = HashMap::new();
         let mut tasks: JoinSet<Finished> = JoinSet::new();
         let mut next_slot = Instant::now();
+        let mut registered = false;
         loop {
             if *self.shutdown.borrow() {
                 break;
@@ -136,8 +137,9 @@ impl Worker {
             if compiled.as_ref().is_none_or(|c| c.updated_us != r.updated_us) {
                 match Compiled::new(r) {
                     Ok(c) => {
-                        self.tail.register(&self.name, c.pattern.clone(), self.hint.clone());
                         compiled = Some(c);
+                        // Registered again below, with the new pattern.
+                        registered = false;
                     }
                     Err(e) => {
                         tracing::error!(subscription = %self.name, error = %e, "stored declaration is unreadable");
@@ -148,6 +150,14 @@ impl Worker {
             }
             let c = compiled.as_ref().expect("compiled above");
             let active = r.state == SubscriptionState::Active;
+            // Only an active worker wants the tail's wake-ups (and its notes
+            // of where the pattern matched); one resumed registers afresh.
+            if active && !registered {
+                self.tail.register(&self.name, c.pattern.clone(), self.hint.clone());
+            } else if !active && registered {
+                self.tail.unregister(&self.name, &self.hint);
+            }
+            registered = active;
             let mut wake = Instant::now() + IDLE_WAKE;
             let mut more = false;
 
@@ -325,6 +335,9 @@ impl Worker {
             .filter(|d| !per_stream || d.stream.as_deref().is_none_or(|s| !busy.contains(s)))
             .take(capacity)
             .collect();
+        if let CircuitState::Open { until } = self.breakers.state(url, Instant::now()) {
+            return self.hold_back(c, due.into_iter(), until).await;
+        }
         // This batch's bodies: from the shared cache, the rest read from the log.
         let mut bodies: HashMap<Position, Bytes> =
             due.iter().filter_map(|d| self.bodies.get(d.position).map(|b| (d.position, b))).collect();
@@ -343,11 +356,7 @@ impl Worker {
             // An open circuit holds every delivery to the URL back, unattempted.
             let ticket = match self.breakers.admit(url, Instant::now()) {
                 Admission::Send(ticket) => ticket,
-                Admission::Wait(until) => {
-                    let expired = self.expire_held_back(c, std::iter::once(delivery).chain(due)).await?;
-                    // More may be past their age behind these: look again at once.
-                    return Ok(if expired { Instant::now() } else { until });
-                }
+                Admission::Wait(until) => return self.hold_back(c, std::iter::once(delivery).chain(due), until).await,
             };
             if let Some(interval) = interval {
                 let at = Instant::now();
@@ -392,10 +401,15 @@ impl Worker {
         Ok(next_due.unwrap_or_else(|| Instant::now() + IDLE_WAKE))
     }
 
-    /// Dead-letters the deliveries that an open circuit held back past their
-    /// `max_age` (they would otherwise wait for a probe each); returns whether
-    /// there were any.
-    async fn expire_held_back(&self, c: &Compiled, held: impl Iterator<Item = Delivery>) -> Result<bool, StoreError> {
+    /// The circuit holds `held` back until `until`: dead-letter those past
+    /// their `max_age` (they would otherwise wait for a probe each) and say
+    /// when to look again (at once if some were, as more may be behind them).
+    async fn hold_back(
+        &self,
+        c: &Compiled,
+        held: impl Iterator<Item = Delivery>,
+        until: Instant,
+    ) -> Result<Instant, StoreError> {
         let now = now_us();
         let max_age = c.spec.retry.max_age;
         let expired: Vec<(Attempt, Settlement)> = held
@@ -410,10 +424,10 @@ impl Worker {
             })
             .collect();
         if expired.is_empty() {
-            return Ok(false);
+            return Ok(until);
         }
         self.store.settle(&self.name, c.generation, expired).await?;
-        Ok(true)
+        Ok(Instant::now())
     }
 
     /// Records finished attempts and decides what becomes of each delivery.
