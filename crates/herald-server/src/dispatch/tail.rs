@@ -90,13 +90,13 @@ impl Interest {
 }
 
 impl Tail {
-    /// Starts following the log from its current head until `shutdown`.
-    /// An empty window at `head`.
+    /// An empty window at `head`: nothing before it was matched.
     fn new(head: Position) -> Self {
         let interest = Interest { matched_through: head, ..Interest::default() };
         Self { events: RwLock::default(), newest: watch::channel(head).0, interest: RwLock::new(interest) }
     }
 
+    /// Starts following the log from its current head until `shutdown`.
     pub fn start(store: Arc<dyn Store>, mut shutdown: watch::Receiver<bool>) -> Arc<Self> {
         let tail = Arc::new(Self::new(*store.head().borrow()));
         let follower = tail.clone();
