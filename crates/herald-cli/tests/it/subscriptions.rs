@@ -255,15 +255,23 @@ async fn retry_after_from_the_receiver_is_honoured() {
 #[tokio::test]
 async fn per_stream_order_holds_while_one_stream_fails() {
     let (_dir, h) = start();
-    // The first event of stream "a" fails three times; "b" is healthy.
-    let receiver =
-        Receiver::start(|hit, earlier| Reply::Status(if hit.event_id() == "a0" && earlier < 3 { 500 } else { 200 }))
-            .await;
+    // The first event of stream "a" fails three times, each failure taking
+    // 50 ms (so a0's retries cannot all finish before stream b has had its
+    // turn, whatever the jitter); "b" is healthy.
+    let receiver = Receiver::start(|hit, earlier| {
+        if hit.event_id() == "a0" && earlier < 3 {
+            Reply::Slow(Duration::from_millis(50), 500)
+        } else {
+            Reply::Status(200)
+        }
+    })
+    .await;
     subscribe(&h, "ordered", webhook(&receiver.url(), json!({"ordering": "stream", "concurrency": 8}))).await;
-    for n in 0..4 {
-        publish(&h, stream_event(&format!("a{n}"), "a", n)).await;
-        publish(&h, stream_event(&format!("b{n}"), "b", n)).await;
-    }
+    // One request, so both streams are owed from the same moment.
+    let batch: Vec<Value> =
+        (0..4).flat_map(|n| [stream_event(&format!("a{n}"), "a", n), stream_event(&format!("b{n}"), "b", n)]).collect();
+    let (code, answer) = h.post("/v1/events", &json!(batch)).await;
+    assert_eq!((code, answer["failed"].as_u64()), (200, Some(0)), "{answer}");
     let hits = receiver.wait_for("all of both streams", |hits| hits.len() >= 11).await;
     let delivered = |stream: &str| -> Vec<String> {
         let mut seen = Vec::new();
