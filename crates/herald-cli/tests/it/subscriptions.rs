@@ -50,6 +50,15 @@ fn stream_event(id: &str, stream: &str, n: u64) -> Value {
     json!({"id": id, "source": "test.shop", "detail-type": "Order Placed", "stream": stream, "detail": {"n": n}})
 }
 
+/// A receiver answering `down` until the returned flag is set, then `up`.
+async fn switchable_receiver(up: u16, down: u16) -> (Arc<AtomicBool>, Receiver) {
+    let healthy = Arc::new(AtomicBool::new(false));
+    let flag = healthy.clone();
+    let receiver =
+        Receiver::start(move |_, _| Reply::Status(if flag.load(Ordering::SeqCst) { up } else { down })).await;
+    (healthy, receiver)
+}
+
 /// Checks the Standard Webhooks signature with HMAC-SHA256 computed here.
 fn signature_is_valid(hit: &Hit) -> bool {
     let key = STANDARD.decode(SECRET.trim_start_matches("whsec_")).unwrap();
@@ -147,10 +156,7 @@ async fn a_failing_receiver_is_retried_until_it_recovers() {
 #[tokio::test]
 async fn exhausted_retries_dead_letter_and_redrive_delivers() {
     let (_dir, h) = start();
-    let healthy = Arc::new(AtomicBool::new(false));
-    let flag = healthy.clone();
-    let receiver =
-        Receiver::start(move |_, _| Reply::Status(if flag.load(Ordering::SeqCst) { 200 } else { 503 })).await;
+    let (healthy, receiver) = switchable_receiver(200, 503).await;
     subscribe(&h, "dlq", webhook(&receiver.url(), json!({"retry": {"max_attempts": 2, "min_backoff": "10ms"}}))).await;
     publish(&h, event("d1", json!({}))).await;
     publish(&h, event("d2", json!({}))).await;
@@ -673,10 +679,7 @@ async fn a_subscription_that_matches_nothing_still_keeps_up() {
 #[tokio::test]
 async fn a_failing_target_trips_its_circuit_and_a_probe_closes_it() {
     let (_dir, h) = start();
-    let healthy = Arc::new(AtomicBool::new(false));
-    let flag = healthy.clone();
-    let receiver =
-        Receiver::start(move |_, _| Reply::Status(if flag.load(Ordering::SeqCst) { 204 } else { 503 })).await;
+    let (healthy, receiver) = switchable_receiver(204, 503).await;
     let spec = webhook(
         &receiver.url(),
         json!({"concurrency": 4, "retry": {"max_attempts": 185, "min_backoff": "10ms", "max_backoff": "50ms", "timeout": "2s"}}),

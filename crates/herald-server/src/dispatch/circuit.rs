@@ -56,6 +56,15 @@ impl Circuit {
     fn stale(&self, now: Instant) -> bool {
         !self.probing && now.saturating_duration_since(self.last_failure) > FORGET_AFTER
     }
+
+    fn state(&self, now: Instant) -> CircuitState {
+        match self.open_until {
+            _ if self.stale(now) => CircuitState::Closed,
+            None => CircuitState::Closed,
+            Some(until) if now < until => CircuitState::Open { until },
+            Some(_) => CircuitState::HalfOpen,
+        }
+    }
 }
 
 /// What a circuit looks like from outside, for the subscription's status.
@@ -91,32 +100,28 @@ impl Breakers {
     /// ([`Ticket::record`]); dropped without one (the send was abandoned), it
     /// frees the probe slot it may hold.
     pub fn admit(self: &Arc<Self>, url: &str, now: Instant) -> Admission {
-        let Ok(mut circuits) = self.circuits.lock() else {
-            return Admission::Send(Ticket { breakers: self.clone(), url: url.to_owned(), probe: false });
-        };
-        let Some(circuit) = circuits.get_mut(url).filter(|c| !c.stale(now)) else {
-            circuits.remove(url);
-            return Admission::Send(Ticket { breakers: self.clone(), url: url.to_owned(), probe: false });
-        };
-        let probe = match circuit.open_until {
-            None => false,
-            Some(until) if now < until => return Admission::Wait(until),
-            Some(_) if circuit.probing => return Admission::Wait(now + PROBE_RECHECK),
-            Some(_) => {
-                circuit.probing = true;
-                true
-            }
+        let probe = match self.circuits.lock() {
+            Ok(mut circuits) => match circuits.get_mut(url) {
+                None => false,
+                Some(circuit) => match circuit.state(now) {
+                    CircuitState::Closed => false,
+                    CircuitState::Open { until } => return Admission::Wait(until),
+                    CircuitState::HalfOpen if circuit.probing => return Admission::Wait(now + PROBE_RECHECK),
+                    CircuitState::HalfOpen => {
+                        circuit.probing = true;
+                        true
+                    }
+                },
+            },
+            // A poisoned lock: send rather than hold every delivery back.
+            Err(_) => false,
         };
         Admission::Send(Ticket { breakers: self.clone(), url: url.to_owned(), probe })
     }
 
     pub fn state(&self, url: &str, now: Instant) -> CircuitState {
         let circuits = self.circuits.lock().ok();
-        match circuits.as_ref().and_then(|c| c.get(url)).filter(|c| !c.stale(now)).and_then(|c| c.open_until) {
-            None => CircuitState::Closed,
-            Some(until) if now < until => CircuitState::Open { until },
-            Some(_) => CircuitState::HalfOpen,
-        }
+        circuits.and_then(|c| c.get(url).map(|c| c.state(now))).unwrap_or(CircuitState::Closed)
     }
 
     fn record(&self, url: &str, probe: bool, answer: &Answer, now: Instant) {
@@ -158,7 +163,7 @@ impl Breakers {
     /// Circuits open or half-open now, for the metrics.
     pub fn open_count(&self, now: Instant) -> usize {
         let circuits = self.circuits.lock();
-        circuits.map_or(0, |c| c.values().filter(|c| c.open_until.is_some() && !c.stale(now)).count())
+        circuits.map_or(0, |c| c.values().filter(|c| c.state(now) != CircuitState::Closed).count())
     }
 }
 
@@ -177,6 +182,11 @@ pub struct Ticket {
 }
 
 impl Ticket {
+    /// The URL this ticket lets one delivery go to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     pub fn record(mut self, answer: &Answer, now: Instant) {
         self.breakers.record(&self.url, self.probe, answer, now);
         self.probe = false;
@@ -205,6 +215,13 @@ mod tests {
         match breakers.admit(URL, now) {
             Admission::Send(ticket) => ticket,
             Admission::Wait(until) => panic!("refused until {until:?}"),
+        }
+    }
+
+    /// Fails enough deliveries in a row to open the circuit.
+    fn trip(breakers: &Arc<Breakers>, now: Instant) {
+        for _ in 0..FAILURES_TO_OPEN {
+            send(breakers, now).record(&answer(None, None), now);
         }
     }
 
@@ -241,9 +258,7 @@ mod tests {
     fn a_failed_probe_doubles_the_cooldown_up_to_the_limit() {
         let breakers = Breakers::new();
         let mut now = Instant::now();
-        for _ in 0..FAILURES_TO_OPEN {
-            send(&breakers, now).record(&answer(Some(500), None), now);
-        }
+        trip(&breakers, now);
         let mut cooldowns = Vec::new();
         for _ in 0..8 {
             let until = waits_until(&breakers, now);
@@ -279,9 +294,7 @@ mod tests {
     fn an_abandoned_probe_lets_the_next_delivery_probe() {
         let breakers = Breakers::new();
         let now = Instant::now();
-        for _ in 0..FAILURES_TO_OPEN {
-            send(&breakers, now).record(&answer(None, None), now);
-        }
+        trip(&breakers, now);
         let later = now + FIRST_COOLDOWN;
         drop(send(&breakers, later));
         assert_eq!(breakers.state(URL, later), CircuitState::HalfOpen);
@@ -293,9 +306,7 @@ mod tests {
     fn a_circuit_nobody_sends_to_any_more_is_forgotten() {
         let breakers = Breakers::new();
         let now = Instant::now();
-        for _ in 0..FAILURES_TO_OPEN {
-            send(&breakers, now).record(&answer(None, None), now);
-        }
+        trip(&breakers, now);
         assert_eq!(breakers.open_count(now), 1);
         let much_later = now + FORGET_AFTER + Duration::from_secs(1);
         assert_eq!(breakers.open_count(much_later), 0);
@@ -308,9 +319,7 @@ mod tests {
     fn other_urls_are_not_affected() {
         let breakers = Breakers::new();
         let now = Instant::now();
-        for _ in 0..FAILURES_TO_OPEN {
-            send(&breakers, now).record(&answer(None, None), now);
-        }
+        trip(&breakers, now);
         assert!(matches!(breakers.admit("https://example.com/other", now), Admission::Send(_)));
     }
 }

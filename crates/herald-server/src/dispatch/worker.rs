@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use super::bodies::BodyCache;
-use super::circuit::{Admission, Breakers, CircuitState};
+use super::circuit::{Admission, Breakers};
 use super::tail::{Tail, TailEvent};
 use super::webhook::{Answer, Request, WebhookClient};
 
@@ -335,14 +335,25 @@ impl Worker {
             .filter(|d| !per_stream || d.stream.as_deref().is_none_or(|s| !busy.contains(s)))
             .take(capacity)
             .collect();
-        if let CircuitState::Open { until } = self.breakers.state(url, Instant::now()) {
-            return self.hold_back(c, due.into_iter(), until).await;
+        // The breaker first: what an open circuit holds back (unattempted)
+        // needs no body.
+        let mut due = due.into_iter();
+        let mut admitted = Vec::new();
+        let mut held = None;
+        for delivery in due.by_ref() {
+            match self.breakers.admit(url, Instant::now()) {
+                Admission::Send(ticket) => admitted.push((delivery, ticket)),
+                Admission::Wait(until) => {
+                    held = Some((delivery, until));
+                    break;
+                }
+            }
         }
         // This batch's bodies: from the shared cache, the rest read from the log.
         let mut bodies: HashMap<Position, Bytes> =
-            due.iter().filter_map(|d| self.bodies.get(d.position).map(|b| (d.position, b))).collect();
+            admitted.iter().filter_map(|(d, _)| self.bodies.get(d.position).map(|b| (d.position, b))).collect();
         let missing: Vec<Position> =
-            due.iter().filter(|d| !bodies.contains_key(&d.position)).map(|d| d.position).collect();
+            admitted.iter().map(|(d, _)| d.position).filter(|p| !bodies.contains_key(p)).collect();
         if !missing.is_empty() {
             for event in self.store.events_at(missing).await? {
                 let body = Bytes::from(event.to_json());
@@ -351,13 +362,7 @@ impl Worker {
             }
         }
         let interval = c.spec.rate_limit.map(|r| Duration::from_secs_f64(1.0 / r));
-        let mut due = due.into_iter();
-        while let Some(delivery) = due.next() {
-            // An open circuit holds every delivery to the URL back, unattempted.
-            let ticket = match self.breakers.admit(url, Instant::now()) {
-                Admission::Send(ticket) => ticket,
-                Admission::Wait(until) => return self.hold_back(c, std::iter::once(delivery).chain(due), until).await,
-            };
+        for (delivery, ticket) in admitted {
             if let Some(interval) = interval {
                 let at = Instant::now();
                 if *next_slot > at {
@@ -373,12 +378,11 @@ impl Worker {
                 continue;
             };
             in_flight.insert(delivery.position, delivery.stream.clone());
-            let (client, url, secret, timeout) =
-                (self.client.clone(), url.to_owned(), secret.clone(), c.spec.retry.timeout);
+            let (client, secret, timeout) = (self.client.clone(), secret.clone(), c.spec.retry.timeout);
             tasks.spawn(async move {
                 let answer = client
                     .send(Request {
-                        url: &url,
+                        url: ticket.url(),
                         secret: &secret,
                         event_id: &delivery.event_id,
                         body,
@@ -390,6 +394,9 @@ impl Worker {
                 ticket.record(&answer, Instant::now());
                 (delivery, answer)
             });
+        }
+        if let Some((first, until)) = held {
+            return self.hold_back(c, std::iter::once(first).chain(due), until).await;
         }
         // Rows due now are in flight or held behind their stream's head: their
         // turn comes when a delivery finishes (which wakes the loop), so only
