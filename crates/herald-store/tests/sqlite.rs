@@ -45,7 +45,11 @@ async fn reopening_keeps_events_positions_and_dedup() {
 async fn a_full_queue_pushes_back_instead_of_growing() {
     let dir = tempfile::tempdir().unwrap();
     let store = std::sync::Arc::new(
-        SqliteStore::open(dir.path(), SqliteConfig { queue_capacity: 1, max_group_events: 1 }).unwrap(),
+        SqliteStore::open(
+            dir.path(),
+            SqliteConfig { queue_capacity: 1, max_group_events: 1, ..SqliteConfig::default() },
+        )
+        .unwrap(),
     );
     // All tasks append at the same moment, faster than one commit takes.
     let start = std::sync::Arc::new(tokio::sync::Barrier::new(200));
@@ -116,4 +120,53 @@ fn corrupt_pages(path: &std::path::Path) {
         offset += 3 * page;
     }
     f.sync_all().unwrap();
+}
+
+/// An event whose body fills about one 4 KiB page, so commits add WAL frames fast.
+fn page_sized_event(i: usize) -> NewEvent {
+    let mut e = event(&format!("big{i}"));
+    e.body = format!(r#"{{"id":"big{i}","detail":{{"pad":"{}"}}}}"#, "x".repeat(4000));
+    e
+}
+
+/// Events in the database file alone, without its WAL: what checkpoints have copied.
+fn events_in_database_file(dir: &std::path::Path) -> i64 {
+    let copy = tempfile::tempdir().unwrap();
+    std::fs::copy(dir.join(herald_store::sqlite::DB_FILE), copy.path().join("alone.db")).unwrap();
+    let conn = rusqlite::Connection::open(copy.path().join("alone.db")).unwrap();
+    conn.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).unwrap_or(0)
+}
+
+#[tokio::test]
+async fn checkpoints_copy_the_wal_in_the_background_and_keep_it_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SqliteConfig { checkpoint_frames: 50, ..SqliteConfig::default() };
+    let store = SqliteStore::open(dir.path(), config).unwrap();
+    let wal = dir.path().join(format!("{}-wal", herald_store::sqlite::DB_FILE));
+
+    // ~100 frames: past the checkpoint threshold, below the writer's backstop
+    // (8 x 50), so only the checkpoint thread can copy them.
+    for i in 0..10 {
+        store.append((i * 10..i * 10 + 10).map(page_sized_event).collect()).await.unwrap();
+    }
+    let mut copied = 0;
+    for _ in 0..100 {
+        copied = events_in_database_file(dir.path());
+        if copied > 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(copied > 0, "the checkpoint thread copies committed events into the database file");
+
+    // ~3,000 frames, back to back: the WAL restarts instead of growing with them.
+    let mut largest_wal = 0;
+    for i in 10..300 {
+        store.append((i * 10..i * 10 + 10).map(page_sized_event).collect()).await.unwrap();
+        largest_wal = largest_wal.max(std::fs::metadata(&wal).unwrap().len());
+    }
+    let bound = 2 * 8 * 50 * 4096 + 64 * 1024;
+    assert!(largest_wal <= bound, "the WAL grew to {largest_wal} bytes, more than {bound}");
+    store.close().await;
+    assert!(check(dir.path()).unwrap().is_empty(), "checkpoints leave a healthy file");
 }

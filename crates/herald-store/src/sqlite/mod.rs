@@ -4,6 +4,7 @@
 //! [`writer`]); reads use a small pool of separate connections on the blocking
 //! thread pool, so they never wait for a commit.
 
+mod checkpoint;
 mod id_rules;
 mod reader;
 mod schema;
@@ -22,6 +23,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::subscriptions::{Attempt, AttemptQuery, DeadLetter, Decide, Delivery, Settlement, SubscriptionRecord};
 use crate::{AppendOutcome, ListQuery, NewEvent, Page, Store, StoreError, StoredEvent};
+use checkpoint::Checkpointer;
 use reader::ReadPool;
 use writer::{Job, Op, Writer};
 
@@ -36,11 +38,13 @@ pub struct SqliteConfig {
     pub queue_capacity: usize,
     /// Most events committed in one transaction.
     pub max_group_events: usize,
+    /// WAL frames (pages) written between background checkpoints.
+    pub checkpoint_frames: u32,
 }
 
 impl Default for SqliteConfig {
     fn default() -> Self {
-        Self { queue_capacity: 4096, max_group_events: 8192 }
+        Self { queue_capacity: 4096, max_group_events: 8192, checkpoint_frames: 1000 }
     }
 }
 
@@ -49,7 +53,8 @@ pub struct SqliteStore {
     jobs: mpsc::Sender<Job>,
     head: watch::Receiver<Position>,
     readers: ReadPool,
-    writer: Mutex<Option<JoinHandle<()>>>,
+    /// The writer, then the checkpoint thread (which stops once the writer has).
+    threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl SqliteStore {
@@ -61,10 +66,13 @@ impl SqliteStore {
         let mut conn = Connection::open(&path).map_err(|e| classify(e, &path))?;
         schema::configure_writer(&conn).map_err(|e| classify(e, &path))?;
         schema::migrate(&mut conn).map_err(|e| classify(e, &path))?;
+        // Replaces SQLite's automatic checkpoint: the checkpoint thread copies.
+        conn.wal_hook(Some(checkpoint::record_wal_frames));
         let last: Position = conn
             .query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| r.get::<_, i64>(0))
             .map_err(|e| classify(e, &path))? as Position;
 
+        let (checkpointer, checkpoints) = Checkpointer::start(&path, config.checkpoint_frames)?;
         let (head_tx, head) = watch::channel(last);
         let (jobs, queue) = mpsc::channel(config.queue_capacity);
         let writer = Writer {
@@ -73,12 +81,20 @@ impl SqliteStore {
             next_position: last + 1,
             head: head_tx,
             max_group_events: config.max_group_events,
+            checkpointer,
+            backstop_frames: config.checkpoint_frames.saturating_mul(checkpoint::BACKSTOP_FACTOR),
         };
         let handle = std::thread::Builder::new()
             .name("herald-writer".into())
             .spawn(move || writer.run(queue))
             .map_err(|source| StoreError::Open { path: path.clone(), source })?;
-        Ok(Self { readers: ReadPool::new(path.clone()), path, jobs, head, writer: Mutex::new(Some(handle)) })
+        Ok(Self {
+            readers: ReadPool::new(path.clone()),
+            path,
+            jobs,
+            head,
+            threads: Mutex::new(vec![handle, checkpoints]),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -302,9 +318,9 @@ impl Store for SqliteStore {
         // The writer commits everything queued before the shutdown job, then exits;
         // jobs sent later find the queue closed.
         let _ = self.jobs.send(Job::Shutdown).await;
-        let handle = self.writer.lock().ok().and_then(|mut h| h.take());
-        if let Some(handle) = handle {
-            let _ = tokio::task::spawn_blocking(move || handle.join()).await;
+        let threads = self.threads.lock().map(|mut t| std::mem::take(&mut *t)).unwrap_or_default();
+        for thread in threads {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
     }
 }

@@ -87,6 +87,14 @@ pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
     configure_common(conn, -65536)
 }
 
+/// The checkpoint connection: `synchronous = FULL` makes each checkpoint
+/// fsync the database file before the WAL may be reused. It reads frames
+/// straight from the WAL, so it needs little cache.
+pub fn configure_checkpointer(conn: &Connection) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    configure_common(conn, -1024)
+}
+
 pub fn configure_reader(conn: &Connection) -> rusqlite::Result<()> {
     conn.pragma_update(None, "query_only", true)?;
     // Readers mostly read recent pages, which the OS caches anyway; several

@@ -14,6 +14,7 @@ use herald_core::Position;
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::checkpoint::{self, Checkpointer};
 use super::classify;
 use crate::{AppendOutcome, NewEvent, StoreError, StoredEvent};
 
@@ -105,6 +106,9 @@ pub struct Writer {
     pub next_position: Position,
     pub head: watch::Sender<Position>,
     pub max_group_events: usize,
+    pub checkpointer: Checkpointer,
+    /// The WAL size at which the writer checkpoints inline ([`checkpoint::BACKSTOP_FACTOR`]).
+    pub backstop_frames: u32,
 }
 
 impl Writer {
@@ -148,6 +152,7 @@ impl Writer {
                 for (job, appended) in done {
                     job.deliver(appended);
                 }
+                self.after_commit();
                 metrics::histogram!("herald_store_commit_events").record(events as f64);
                 metrics::histogram!("herald_store_commit_seconds").record(started.elapsed().as_secs_f64());
             }
@@ -159,6 +164,18 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Hands the WAL's growth to the checkpoint thread, or checkpoints here
+    /// if that thread has fallen far behind, so the WAL stays bounded.
+    fn after_commit(&mut self) {
+        let frames = checkpoint::wal_frames();
+        if frames >= self.backstop_frames
+            && let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+        {
+            tracing::warn!(error = %classify(e, &self.path), "checkpoint failed");
+        }
+        self.checkpointer.committed(frames);
     }
 
     /// Writes and commits one group. On failure nothing was committed and the
