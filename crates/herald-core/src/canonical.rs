@@ -66,6 +66,21 @@ pub fn write_object_into(map: &Map<String, Value>, out: &mut String) {
     let _ = write_object(map, out);
 }
 
+/// Length in bytes of an object's canonical text (also its compact JSON
+/// length: only the key order differs), counted without writing it out.
+pub fn object_len(map: &Map<String, Value>) -> usize {
+    struct Count(usize);
+    impl Write for Count {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.0 += s.len();
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    let _ = write_object(map, &mut count);
+    count.0
+}
+
 fn write<W: Write>(value: &Value, out: &mut W) {
     // Writing to a String or a hasher cannot fail.
     let _ = try_write(value, out);
@@ -220,6 +235,18 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn object_len_is_the_compact_json_length() {
+        let value = json!({
+            "b": [1, -2.5, 1e300, 9e15, 0.1, null, true, false, {}, []],
+            "a": "quote \" backslash \\ newline \n tab \t bell \u{7} \u{1f} é ✓ 😀",
+            "nested": {"z": {"y": "x"}, "": ""}
+        });
+        let map = value.as_object().unwrap();
+        assert_eq!(object_len(map), serde_json::to_string(map).unwrap().len());
+        assert_eq!(object_len(map), to_string(&value).len());
     }
 
     #[test]

@@ -324,7 +324,7 @@ impl Fields {
                 None
             }
             Some(Value::Object(map)) => {
-                let size = serialized_len(&map);
+                let size = canonical::object_len(&map);
                 if size > MAX_DETAIL_BYTES {
                     self.errors
                         .push(FieldError::new("/detail", format!("is {size} bytes; the limit is {MAX_DETAIL_BYTES}")));
@@ -338,22 +338,6 @@ impl Fields {
             }
         }
     }
-}
-
-/// Length of the compact JSON text of `map`, counted without building it.
-fn serialized_len(map: &Map<String, Value>) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    serde_json::to_writer(&mut count, map).map_or(usize::MAX, |()| count.0)
 }
 
 /// JSON pointer to a top-level field (RFC 6901 escaping).

@@ -90,7 +90,9 @@ fn run(conn: &Connection, path: &Path, threshold: u32, frames: &AtomicU32, nudge
             continue;
         }
         match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(2)) {
-            Ok(done) => copied = u32::try_from(done).unwrap_or(now),
+            Ok(done) if done >= 0 => copied = u32::try_from(done).unwrap_or(now),
+            // -1: the writer's own checkpoint was running; try again after the next commit.
+            Ok(_) => {}
             Err(e) => {
                 tracing::warn!(error = %classify(e, path), "background checkpoint failed; retrying later");
                 // Retry after as many frames again, not on every commit.
