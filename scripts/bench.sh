@@ -4,7 +4,7 @@
 #
 # Builds release, starts Herald and a fsync-always nats-server on loopback,
 # runs `herald-load` RUNS times (closed loop, then batches of 100), prints
-# medians, runs each target once open-loop at half its median peak, measures
+# medians, runs each target RUNS times open-loop at half its median peak, measures
 # the disk, and stops everything it started on exit.
 #
 #   scripts/bench.sh
@@ -172,11 +172,15 @@ for run in $(seq "$RUNS"); do
     load_run --targets "$TARGETS" --batch "$BATCH"
 done
 
-# Latency at a load every peer can carry: half of its own median peak.
-while read -r target rate; do
-    say "$target open loop at $rate events/s (half its median peak)"
-    load_run --targets "$target" --rate "$rate"
-done < <(summarize rates "$out")
+# Latency at a load every peer can carry: half of its own median peak, RUNS
+# times too (a single run's p99 is at the mercy of one stall of the machine).
+rates=$(summarize rates "$out")
+for run in $(seq "$RUNS"); do
+    while read -r target rate; do
+        say "run $run/$RUNS: $target open loop at $rate events/s (half its median peak)"
+        load_run --targets "$target" --rate "$rate"
+    done <<<"$rates"
+done
 
 say "disk under $work"
 "$load" disk --dir "$work" --json >>"$out"
