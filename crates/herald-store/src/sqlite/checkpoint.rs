@@ -3,17 +3,19 @@
 //! SQLite's automatic checkpoint runs inside the commit that crosses 1,000
 //! WAL frames: that group, and every request queued behind it, waited while
 //! ~4 MB were copied and the database file was fsynced. On a slow disk those
-//! commits set the publish p99. Here the writer only reports how many frames
-//! the WAL holds after each commit; a second connection checkpoints (PASSIVE:
-//! it never blocks the writer or a reader) once `checkpoint_frames` (1,000,
-//! SQLite's default) have piled up since its last copy. That is as often as
-//! SQLite would, so the database file is fsynced no more often than before,
-//! just not on the commit path.
+//! commits set the publish p99. Here the writer only reports the frames each
+//! commit wrote; a second connection checkpoints (PASSIVE: it never blocks
+//! the writer or a reader) once `checkpoint_frames` (1,000, SQLite's default)
+//! have been written since its last round, then fsyncs the database file
+//! itself. (SQLite fsyncs it only when a checkpoint reaches the WAL's end,
+//! which one racing a busy writer rarely does; the writer's backstop would
+//! then have flushed every page the rounds before had copied.)
 
 use std::cell::Cell;
+use std::fs::File;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::thread::JoinHandle;
 
@@ -23,21 +25,22 @@ use rusqlite::hooks::Wal;
 use super::{classify, schema};
 use crate::StoreError;
 
-/// Under steady load the writer commits back to back, so a checkpoint racing
-/// it rarely finds the WAL copied whole, which is when SQLite restarts the WAL
-/// from its beginning. Once the WAL holds this many times the checkpoint
-/// threshold, the writer finishes the copy inline (by then only the frames
-/// since the thread's last round are left) so the WAL restarts and stays
-/// bounded, also should the thread be stuck.
-pub const BACKSTOP_FACTOR: u32 = 8;
+/// The WAL restarts from its beginning only when a checkpoint has copied it
+/// whole between two commits, which a checkpoint racing a busy writer rarely
+/// manages. Once the WAL holds this many times the checkpoint threshold, the
+/// writer finishes the copy inline (only the frames since the thread's last
+/// round are left), so the WAL restarts and stays bounded, also should the
+/// thread be stuck; the thread leaves that copy to the writer.
+pub const BACKSTOP_FACTOR: u32 = 4;
 
 thread_local! {
     /// Frames in the WAL after the writer's last commit, set by [`record_wal_frames`].
     static WAL_FRAMES: Cell<u32> = const { Cell::new(0) };
 }
 
-/// The writer connection's WAL hook: SQLite calls it on the committing thread
-/// (the writer's) with the WAL's frame count. Installing it also turns off
+/// The writer connection's WAL hook: SQLite calls it right after a commit,
+/// on the committing thread, with the WAL's frame count. Only the writer
+/// thread commits on that connection. Installing the hook also turns off
 /// SQLite's automatic checkpoint.
 pub fn record_wal_frames(_: &Wal, frames: std::ffi::c_int) -> rusqlite::Result<()> {
     WAL_FRAMES.set(u32::try_from(frames).unwrap_or(0));
@@ -49,9 +52,20 @@ pub fn wal_frames() -> u32 {
     WAL_FRAMES.get()
 }
 
+/// What the writer tells the thread.
+#[derive(Default)]
+struct Progress {
+    /// Frames written since the store opened: only grows, across WAL restarts.
+    written: AtomicU64,
+    /// Frames in the WAL now.
+    in_wal: AtomicU32,
+}
+
 /// The writer's handle: reports commits; dropping it stops the thread.
 pub struct Checkpointer {
-    frames: Arc<AtomicU32>,
+    progress: Arc<Progress>,
+    /// The WAL's frame count after the previous commit.
+    last_in_wal: u32,
     nudge: SyncSender<()>,
 }
 
@@ -59,45 +73,74 @@ impl Checkpointer {
     pub fn start(path: &Path, threshold: u32) -> Result<(Self, JoinHandle<()>), StoreError> {
         let conn = Connection::open(path).map_err(|e| classify(e, path))?;
         schema::configure_checkpointer(&conn).map_err(|e| classify(e, path))?;
-        let frames = Arc::new(AtomicU32::new(0));
+        let db = File::open(path).map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
+        let progress = Arc::new(Progress::default());
         let (nudge, nudged) = std::sync::mpsc::sync_channel(1);
-        let (file, seen) = (path.to_owned(), frames.clone());
+        let round = Round { conn, db, path: path.to_owned(), threshold, progress: progress.clone() };
         let handle = std::thread::Builder::new()
             .name("herald-checkpoint".into())
-            .spawn(move || run(&conn, &file, threshold, &seen, &nudged))
+            .spawn(move || round.run(&nudged))
             .map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
-        Ok((Self { frames, nudge }, handle))
+        Ok((Self { progress, last_in_wal: 0, nudge }, handle))
     }
 
-    /// A commit left `frames` frames in the WAL.
-    pub fn committed(&self, frames: u32) {
-        self.frames.store(frames, Ordering::Relaxed);
-        // Full: a nudge is already pending and will read the new count.
+    /// A commit left `in_wal` frames in the WAL.
+    pub fn committed(&mut self, in_wal: u32) {
+        // Fewer than before: the commit restarted the WAL and wrote them all.
+        let written = in_wal.checked_sub(self.last_in_wal).unwrap_or(in_wal);
+        self.last_in_wal = in_wal;
+        self.progress.written.fetch_add(u64::from(written), Ordering::Relaxed);
+        self.progress.in_wal.store(in_wal, Ordering::Relaxed);
+        // Full: a nudge is already pending and will read the new counts.
         let _ = self.nudge.try_send(());
     }
 }
 
-fn run(conn: &Connection, path: &Path, threshold: u32, frames: &AtomicU32, nudged: &Receiver<()>) {
-    // Frames of the current WAL already in the database file.
-    let mut copied = 0;
-    while nudged.recv().is_ok() {
-        let now = frames.load(Ordering::Relaxed);
-        if now < copied {
-            // The writer restarted the WAL from its beginning.
-            copied = 0;
-        }
-        if now - copied < threshold {
-            continue;
-        }
-        match conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(2)) {
-            Ok(done) if done >= 0 => copied = u32::try_from(done).unwrap_or(now),
-            // -1: the writer's own checkpoint was running; try again after the next commit.
-            Ok(_) => {}
-            Err(e) => {
-                tracing::warn!(error = %classify(e, path), "background checkpoint failed; retrying later");
-                // Retry after as many frames again, not on every commit.
-                copied = now;
+struct Round {
+    conn: Connection,
+    /// The database file, to fsync after each round.
+    db: File,
+    path: std::path::PathBuf,
+    threshold: u32,
+    progress: Arc<Progress>,
+}
+
+impl Round {
+    fn run(self, nudged: &Receiver<()>) {
+        let backstop = self.threshold.saturating_mul(BACKSTOP_FACTOR);
+        // `written` when the last round started.
+        let mut at_last_round = 0;
+        while nudged.recv().is_ok() {
+            let written = self.progress.written.load(Ordering::Relaxed);
+            if written - at_last_round < u64::from(self.threshold)
+                || self.progress.in_wal.load(Ordering::Relaxed) >= backstop
+            {
+                continue;
+            }
+            match self.checkpoint() {
+                Ok(true) => at_last_round = written,
+                // The writer's own checkpoint was running: try again after the next commit.
+                Ok(false) => {}
+                Err(err) => {
+                    tracing::warn!(error = %err, "background checkpoint failed; retrying later");
+                    // Retry after as many frames again, not on every commit.
+                    at_last_round = written;
+                }
             }
         }
+    }
+
+    /// One PASSIVE round, then the database file's fsync; false if another
+    /// checkpoint was running.
+    fn checkpoint(&self) -> Result<bool, String> {
+        let copied: i64 = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(2))
+            .map_err(|e| classify(e, &self.path).to_string())?;
+        if copied < 0 {
+            return Ok(false);
+        }
+        self.db.sync_data().map_err(|e| format!("fsync of {}: {e}", self.path.display()))?;
+        Ok(true)
     }
 }
