@@ -146,6 +146,41 @@ async fn kill_9_mid_stream_loses_no_acknowledged_event() {
     assert_eq!(h.all_events().await.len(), events.len());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_checkpoints_copy_the_wal_keeps_the_store_whole() {
+    let dir = data_dir();
+    let h = Arc::new(Herald::start(dir.path()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let (h, stop) = (h.clone(), stop.clone());
+        // Batches write WAL frames fast, so checkpoint rounds run all along.
+        tokio::spawn(async move { publish_until(&h, stop, 8, 200).await })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    crate::harness::signal(h.pid(), "KILL");
+    stop.store(true, Ordering::Relaxed);
+    let acked = publisher.await.unwrap();
+    drop(h);
+
+    // The database file only grows when a checkpoint copies pages into it.
+    let db = std::fs::metadata(dir.path().join("herald.db")).unwrap().len();
+    assert!(db > 1 << 20, "checkpoints had copied the WAL into the database file: {db} bytes");
+    let check = std::process::Command::new(BIN).args(["check", "--data-dir"]).arg(dir.path()).output().unwrap();
+    assert!(check.status.success(), "intact after kill -9: {}", String::from_utf8_lossy(&check.stderr));
+
+    let h = Herald::start(dir.path());
+    let stored: HashMap<String, u64> = h
+        .all_events()
+        .await
+        .into_iter()
+        .map(|e| (e["id"].as_str().unwrap().to_owned(), e["position"].as_u64().unwrap()))
+        .collect();
+    assert!(acked.len() > 1000, "the stream was under way: {} acknowledged", acked.len());
+    for (id, position, _) in &acked {
+        assert_eq!(stored.get(id), Some(position), "acknowledged {id} survives kill -9 at its position");
+    }
+}
+
 #[tokio::test]
 async fn a_damaged_data_file_is_reported_by_check_and_never_served() {
     let dir = data_dir();
