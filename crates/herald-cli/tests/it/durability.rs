@@ -67,6 +67,21 @@ async fn publish_until(h: &Herald, stop: Arc<AtomicBool>, workers: usize, batch:
     all
 }
 
+/// Starts Herald on `dir`, publishes from `workers` connections for 1.5 s and
+/// kills the server with SIGKILL mid-stream; returns what was acknowledged.
+async fn publish_then_kill_9(dir: &std::path::Path, workers: usize, batch: usize) -> Vec<(String, u64, Instant)> {
+    let h = Arc::new(Herald::start(dir));
+    let stop = Arc::new(AtomicBool::new(false));
+    let publisher = {
+        let (h, stop) = (h.clone(), stop.clone());
+        tokio::spawn(async move { publish_until(&h, stop, workers, batch).await })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    crate::harness::signal(h.pid(), "KILL");
+    stop.store(true, Ordering::Relaxed);
+    publisher.await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
     let dir = data_dir();
@@ -105,18 +120,8 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_stream_loses_no_acknowledged_event() {
     let dir = data_dir();
-    let h = Arc::new(Herald::start(dir.path()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let publisher = {
-        let (h, stop) = (h.clone(), stop.clone());
-        tokio::spawn(async move { publish_until(&h, stop, 16, 1).await })
-    };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    crate::harness::signal(h.pid(), "KILL");
-    stop.store(true, Ordering::Relaxed);
-    let acked = publisher.await.unwrap();
+    let acked = publish_then_kill_9(dir.path(), 16, 1).await;
     assert!(acked.len() > 100, "the stream was under way: {} acknowledged", acked.len());
-    drop(h);
 
     let h = Herald::start(dir.path());
     let events = h.all_events().await;
@@ -149,18 +154,8 @@ async fn kill_9_mid_stream_loses_no_acknowledged_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_checkpoints_copy_the_wal_keeps_the_store_whole() {
     let dir = data_dir();
-    let h = Arc::new(Herald::start(dir.path()));
-    let stop = Arc::new(AtomicBool::new(false));
-    let publisher = {
-        let (h, stop) = (h.clone(), stop.clone());
-        // Batches write WAL frames fast, so checkpoint rounds run all along.
-        tokio::spawn(async move { publish_until(&h, stop, 8, 200).await })
-    };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    crate::harness::signal(h.pid(), "KILL");
-    stop.store(true, Ordering::Relaxed);
-    let acked = publisher.await.unwrap();
-    drop(h);
+    // Batches write WAL frames fast, so checkpoint rounds run all along.
+    let acked = publish_then_kill_9(dir.path(), 8, 200).await;
 
     // The database file only grows when a checkpoint copies pages into it.
     let db = std::fs::metadata(dir.path().join("herald.db")).unwrap().len();
