@@ -85,6 +85,11 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// A delivery first due at `first_due_us` may no longer be tried at `at_us`.
+    pub fn past_max_age(&self, first_due_us: i64, at_us: i64) -> bool {
+        at_us.saturating_sub(first_due_us) > self.max_age.as_micros() as i64
+    }
+
     /// The wait before attempt `attempt + 1`, given that `attempt` attempts
     /// failed: uniform in `[0, min(max_backoff, min_backoff * 2^(attempt-1))]`
     /// ("full jitter"). `jitter` is a random number in `[0, 1)`.
@@ -122,7 +127,7 @@ impl RetryPolicy {
         }
         let wait = self.backoff(attempts, jitter).max(retry_after.unwrap_or_default());
         let due_us = now_us.saturating_add(wait.as_micros().min(i64::MAX as u128) as i64);
-        if due_us.saturating_sub(first_due_us) > self.max_age.as_micros() as i64 {
+        if self.past_max_age(first_due_us, due_us) {
             let age = Duration::from_micros(now_us.saturating_sub(first_due_us).max(0) as u64);
             return AfterFailure::GiveUp(format!(
                 "max_age of {}s reached after {attempts} attempts over {:.1}s; last: {error}",

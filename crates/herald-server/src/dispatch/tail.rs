@@ -70,12 +70,12 @@ struct Interest {
 struct Registration {
     pattern: Pattern,
     hint: Arc<Notify>,
-    /// Events after this one were matched against `pattern` by the tail.
-    since: Position,
     /// The positions of those that matched and the worker may not have
     /// passed yet, ascending, at most [`CAPACITY`].
     matches: VecDeque<Position>,
-    /// Matches up to here were forgotten to keep `matches` bounded.
+    /// Events up to here were not matched against `pattern` by the tail:
+    /// they predate the registration, or their matches were forgotten to
+    /// keep `matches` bounded.
     forgotten_through: Position,
 }
 
@@ -176,8 +176,7 @@ impl Tail {
     pub fn register(&self, name: &str, pattern: Pattern, hint: Arc<Notify>) {
         if let Ok(mut interest) = self.interest.write() {
             let since = interest.matched_through;
-            let registration =
-                Registration { pattern, hint, since, matches: VecDeque::new(), forgotten_through: since };
+            let registration = Registration { pattern, hint, matches: VecDeque::new(), forgotten_through: since };
             interest.by_worker.insert(name.to_owned(), registration);
             interest.dirty = true;
         }
@@ -203,7 +202,7 @@ impl Tail {
         let mut interest = self.interest.write().ok()?;
         let matched_through = interest.matched_through;
         let worker = interest.by_worker.get_mut(name).filter(|r| Arc::ptr_eq(&r.hint, hint))?;
-        if cursor < worker.since || cursor < worker.forgotten_through {
+        if cursor < worker.forgotten_through {
             return None;
         }
         while worker.matches.front().is_some_and(|&m| m <= cursor) {

@@ -372,9 +372,8 @@ impl Worker {
             }
             let Some(body) = bodies.remove(&delivery.position) else {
                 // The event itself is gone: nothing can ever deliver it.
-                let reason = "the event is no longer in the log".to_owned();
-                let attempt = Attempt::of(&delivery, delivery.attempts + 1, now_us(), "dead", Some(reason.clone()));
-                self.store.settle(&self.name, c.generation, vec![(attempt, Settlement::Dead { reason })]).await?;
+                let dead = dead_letter(&delivery, now_us(), "the event is no longer in the log".to_owned());
+                self.store.settle(&self.name, c.generation, vec![dead]).await?;
                 continue;
             };
             in_flight.insert(delivery.position, delivery.stream.clone());
@@ -417,17 +416,16 @@ impl Worker {
         held: impl Iterator<Item = Delivery>,
         until: Instant,
     ) -> Result<Instant, StoreError> {
-        let now = now_us();
-        let max_age = c.spec.retry.max_age;
+        let (now, retry) = (now_us(), &c.spec.retry);
         let expired: Vec<(Attempt, Settlement)> = held
-            .filter(|d| now.saturating_sub(d.first_due_us) > max_age.as_micros() as i64)
+            .filter(|d| retry.past_max_age(d.first_due_us, now))
             .map(|d| {
                 let reason = format!(
                     "max_age of {}s reached after {} attempts while the target's circuit was open",
-                    max_age.as_secs(),
+                    retry.max_age.as_secs(),
                     d.attempts
                 );
-                (Attempt::of(&d, d.attempts + 1, now, "dead", Some(reason.clone())), Settlement::Dead { reason })
+                dead_letter(&d, now, reason)
             })
             .collect();
         if expired.is_empty() {
@@ -505,4 +503,10 @@ impl Worker {
 
 pub fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
+}
+
+/// Dead-letters a delivery that will not be tried again (the event is gone,
+/// or its circuit kept it back past `max_age`), recorded as one more attempt.
+fn dead_letter(delivery: &Delivery, now: i64, reason: String) -> (Attempt, Settlement) {
+    (Attempt::of(delivery, delivery.attempts + 1, now, "dead", Some(reason.clone())), Settlement::Dead { reason })
 }

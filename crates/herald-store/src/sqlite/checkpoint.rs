@@ -31,7 +31,7 @@ use crate::StoreError;
 /// writer finishes the copy inline (only the frames since the thread's last
 /// round are left), so the WAL restarts and stays bounded, also should the
 /// thread be stuck; the thread leaves that copy to the writer.
-pub const BACKSTOP_FACTOR: u32 = 4;
+const BACKSTOP_FACTOR: u32 = 4;
 
 thread_local! {
     /// Frames in the WAL after the writer's last commit, set by [`record_wal_frames`].
@@ -66,6 +66,8 @@ pub struct Checkpointer {
     progress: Arc<Progress>,
     /// The WAL's frame count after the previous commit.
     last_in_wal: u32,
+    /// [`BACKSTOP_FACTOR`] times the threshold.
+    backstop: u32,
     nudge: SyncSender<()>,
 }
 
@@ -76,16 +78,18 @@ impl Checkpointer {
         let db = File::open(path).map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
         let progress = Arc::new(Progress::default());
         let (nudge, nudged) = std::sync::mpsc::sync_channel(1);
-        let round = Round { conn, db, path: path.to_owned(), threshold, progress: progress.clone() };
+        let backstop = threshold.saturating_mul(BACKSTOP_FACTOR);
+        let round = Round { conn, db, path: path.to_owned(), threshold, backstop, progress: progress.clone() };
         let handle = std::thread::Builder::new()
             .name("herald-checkpoint".into())
             .spawn(move || round.run(&nudged))
             .map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
-        Ok((Self { progress, last_in_wal: 0, nudge }, handle))
+        Ok((Self { progress, last_in_wal: 0, backstop, nudge }, handle))
     }
 
-    /// A commit left `in_wal` frames in the WAL.
-    pub fn committed(&mut self, in_wal: u32) {
+    /// A commit left `in_wal` frames in the WAL. True when the WAL is at the
+    /// backstop: the writer should finish the copy itself now.
+    pub fn committed(&mut self, in_wal: u32) -> bool {
         // Fewer than before: the commit restarted the WAL and wrote them all.
         let written = in_wal.checked_sub(self.last_in_wal).unwrap_or(in_wal);
         self.last_in_wal = in_wal;
@@ -93,6 +97,7 @@ impl Checkpointer {
         self.progress.in_wal.store(in_wal, Ordering::Relaxed);
         // Full: a nudge is already pending and will read the new counts.
         let _ = self.nudge.try_send(());
+        in_wal >= self.backstop
     }
 }
 
@@ -102,18 +107,18 @@ struct Round {
     db: File,
     path: std::path::PathBuf,
     threshold: u32,
+    backstop: u32,
     progress: Arc<Progress>,
 }
 
 impl Round {
     fn run(self, nudged: &Receiver<()>) {
-        let backstop = self.threshold.saturating_mul(BACKSTOP_FACTOR);
         // `written` when the last round started.
         let mut at_last_round = 0;
         while nudged.recv().is_ok() {
             let written = self.progress.written.load(Ordering::Relaxed);
             if written - at_last_round < u64::from(self.threshold)
-                || self.progress.in_wal.load(Ordering::Relaxed) >= backstop
+                || self.progress.in_wal.load(Ordering::Relaxed) >= self.backstop
             {
                 continue;
             }

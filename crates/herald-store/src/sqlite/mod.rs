@@ -82,7 +82,6 @@ impl SqliteStore {
             head: head_tx,
             max_group_events: config.max_group_events,
             checkpointer,
-            backstop_frames: config.checkpoint_frames.saturating_mul(checkpoint::BACKSTOP_FACTOR),
         };
         let handle = std::thread::Builder::new()
             .name("herald-writer".into())

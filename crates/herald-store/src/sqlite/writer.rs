@@ -107,8 +107,6 @@ pub struct Writer {
     pub head: watch::Sender<Position>,
     pub max_group_events: usize,
     pub checkpointer: Checkpointer,
-    /// The WAL size at which the writer checkpoints inline ([`checkpoint::BACKSTOP_FACTOR`]).
-    pub backstop_frames: u32,
 }
 
 impl Writer {
@@ -169,13 +167,11 @@ impl Writer {
     /// Hands the WAL's growth to the checkpoint thread, or checkpoints here
     /// if that thread has fallen far behind, so the WAL stays bounded.
     fn after_commit(&mut self) {
-        let frames = checkpoint::wal_frames();
-        if frames >= self.backstop_frames
+        if self.checkpointer.committed(checkpoint::wal_frames())
             && let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
         {
             tracing::warn!(error = %classify(e, &self.path), "checkpoint failed");
         }
-        self.checkpointer.committed(frames);
     }
 
     /// Writes and commits one group. On failure nothing was committed and the
