@@ -107,22 +107,58 @@ async fn a_damaged_file_is_reported_not_served() {
     assert!(corrupt_seen, "reading damaged pages must report the damaged file");
 }
 
+/// The page size a database file records in its header (bytes 16-17, big-endian).
+fn page_size_of(path: &std::path::Path) -> u64 {
+    let header = std::fs::read(path).unwrap();
+    u64::from(u16::from_be_bytes([header[16], header[17]]))
+}
+
 /// Overwrites the middle of the file (past the header and schema pages) with garbage.
 fn corrupt_pages(path: &std::path::Path) {
     use std::io::{Seek, SeekFrom, Write};
     let len = std::fs::metadata(path).unwrap().len();
+    let page = page_size_of(path);
     let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-    let page = 4096;
-    let mut offset = 4 * page;
+    let mut offset = 2 * page;
     while offset + page < len {
         f.seek(SeekFrom::Start(offset)).unwrap();
         f.write_all(&[0xA5; 64]).unwrap();
-        offset += 3 * page;
+        offset += page;
     }
     f.sync_all().unwrap();
 }
 
-/// An event whose body fills about one 4 KiB page, so commits add WAL frames fast.
+#[tokio::test]
+async fn the_page_size_is_chosen_when_the_file_is_created() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(herald_store::sqlite::DB_FILE);
+    let small = SqliteConfig { page_size: 4096, ..SqliteConfig::default() };
+    let store = SqliteStore::open(dir.path(), small).unwrap();
+    store.append(vec![event("a")]).await.unwrap();
+    store.close().await;
+    assert_eq!(page_size_of(&path), 4096);
+
+    // Opened again with the default: the existing file keeps its pages and events.
+    assert_ne!(SqliteConfig::default().page_size, 4096);
+    let store = SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap();
+    assert_eq!(
+        store.append(vec![event("a"), event("b")]).await.unwrap(),
+        vec![AppendOutcome::Duplicate(1), AppendOutcome::Appended(2)]
+    );
+    store.close().await;
+    assert_eq!(page_size_of(&path), 4096);
+    assert!(check(dir.path()).unwrap().is_empty());
+
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(fresh_dir.path(), SqliteConfig::default()).unwrap();
+    store.append(vec![event("a")]).await.unwrap();
+    store.close().await;
+    let created = page_size_of(&fresh_dir.path().join(herald_store::sqlite::DB_FILE));
+    assert_eq!(created, u64::from(SqliteConfig::default().page_size));
+}
+
+/// An event whose body fills about one 4 KiB page (the size the checkpoint
+/// test creates its file with), so commits add WAL frames fast.
 fn page_sized_event(i: usize) -> NewEvent {
     let mut e = event(&format!("big{i}"));
     e.body = format!(r#"{{"id":"big{i}","detail":{{"pad":"{}"}}}}"#, "x".repeat(4000));
@@ -140,7 +176,7 @@ fn events_in_database_file(dir: &std::path::Path) -> i64 {
 #[tokio::test]
 async fn checkpoints_copy_the_wal_in_the_background_and_keep_it_bounded() {
     let dir = tempfile::tempdir().unwrap();
-    let config = SqliteConfig { checkpoint_frames: 50, ..SqliteConfig::default() };
+    let config = SqliteConfig { page_size: 4096, checkpoint_bytes: 50 * 4096, ..SqliteConfig::default() };
     let store = SqliteStore::open(dir.path(), config).unwrap();
     let wal = dir.path().join(format!("{}-wal", herald_store::sqlite::DB_FILE));
 

@@ -208,16 +208,19 @@ async fn a_damaged_data_file_is_reported_by_check_and_never_served() {
     assert!(server_errors > 0, "damaged pages answer 5xx");
 }
 
-/// Overwrites bytes across the file's data pages (not the header).
+/// Overwrites the start of every other data page (not the header page).
 fn damage(path: &std::path::Path) {
     use std::io::{Seek, SeekFrom, Write};
     let len = std::fs::metadata(path).unwrap().len();
+    // The page size is in the file's header, bytes 16-17, big-endian.
+    let header = std::fs::read(path).unwrap();
+    let page = u64::from(u16::from_be_bytes([header[16], header[17]]));
     let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-    let mut offset = 4 * 4096;
-    while offset + 4096 < len {
+    let mut offset = 2 * page;
+    while offset + page < len {
         f.seek(SeekFrom::Start(offset)).unwrap();
         f.write_all(&[0x5A; 48]).unwrap();
-        offset += 2 * 4096;
+        offset += 2 * page;
     }
     f.sync_all().unwrap();
 }

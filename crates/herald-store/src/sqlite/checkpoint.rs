@@ -5,8 +5,8 @@
 //! ~4 MB were copied and the database file was fsynced. On a slow disk those
 //! commits set the publish p99. Here the writer only reports the frames each
 //! commit wrote; a second connection checkpoints (PASSIVE: it never blocks
-//! the writer or a reader) once `checkpoint_frames` (1,000, SQLite's default)
-//! have been written since its last round, then fsyncs the database file
+//! the writer or a reader) once `checkpoint_bytes` (4 MiB, as much as SQLite's
+//! default) have been written since its last round, then fsyncs the database file
 //! itself. (SQLite fsyncs it only when a checkpoint reaches the WAL's end,
 //! which one racing a busy writer rarely does; the writer's backstop would
 //! then have flushed every page the rounds before had copied.)
@@ -72,7 +72,10 @@ pub struct Checkpointer {
 }
 
 impl Checkpointer {
-    pub fn start(path: &Path, threshold: u32) -> Result<(Self, JoinHandle<()>), StoreError> {
+    /// Starts the thread; it checkpoints after every `threshold_bytes` of
+    /// WAL frames of `page_size` bytes.
+    pub fn start(path: &Path, threshold_bytes: u64, page_size: u64) -> Result<(Self, JoinHandle<()>), StoreError> {
+        let threshold = u32::try_from(threshold_bytes / page_size.max(1)).unwrap_or(u32::MAX).max(1);
         let conn = Connection::open(path).map_err(|e| classify(e, path))?;
         schema::configure_checkpointer(&conn).map_err(|e| classify(e, path))?;
         let db = File::open(path).map_err(|source| StoreError::Open { path: path.to_owned(), source })?;

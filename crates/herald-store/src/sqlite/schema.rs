@@ -78,8 +78,10 @@ const MIGRATIONS: &[&str] = &[
 ];
 
 /// Settings of the one write connection. `synchronous = FULL` makes every
-/// commit fsync the WAL: a 2xx is only sent after that.
-pub fn configure_writer(conn: &Connection) -> rusqlite::Result<()> {
+/// commit fsync the WAL: a 2xx is only sent after that. `page_size` takes
+/// effect only on a new, empty file (a file in WAL mode keeps its size).
+pub fn configure_writer(conn: &Connection, page_size: u32) -> rusqlite::Result<()> {
+    conn.pragma_update(None, "page_size", page_size)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "FULL")?;
     // The writer walks the id index on every append: give it 64 MiB of page
