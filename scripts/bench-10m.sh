@@ -91,6 +91,9 @@ done
 fill_secs=$(($(date +%s) - fill_began))
 stored=$(head_position)
 stop_herald
+# The fill leaves gigabytes of dirty pages; measured while the kernel writes
+# them back, the full store ran ~8% slower. Flush them first.
+sync
 
 say "restarting on $stored events"
 start_herald
