@@ -93,18 +93,22 @@ async fn a_damaged_file_is_reported_not_served() {
     );
 
     let store = SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap();
-    let mut corrupt_seen = false;
+    let (mut corrupt_seen, mut served) = (false, 0);
     for i in (0..2000).step_by(50) {
         match store.get(&format!("event-{i:05}")).await {
             Err(StoreError::Corrupt { path: p, .. }) => {
                 assert_eq!(p, path);
                 corrupt_seen = true;
             }
-            Ok(Some(e)) => assert!(e.body.contains(&format!("event-{i:05}")), "served data must be the real data"),
+            Ok(Some(e)) => {
+                assert!(e.body.contains(&format!("event-{i:05}")), "served data must be the real data");
+                served += 1;
+            }
             Ok(None) | Err(_) => {}
         }
     }
     assert!(corrupt_seen, "reading damaged pages must report the damaged file");
+    assert!(served > 0, "events on undamaged pages are still served");
 }
 
 /// The page size a database file records in its header (bytes 16-17, big-endian).
@@ -113,17 +117,23 @@ fn page_size_of(path: &std::path::Path) -> u64 {
     u64::from(u16::from_be_bytes([header[16], header[17]]))
 }
 
-/// Overwrites the middle of the file (past the header and schema pages) with garbage.
+/// Overwrites the start of every third page after the schema's root pages
+/// (those created first), so some lookups meet damage and others do not.
 fn corrupt_pages(path: &std::path::Path) {
     use std::io::{Seek, SeekFrom, Write};
+    let last_root: i64 = rusqlite::Connection::open(path)
+        .unwrap()
+        .query_row("SELECT max(rootpage) FROM sqlite_schema", [], |r| r.get(0))
+        .unwrap();
     let len = std::fs::metadata(path).unwrap().len();
     let page = page_size_of(path);
     let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
-    let mut offset = 2 * page;
+    // Page n (from 1) starts at (n - 1) * page.
+    let mut offset = (last_root.unsigned_abs() + 1) * page;
     while offset + page < len {
         f.seek(SeekFrom::Start(offset)).unwrap();
         f.write_all(&[0xA5; 64]).unwrap();
-        offset += page;
+        offset += 3 * page;
     }
     f.sync_all().unwrap();
 }
@@ -157,11 +167,11 @@ async fn the_page_size_is_chosen_when_the_file_is_created() {
     assert_eq!(created, u64::from(SqliteConfig::default().page_size));
 }
 
-/// An event whose body fills about one 4 KiB page (the size the checkpoint
-/// test creates its file with), so commits add WAL frames fast.
+/// An event whose body fills about one page of the checkpoint test's file,
+/// so commits add WAL frames fast.
 fn page_sized_event(i: usize) -> NewEvent {
     let mut e = event(&format!("big{i}"));
-    e.body = format!(r#"{{"id":"big{i}","detail":{{"pad":"{}"}}}}"#, "x".repeat(4000));
+    e.body = format!(r#"{{"id":"big{i}","detail":{{"pad":"{}"}}}}"#, "x".repeat(16_000));
     e
 }
 
@@ -176,7 +186,12 @@ fn events_in_database_file(dir: &std::path::Path) -> i64 {
 #[tokio::test]
 async fn checkpoints_copy_the_wal_in_the_background_and_keep_it_bounded() {
     let dir = tempfile::tempdir().unwrap();
-    let config = SqliteConfig { page_size: 4096, checkpoint_bytes: 50 * 4096, ..SqliteConfig::default() };
+    let page = 16 * 1024;
+    let created = SqliteStore::open(dir.path(), SqliteConfig { page_size: page, ..SqliteConfig::default() }).unwrap();
+    created.close().await;
+    // Reopened with another page size configured: the thresholds must follow
+    // the file's own (with 4 KiB they would be four times as many frames).
+    let config = SqliteConfig { page_size: 4096, checkpoint_bytes: 50 * u64::from(page), ..SqliteConfig::default() };
     let store = SqliteStore::open(dir.path(), config).unwrap();
     let wal = dir.path().join(format!("{}-wal", herald_store::sqlite::DB_FILE));
 
@@ -201,7 +216,7 @@ async fn checkpoints_copy_the_wal_in_the_background_and_keep_it_bounded() {
         store.append((i * 10..i * 10 + 10).map(page_sized_event).collect()).await.unwrap();
         largest_wal = largest_wal.max(std::fs::metadata(&wal).unwrap().len());
     }
-    let bound = 2 * 4 * 50 * 4096 + 64 * 1024;
+    let bound = 2 * 4 * 50 * u64::from(page) + 64 * 1024;
     assert!(largest_wal <= bound, "the WAL grew to {largest_wal} bytes, more than {bound}");
     store.close().await;
     assert!(check(dir.path()).unwrap().is_empty(), "checkpoints leave a healthy file");

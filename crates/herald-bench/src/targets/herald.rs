@@ -2,8 +2,9 @@
 //! hand as load generators like `wrk` do. Each request is one `write`, each
 //! answer is read into a reused buffer and parsed with `httparse`. The driver
 //! shares the 2-core machine with the server it measures, so every
-//! microsecond it spends is one the server does not get: hyper's client
-//! (a task per connection, a channel hop each way) cost ~20 us per request.
+//! microsecond it spends is one the server does not get: with hyper's client
+//! (a task per connection, a channel hop each way) the driver took ~10 us of
+//! CPU per request, twice the user time it takes now (BENCHMARKS.md).
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -27,6 +28,9 @@ const MAX_OVERLOAD_RETRIES: u32 = 500;
 const READ_BUFFER: usize = 16 * 1024;
 /// Headers an answer may carry; Herald sends about six.
 const MAX_HEADERS: usize = 32;
+/// Limits on what one answer may make the driver buffer.
+const MAX_HEAD: usize = 64 * 1024;
+const MAX_BODY: usize = 64 * 1024 * 1024;
 
 pub struct HeraldPublisher {
     addr: SocketAddr,
@@ -74,23 +78,13 @@ pub async fn connect(base_url: &str, workers: usize) -> anyhow::Result<Vec<Heral
     let mut publishers = Vec::with_capacity(workers);
     for _ in 0..workers {
         let mut publisher = publisher("/v1/events");
-        publisher.connection().await?;
+        publisher.connection = Some(Connection::open(addr).await?);
         publishers.push(publisher);
     }
     Ok(publishers)
 }
 
 impl HeraldPublisher {
-    /// The connection, opened again if the server closed it.
-    async fn connection(&mut self) -> anyhow::Result<&mut Connection> {
-        if self.connection.is_none() {
-            let stream = TcpStream::connect(self.addr).await.with_context(|| format!("connecting to {}", self.addr))?;
-            stream.set_nodelay(true)?;
-            self.connection = Some(Connection { stream, read: BytesMut::with_capacity(READ_BUFFER) });
-        }
-        Ok(self.connection.as_mut().expect("just set"))
-    }
-
     /// Any other request on this connection (subscriptions, status): `path`
     /// is relative to the base URL, e.g. `/v1/subscriptions/x`.
     pub async fn request(&mut self, method: Method, path: &str, body: Bytes) -> anyhow::Result<(StatusCode, Bytes)> {
@@ -111,78 +105,115 @@ impl HeraldPublisher {
         )
         .expect("writing into a Vec cannot fail");
         self.out.extend_from_slice(body);
-        // A kept-alive connection the server closed meanwhile fails the
-        // request; retry once on a fresh one (safe: publishing is idempotent).
+        // A kept-alive connection the server closed meanwhile fails before
+        // any answer arrives; only then is the request sent again, on a fresh
+        // connection. Any other failure may come after the server acted.
         let reused = self.connection.is_some();
         match self.send_once().await {
-            Err(_) if reused => self.send_once().await,
+            Err(e) if reused && e.is::<StaleConnection>() => self.send_once().await,
             result => result,
         }
     }
 
     async fn send_once(&mut self) -> anyhow::Result<(StatusCode, Bytes)> {
-        let out = std::mem::take(&mut self.out);
-        let result = async {
-            let connection = self.connection().await?;
-            connection.stream.write_all(&out).await?;
-            connection.answer().await
+        // Taken out for the exchange: should the caller's timeout drop this
+        // future mid-request, the connection is dropped with it instead of
+        // handing the late answer to the next request.
+        let mut connection = match self.connection.take() {
+            Some(connection) => connection,
+            None => Connection::open(self.addr).await?,
+        };
+        let (status, body, keep_alive) = connection.exchange(&self.out).await?;
+        if keep_alive {
+            self.connection = Some(connection);
         }
-        .await;
-        self.out = out;
-        match result {
-            Ok((status, body, keep_alive)) => {
-                if !keep_alive {
-                    self.connection = None;
-                }
-                Ok((status, body))
-            }
-            Err(e) => {
-                self.connection = None;
-                Err(e)
-            }
-        }
+        Ok((status, body))
     }
 }
 
+/// The connection was closed before any of the answer arrived: the server
+/// did not act on the request, so it may be sent again.
+#[derive(Debug)]
+struct StaleConnection;
+
+impl std::fmt::Display for StaleConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the server closed the connection before answering")
+    }
+}
+
+impl std::error::Error for StaleConnection {}
+
 impl Connection {
-    /// Reads one answer: its status, its body, and whether the connection
-    /// may carry the next request.
-    async fn answer(&mut self) -> anyhow::Result<(StatusCode, Bytes, bool)> {
+    async fn open(addr: SocketAddr) -> anyhow::Result<Self> {
+        let stream = TcpStream::connect(addr).await.with_context(|| format!("connecting to {addr}"))?;
+        stream.set_nodelay(true)?;
+        Ok(Self { stream, read: BytesMut::with_capacity(READ_BUFFER) })
+    }
+
+    /// Sends one request and reads its answer: the status, the body, and
+    /// whether the connection may carry the next request.
+    async fn exchange(&mut self, request: &[u8]) -> anyhow::Result<(StatusCode, Bytes, bool)> {
+        if self.stream.write_all(request).await.is_err() {
+            return Err(StaleConnection.into());
+        }
+        // Nothing of the answer has arrived yet (the buffer holds no leftovers:
+        // each answer is taken out whole).
+        let mut awaiting_first_byte = self.read.is_empty();
         loop {
             let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
             let mut response = httparse::Response::new(&mut headers);
-            if let httparse::Status::Complete(head_len) = response.parse(&self.read)? {
-                let status = StatusCode::from_u16(response.code.context("no status")?)?;
-                let mut body_len = 0;
-                let mut keep_alive = true;
-                for header in response.headers.iter() {
-                    if header.name.eq_ignore_ascii_case("content-length") {
-                        body_len = std::str::from_utf8(header.value)?.trim().parse()?;
-                    } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
-                        bail!("a chunked answer: this client reads only Content-Length bodies");
-                    } else if header.name.eq_ignore_ascii_case("connection")
-                        && header.value.eq_ignore_ascii_case(b"close")
-                    {
-                        keep_alive = false;
-                    }
+            let httparse::Status::Complete(head_len) = response.parse(&self.read)? else {
+                if self.read.len() > MAX_HEAD {
+                    bail!("an answer's head is over {MAX_HEAD} bytes");
                 }
-                while self.read.len() < head_len + body_len {
-                    self.fill().await?;
-                }
-                let mut answer = self.read.split_to(head_len + body_len);
-                let body = answer.split_off(head_len).freeze();
-                return Ok((status, body, keep_alive));
+                self.fill(awaiting_first_byte).await?;
+                awaiting_first_byte = false;
+                continue;
+            };
+            let status = StatusCode::from_u16(response.code.context("no status")?)?;
+            if status.is_informational() {
+                // 100 Continue and the like: the real answer follows.
+                let _ = self.read.split_to(head_len);
+                continue;
             }
-            self.fill().await?;
+            let mut body_len = None;
+            let mut keep_alive = true;
+            for header in response.headers.iter() {
+                if header.name.eq_ignore_ascii_case("content-length") {
+                    body_len = Some(std::str::from_utf8(header.value)?.trim().parse::<usize>()?);
+                } else if header.name.eq_ignore_ascii_case("transfer-encoding") {
+                    bail!("a chunked answer: this client reads only Content-Length bodies");
+                } else if header.name.eq_ignore_ascii_case("connection") && header.value.eq_ignore_ascii_case(b"close")
+                {
+                    keep_alive = false;
+                }
+            }
+            let body_len = match body_len {
+                _ if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED => 0,
+                Some(len) if len <= MAX_BODY => len,
+                Some(len) => bail!("an answer of {len} bytes; this client reads at most {MAX_BODY}"),
+                None => bail!("an answer without Content-Length ({status})"),
+            };
+            while self.read.len() < head_len + body_len {
+                self.fill(false).await?;
+            }
+            let mut answer = self.read.split_to(head_len + body_len);
+            let body = answer.split_off(head_len).freeze();
+            return Ok((status, body, keep_alive));
         }
     }
 
-    async fn fill(&mut self) -> anyhow::Result<()> {
+    /// Reads more of the answer. `first` says nothing of it has arrived yet:
+    /// a connection closed then is a [`StaleConnection`].
+    async fn fill(&mut self, first: bool) -> anyhow::Result<()> {
         self.read.reserve(READ_BUFFER);
-        if self.stream.read_buf(&mut self.read).await? == 0 {
-            bail!("the server closed the connection");
+        match self.stream.read_buf(&mut self.read).await {
+            Ok(0) | Err(_) if first => Err(StaleConnection.into()),
+            Ok(0) => bail!("the server closed the connection in the middle of an answer"),
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.into()),
         }
-        Ok(())
     }
 }
 
@@ -274,8 +305,10 @@ fn json_array(events: &[Event]) -> Bytes {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     #[test]
     fn counts_a_batch_answer() {
@@ -285,38 +318,54 @@ mod tests {
         assert_eq!((outcome.stored, outcome.duplicates, outcome.conflicts, outcome.failed), (1, 1, 1, 0));
     }
 
-    /// A publisher to a server on loopback that answers each request with
-    /// the given bytes, written a few at a time, then closes the connection.
-    async fn answered_by(answers: Vec<&'static [u8]>) -> HeraldPublisher {
+    /// What the test server does on one connection: for each request, wait
+    /// this many milliseconds, then write these bytes (a few at a time);
+    /// after the last, close.
+    type Script = Vec<(u64, &'static [u8])>;
+
+    /// A publisher to a server on loopback that plays one script per
+    /// connection it accepts, and the number of connections it accepted.
+    async fn scripted(connections: Vec<Script>) -> (HeraldPublisher, Arc<AtomicUsize>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
         tokio::spawn(async move {
-            let (mut stream, _) = listener.accept().await.unwrap();
-            let mut request = [0; 4096];
-            for answer in answers {
-                let _ = stream.read(&mut request).await.unwrap();
-                for piece in answer.chunks(7) {
-                    stream.write_all(piece).await.unwrap();
-                    tokio::time::sleep(Duration::from_millis(1)).await;
+            for script in connections {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                counter.fetch_add(1, Ordering::SeqCst);
+                let mut request = [0; 4096];
+                for (delay_ms, answer) in script {
+                    // A client that gave up makes these fail; the script goes on.
+                    let _ = stream.read(&mut request).await;
+                    tokio::time::sleep(Duration::from_millis(delay_ms)).await;
+                    for piece in answer.chunks(7) {
+                        let _ = stream.write_all(piece).await;
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
                 }
             }
+            std::future::pending::<()>().await;
         });
-        HeraldPublisher {
+        let publisher = HeraldPublisher {
             addr,
             authority: addr.to_string(),
             base_path: String::new(),
             path: "/v1/events".into(),
             connection: None,
             out: Vec::new(),
-        }
+        };
+        (publisher, accepted)
     }
+
+    const CREATED: &[u8] = b"HTTP/1.1 201 Created\r\nContent-Length: 5\r\nx-other: y\r\n\r\nfirst";
 
     #[tokio::test]
     async fn reads_answers_in_pieces_and_keeps_the_connection_until_closed() {
-        let mut publisher = answered_by(vec![
-            b"HTTP/1.1 201 Created\r\nContent-Length: 5\r\nx-other: y\r\n\r\nfirst",
-            b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-        ])
+        let (mut publisher, _) = scripted(vec![vec![
+            (0, b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 5\r\n\r\nfirst"),
+            (0, b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"),
+        ]])
         .await;
         let (status, body) = publisher.send(Method::POST, b"{}").await.unwrap();
         assert_eq!((status, &body[..]), (StatusCode::CREATED, &b"first"[..]));
@@ -327,11 +376,43 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_chunked_answer_is_an_error_not_a_misread() {
-        let mut publisher =
-            answered_by(vec![b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"]).await;
+    async fn a_request_cut_short_by_a_timeout_leaves_its_late_answer_behind() {
+        let late = b"HTTP/1.1 201 Created\r\nContent-Length: 4\r\n\r\nlate";
+        let (mut publisher, _) = scripted(vec![vec![(300, late)], vec![(0, CREATED)]]).await;
+        let cut = tokio::time::timeout(Duration::from_millis(50), publisher.send(Method::POST, b"{}")).await;
+        assert!(cut.is_err(), "timed out");
+        let (_, body) = publisher.send(Method::POST, b"{}").await.unwrap();
+        assert_eq!(&body[..], b"first", "the next request gets its own answer");
+    }
+
+    #[tokio::test]
+    async fn only_a_connection_closed_before_answering_is_retried() {
+        // Answers, then closes without saying so: the next request goes again on a new one.
+        let (mut publisher, accepted) = scripted(vec![vec![(0, CREATED)], vec![(0, CREATED)]]).await;
+        publisher.send(Method::POST, b"{}").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let (status, _) = publisher.send(Method::POST, b"{}").await.unwrap();
+        assert_eq!((status, accepted.load(Ordering::SeqCst)), (StatusCode::CREATED, 2));
+
+        // Closed in the middle of an answer: the server may have acted, so no retry.
+        let (mut publisher, accepted) =
+            scripted(vec![vec![(0, CREATED), (0, b"HTTP/1.1 201 Cre")], vec![(0, CREATED)]]).await;
+        publisher.send(Method::POST, b"{}").await.unwrap();
+        let err = publisher.send(Method::POST, b"{}").await.unwrap_err();
+        assert!(err.to_string().contains("middle of an answer"), "{err}");
+        assert_eq!(accepted.load(Ordering::SeqCst), 1, "not sent again");
+    }
+
+    #[tokio::test]
+    async fn answers_it_cannot_frame_are_errors_not_misreads() {
+        let (mut publisher, _) =
+            scripted(vec![vec![(0, b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n")]])
+                .await;
         let err = publisher.send(Method::GET, b"").await.unwrap_err();
         assert!(err.to_string().contains("chunked"), "{err}");
+        let (mut publisher, _) = scripted(vec![vec![(0, b"HTTP/1.1 200 OK\r\n\r\nbody")]]).await;
+        let err = publisher.send(Method::GET, b"").await.unwrap_err();
+        assert!(err.to_string().contains("without Content-Length"), "{err}");
     }
 
     #[test]

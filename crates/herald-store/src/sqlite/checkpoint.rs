@@ -5,7 +5,7 @@
 //! ~4 MB were copied and the database file was fsynced. On a slow disk those
 //! commits set the publish p99. Here the writer only reports the frames each
 //! commit wrote; a second connection checkpoints (PASSIVE: it never blocks
-//! the writer or a reader) once `checkpoint_bytes` (4 MiB, as much as SQLite's
+//! the writer or a reader) once `checkpoint_bytes` (4 MiB, about as much as SQLite's
 //! default) have been written since its last round, then fsyncs the database file
 //! itself. (SQLite fsyncs it only when a checkpoint reaches the WAL's end,
 //! which one racing a busy writer rarely does; the writer's backstop would

@@ -49,9 +49,9 @@ impl Default for SqliteConfig {
     /// 16 KiB pages rather than SQLite's 4 KiB: an event (~1-2 KB) fills a
     /// third of a small page, so bulk appends split pages and write WAL frames
     /// (two syscalls each) four times as often. Measured on 2 cores: batches
-    /// +12-15%; but a commit of one event writes ~3x the bytes (see
-    /// BENCHMARKS.md). 4 MiB between checkpoints is SQLite's own default
-    /// (1,000 frames of 4 KiB).
+    /// +18%; but a commit of one event writes ~3x the bytes (see
+    /// BENCHMARKS.md). 4 MiB between checkpoints is about SQLite's own
+    /// default (1,000 frames of 4 KiB).
     fn default() -> Self {
         Self { queue_capacity: 4096, max_group_events: 8192, checkpoint_bytes: 4 << 20, page_size: 16 << 10 }
     }
