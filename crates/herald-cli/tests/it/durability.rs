@@ -216,17 +216,16 @@ async fn a_damaged_data_file_is_reported_by_check_and_never_served() {
 /// (those created first), so some reads meet damage and others do not.
 fn damage(path: &std::path::Path) {
     use std::io::{Seek, SeekFrom, Write};
-    let last_root: i64 = rusqlite::Connection::open(path)
+    let (last_root, page): (u64, u64) = rusqlite::Connection::open(path)
         .unwrap()
-        .query_row("SELECT max(rootpage) FROM sqlite_schema", [], |r| r.get(0))
+        .query_row("SELECT max(rootpage), (SELECT page_size FROM pragma_page_size) FROM sqlite_schema", [], |r| {
+            Ok((r.get::<_, i64>(0)?.unsigned_abs(), r.get::<_, i64>(1)?.unsigned_abs()))
+        })
         .unwrap();
     let len = std::fs::metadata(path).unwrap().len();
-    // The page size is in the file's header, bytes 16-17, big-endian.
-    let header = std::fs::read(path).unwrap();
-    let page = u64::from(u16::from_be_bytes([header[16], header[17]]));
     let mut f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
     // Page n (from 1) starts at (n - 1) * page.
-    let mut offset = (last_root.unsigned_abs() + 1) * page;
+    let mut offset = (last_root + 1) * page;
     while offset + page < len {
         f.seek(SeekFrom::Start(offset)).unwrap();
         f.write_all(&[0x5A; 48]).unwrap();

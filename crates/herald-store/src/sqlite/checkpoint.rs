@@ -13,7 +13,7 @@
 
 use std::cell::Cell;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
@@ -47,11 +47,6 @@ pub fn record_wal_frames(_: &Wal, frames: std::ffi::c_int) -> rusqlite::Result<(
     Ok(())
 }
 
-/// The frames the writer's last commit left in the WAL.
-pub fn wal_frames() -> u32 {
-    WAL_FRAMES.get()
-}
-
 /// What the writer tells the thread.
 #[derive(Default)]
 struct Progress {
@@ -63,6 +58,7 @@ struct Progress {
 
 /// The writer's handle: reports commits; dropping it stops the thread.
 pub struct Checkpointer {
+    path: PathBuf,
     progress: Arc<Progress>,
     /// The WAL's frame count after the previous commit.
     last_in_wal: u32,
@@ -73,11 +69,12 @@ pub struct Checkpointer {
 
 impl Checkpointer {
     /// Starts the thread; it checkpoints after every `threshold_bytes` of
-    /// WAL frames of `page_size` bytes.
-    pub fn start(path: &Path, threshold_bytes: u64, page_size: u64) -> Result<(Self, JoinHandle<()>), StoreError> {
-        let threshold = u32::try_from(threshold_bytes / page_size.max(1)).unwrap_or(u32::MAX).max(1);
+    /// WAL frames, counted in the file's own page size.
+    pub fn start(path: &Path, threshold_bytes: u64) -> Result<(Self, JoinHandle<()>), StoreError> {
         let conn = Connection::open(path).map_err(|e| classify(e, path))?;
         schema::configure_checkpointer(&conn).map_err(|e| classify(e, path))?;
+        let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0)).map_err(|e| classify(e, path))?;
+        let threshold = u32::try_from(threshold_bytes / page_size.unsigned_abs().max(1)).unwrap_or(u32::MAX).max(1);
         let db = File::open(path).map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
         let progress = Arc::new(Progress::default());
         let (nudge, nudged) = std::sync::mpsc::sync_channel(1);
@@ -87,12 +84,14 @@ impl Checkpointer {
             .name("herald-checkpoint".into())
             .spawn(move || round.run(&nudged))
             .map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
-        Ok((Self { progress, last_in_wal: 0, backstop, nudge }, handle))
+        Ok((Self { path: path.to_owned(), progress, last_in_wal: 0, backstop, nudge }, handle))
     }
 
-    /// A commit left `in_wal` frames in the WAL. True when the WAL is at the
-    /// backstop: the writer should finish the copy itself now.
-    pub fn committed(&mut self, in_wal: u32) -> bool {
+    /// Called by the writer after each commit on `writer` (whose WAL hook is
+    /// [`record_wal_frames`]): hands the WAL's growth to the thread, or, if
+    /// the WAL is at the backstop, finishes the copy on `writer` itself.
+    pub fn committed(&mut self, writer: &Connection) {
+        let in_wal = WAL_FRAMES.get();
         // Fewer than before: the commit restarted the WAL and wrote them all.
         let written = in_wal.checked_sub(self.last_in_wal).unwrap_or(in_wal);
         self.last_in_wal = in_wal;
@@ -100,15 +99,25 @@ impl Checkpointer {
         self.progress.in_wal.store(in_wal, Ordering::Relaxed);
         // Full: a nudge is already pending and will read the new counts.
         let _ = self.nudge.try_send(());
-        in_wal >= self.backstop
+        if in_wal >= self.backstop
+            && let Err(e) = passive_checkpoint(writer)
+        {
+            tracing::warn!(error = %classify(e, &self.path), "checkpoint failed");
+        }
     }
+}
+
+/// One PASSIVE checkpoint (it never waits for a reader or the writer): the
+/// frames it copied, or -1 if another checkpoint was running.
+fn passive_checkpoint(conn: &Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(2))
 }
 
 struct Round {
     conn: Connection,
     /// The database file, to fsync after each round.
     db: File,
-    path: std::path::PathBuf,
+    path: PathBuf,
     threshold: u32,
     backstop: u32,
     progress: Arc<Progress>,
@@ -141,10 +150,7 @@ impl Round {
     /// One PASSIVE round, then the database file's fsync; false if another
     /// checkpoint was running.
     fn checkpoint(&self) -> Result<bool, String> {
-        let copied: i64 = self
-            .conn
-            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get(2))
-            .map_err(|e| classify(e, &self.path).to_string())?;
+        let copied = passive_checkpoint(&self.conn).map_err(|e| classify(e, &self.path).to_string())?;
         if copied < 0 {
             return Ok(false);
         }

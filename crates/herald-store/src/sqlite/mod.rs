@@ -75,16 +75,13 @@ impl SqliteStore {
         let mut conn = Connection::open(&path).map_err(|e| classify(e, &path))?;
         schema::configure_writer(&conn, config.page_size).map_err(|e| classify(e, &path))?;
         schema::migrate(&mut conn).map_err(|e| classify(e, &path))?;
-        let page_size: i64 =
-            conn.pragma_query_value(None, "page_size", |r| r.get(0)).map_err(|e| classify(e, &path))?;
         // Replaces SQLite's automatic checkpoint: the checkpoint thread copies.
         conn.wal_hook(Some(checkpoint::record_wal_frames));
         let last: Position = conn
             .query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| r.get::<_, i64>(0))
             .map_err(|e| classify(e, &path))? as Position;
 
-        let (checkpointer, checkpoints) =
-            Checkpointer::start(&path, config.checkpoint_bytes, page_size.unsigned_abs())?;
+        let (checkpointer, checkpoints) = Checkpointer::start(&path, config.checkpoint_bytes)?;
         let (head_tx, head) = watch::channel(last);
         let (jobs, queue) = mpsc::channel(config.queue_capacity);
         let writer = Writer {

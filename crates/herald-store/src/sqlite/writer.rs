@@ -14,7 +14,7 @@ use herald_core::Position;
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::checkpoint::{self, Checkpointer};
+use super::checkpoint::Checkpointer;
 use super::classify;
 use crate::{AppendOutcome, NewEvent, StoreError, StoredEvent};
 
@@ -150,7 +150,7 @@ impl Writer {
                 for (job, appended) in done {
                     job.deliver(appended);
                 }
-                self.after_commit();
+                self.checkpointer.committed(&self.conn);
                 metrics::histogram!("herald_store_commit_events").record(events as f64);
                 metrics::histogram!("herald_store_commit_seconds").record(started.elapsed().as_secs_f64());
             }
@@ -161,16 +161,6 @@ impl Writer {
                     job.fail(&err);
                 }
             }
-        }
-    }
-
-    /// Hands the WAL's growth to the checkpoint thread, or checkpoints here
-    /// if that thread has fallen far behind, so the WAL stays bounded.
-    fn after_commit(&mut self) {
-        if self.checkpointer.committed(checkpoint::wal_frames())
-            && let Err(e) = self.conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-        {
-            tracing::warn!(error = %classify(e, &self.path), "checkpoint failed");
         }
     }
 
