@@ -54,6 +54,8 @@ struct Progress {
     written: AtomicU64,
     /// Frames in the WAL now.
     in_wal: AtomicU32,
+    /// `written` when the thread's last finished round started.
+    at_last_round: AtomicU64,
 }
 
 /// The writer's handle: reports commits; dropping it stops the thread.
@@ -62,6 +64,8 @@ pub struct Checkpointer {
     progress: Arc<Progress>,
     /// The WAL's frame count after the previous commit.
     last_in_wal: u32,
+    /// Frames between two rounds.
+    threshold: u32,
     /// [`BACKSTOP_FACTOR`] times the threshold.
     backstop: u32,
     nudge: SyncSender<()>,
@@ -84,7 +88,7 @@ impl Checkpointer {
             .name("herald-checkpoint".into())
             .spawn(move || round.run(&nudged))
             .map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
-        Ok((Self { path: path.to_owned(), progress, last_in_wal: 0, backstop, nudge }, handle))
+        Ok((Self { path: path.to_owned(), progress, last_in_wal: 0, threshold, backstop, nudge }, handle))
     }
 
     /// Called by the writer after each commit on `writer` (whose WAL hook is
@@ -95,15 +99,29 @@ impl Checkpointer {
         // Fewer than before: the commit restarted the WAL and wrote them all.
         let written = in_wal.checked_sub(self.last_in_wal).unwrap_or(in_wal);
         self.last_in_wal = in_wal;
-        self.progress.written.fetch_add(u64::from(written), Ordering::Relaxed);
+        let written = self.progress.written.fetch_add(u64::from(written), Ordering::Relaxed) + u64::from(written);
         self.progress.in_wal.store(in_wal, Ordering::Relaxed);
-        // Full: a nudge is already pending and will read the new counts.
-        let _ = self.nudge.try_send(());
-        if in_wal >= self.backstop
-            && let Err(e) = passive_checkpoint(writer)
-        {
+        if in_wal >= self.backstop {
+            self.backstop_checkpoint(writer);
+        } else if self.progress.due(written, self.threshold) {
+            // Only when a round is due: waking the thread after every commit
+            // cost each event ~1 us of CPU for a thread that went back to sleep.
+            // Full: a nudge is already pending and will read the new counts.
+            let _ = self.nudge.try_send(());
+        }
+    }
+
+    fn backstop_checkpoint(&self, writer: &Connection) {
+        if let Err(e) = passive_checkpoint(writer) {
             tracing::warn!(error = %classify(e, &self.path), "checkpoint failed");
         }
+    }
+}
+
+impl Progress {
+    /// Whether `threshold` frames have been written since the last round.
+    fn due(&self, written: u64, threshold: u32) -> bool {
+        written - self.at_last_round.load(Ordering::Relaxed) >= u64::from(threshold)
     }
 }
 
@@ -125,23 +143,20 @@ struct Round {
 
 impl Round {
     fn run(self, nudged: &Receiver<()>) {
-        // `written` when the last round started.
-        let mut at_last_round = 0;
+        let progress = &self.progress;
         while nudged.recv().is_ok() {
-            let written = self.progress.written.load(Ordering::Relaxed);
-            if written - at_last_round < u64::from(self.threshold)
-                || self.progress.in_wal.load(Ordering::Relaxed) >= self.backstop
-            {
+            let written = progress.written.load(Ordering::Relaxed);
+            if !progress.due(written, self.threshold) || progress.in_wal.load(Ordering::Relaxed) >= self.backstop {
                 continue;
             }
             match self.checkpoint() {
-                Ok(true) => at_last_round = written,
+                Ok(true) => progress.at_last_round.store(written, Ordering::Relaxed),
                 // The writer's own checkpoint was running: try again after the next commit.
                 Ok(false) => {}
                 Err(err) => {
                     tracing::warn!(error = %err, "background checkpoint failed; retrying later");
                     // Retry after as many frames again, not on every commit.
-                    at_last_round = written;
+                    progress.at_last_round.store(written, Ordering::Relaxed);
                 }
             }
         }
