@@ -11,7 +11,9 @@
 #
 # WRITE_BPS runs Herald in a cgroup (v1 blkio, needs root) whose writes to the
 # disk under TMPDIR (a whole disk, not a partition) are throttled to that many
-# bytes/s: a slower disk's bandwidth on this machine, not its latency.
+# bytes/s: a slower disk's bandwidth on this machine, not its latency, and
+# only roughly (cgroup v1 charges the kernel's background writeback, such as
+# the checkpoint's, to the root group).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=lib/bench.sh
@@ -26,11 +28,17 @@ require_free_port "${HERALD_ADDR##*:}"
 cargo build --release -j2 -p herald-cli -p herald-bench >&2
 mkdir -p "$work/data"
 
+# The data directory's disk, as major:minor, and its line in /proc/diskstats.
+device=$(stat -c '%Hd:%Ld' "$work/data")
+sectors_written() { awk -v d="$device" '$1 ":" $2 == d { print $10 }' /proc/diskstats; }
+[[ -n $(sectors_written) ]] || { echo "no /proc/diskstats line for $device (TMPDIR on tmpfs?)" >&2; exit 1; }
+
 if [[ -n ${WRITE_BPS:-} ]]; then
+    [[ -d /sys/fs/cgroup/blkio ]] || { echo "WRITE_BPS needs cgroup v1's blkio controller" >&2; exit 1; }
     cgroup=/sys/fs/cgroup/blkio/herald-slow-disk
-    disk=$(stat -c '%d' "$work/data")
     mkdir -p "$cgroup"
-    printf '%d:%d %s\n' $((disk >> 8)) $((disk & 255)) "$WRITE_BPS" >"$cgroup/blkio.throttle.write_bps_device"
+    trap 'clean_up_scratch; rmdir "$cgroup" 2>/dev/null || true' EXIT
+    echo "$device $WRITE_BPS" >"$cgroup/blkio.throttle.write_bps_device"
 fi
 
 "$HERALD" serve --listen "$HERALD_ADDR" --data-dir "$work/data" >"$work/herald.log" 2>&1 &
@@ -39,32 +47,41 @@ started+=("$pid")
 [[ -z ${WRITE_BPS:-} ]] || echo "$pid" >"$cgroup/cgroup.procs"
 wait_for_log "$pid" "$work/herald.log" "listening on"
 
-# Thread name and CPU ticks (user + system) of every thread of the server.
-ticks() { for t in /proc/"$pid"/task/*; do echo "$(tr ' ' _ <"$t/comm") $(cut -d' ' -f14,15 "$t/stat")"; done; }
-appended() { curl -s "http://$HERALD_ADDR/metrics" | awk '/^herald_store_commit_events_sum/ { print $2 }'; }
-sectors_written() { awk -v d="$(stat -c '%d' "$work/data")" '$1 * 256 + $2 == d { print $10 }' /proc/diskstats; }
+# "thread-id name user+system ticks" for each thread of the server. The name
+# is between the first "(" and the last ")" of stat; the times follow it.
+ticks() {
+    local t
+    for t in /proc/"$pid"/task/*; do
+        echo "${t##*/} $(tr ' ' _ <"$t/comm") $(sed 's/.*) //' "$t/stat" | awk '{ print $12 + $13 }')"
+    done
+}
+process_ticks() { sed 's/.*) //' /proc/"$pid"/stat | awk '{ print $12 + $13 }'; }
+# Events sent to the writer: appended or found duplicate.
+published() { curl -s "http://$HERALD_ADDR/metrics" | awk '/^herald_store_commit_events_sum/ { print $2 }'; }
+
 ticks >"$work/ticks.0"
-events0=$(appended)
+cpu0=$(process_ticks)
+events0=$(published)
 sectors0=$(sectors_written)
 
-target/release/herald-load --targets herald --herald-url "http://$HERALD_ADDR" \
-    --duration "$DURATION" --warmup 2 "$@" 2>&1 | grep '^herald:'
+if ! target/release/herald-load --targets herald --herald-url "http://$HERALD_ADDR" \
+    --duration "$DURATION" --warmup 2 "$@" >"$work/load.out" 2>&1; then
+    cat "$work/load.out" >&2
+    exit 1
+fi
+grep '^herald:' "$work/load.out"
 
 ticks >"$work/ticks.1"
-events=$(($(appended) - events0))
-# Partitions count toward their disk in /proc/diskstats' own line only: a
-# data directory on a partition reports that partition's writes.
+cpu=$(($(process_ticks) - cpu0))
+events=$(($(published) - events0))
 sectors=$(($(sectors_written) - sectors0))
 hz=$(getconf CLK_TCK)
-per_thread() {
-    paste -d' ' "$work/ticks.0" "$work/ticks.1" |
-        awk -v hz="$hz" -v n="$events" '{ cpu[$1] += ($5 + $6) - ($2 + $3) } END { for (t in cpu) print t, cpu[t] * 1e6 / hz / n }'
-}
-per_thread | sort -k2 -rn | awk '$2 >= 0.1 { printf "  %-18s %6.1f us CPU/event\n", $1, $2 }'
-per_thread | awk -v n="$events" '{ total += $2 } END { printf "  %-18s %6.1f us CPU/event (%d events appended)\n", "server", total, n }'
-awk -v s="$sectors" -v n="$events" 'BEGIN { printf "  disk written       %6.1f KB/event\n", s * 512 / n / 1000 }'
-
-if [[ -n ${WRITE_BPS:-} ]]; then
-    stop_process "$pid"
-    rmdir "$cgroup"
-fi
+# Joined on thread id: a thread that started during the run began at 0.
+awk -v hz="$hz" -v n="$events" '
+    NR == FNR { before[$1] = $3; next }
+    { cpu[$2] += $3 - before[$1] }
+    END { for (t in cpu) print t, cpu[t] * 1e6 / hz / n }' "$work/ticks.0" "$work/ticks.1" |
+    sort -k2 -rn | awk '$2 >= 0.1 { printf "  %-18s %6.1f us CPU/event\n", $1, $2 }'
+awk -v c="$cpu" -v hz="$hz" -v n="$events" -v s="$sectors" 'BEGIN {
+    printf "  %-18s %6.1f us CPU/event (%d events published)\n", "server", c * 1e6 / hz / n, n
+    printf "  %-18s %6.1f KB/event\n", "disk written", s * 512 / n / 1000 }'
