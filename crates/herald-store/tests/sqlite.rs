@@ -221,3 +221,108 @@ async fn checkpoints_copy_the_wal_in_the_background_and_keep_it_bounded() {
     store.close().await;
     assert!(check(dir.path()).unwrap().is_empty(), "checkpoints leave a healthy file");
 }
+
+/// Event times that mostly grow with position but jump back and ahead, as
+/// producers' own clocks and late webhooks make them.
+fn wandering_times(n: usize, seed: u64) -> Vec<i64> {
+    let mut state = seed;
+    let mut clock = 1_000_000i64;
+    (0..n)
+        .map(|_| {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            let roll = (state >> 33) % 100;
+            clock += 10;
+            match roll {
+                0..=4 => clock - 50_000 + (roll as i64) * 1_000, // late by far
+                5 => clock + 20_000,                             // ahead of its time
+                _ => clock - (roll as i64 % 7) * 10,             // a little out of order
+            }
+        })
+        .collect()
+}
+
+/// Appends events with these times, 300 per commit, from position `first`.
+async fn append_at_times(store: &SqliteStore, first: usize, times: &[i64]) {
+    for (chunk_index, chunk) in times.chunks(300).enumerate() {
+        let events = chunk.iter().enumerate().map(|(i, &t)| {
+            let mut e = event(&format!("e{}", first + chunk_index * 300 + i));
+            e.time_micros = t;
+            e
+        });
+        store.append(events.collect()).await.unwrap();
+    }
+}
+
+/// Every time that matters (each event's, one either side, the extremes)
+/// against the answer of a scan over `times` (position = index + 1).
+async fn assert_positions_before_agree_with_a_scan(store: &SqliteStore, times: &[i64]) {
+    let mut probes: Vec<i64> = times.iter().flat_map(|&t| [t - 1, t, t + 1]).collect();
+    probes.extend([i64::MIN + 1, 0, i64::MAX]);
+    probes.sort_unstable();
+    probes.dedup();
+    for t in probes {
+        let expected = times.iter().position(|&time| time >= t).unwrap_or(times.len()) as u64;
+        assert_eq!(store.position_before(t).await.unwrap(), expected, "first event at or after {t}");
+    }
+}
+
+fn time_marks(dir: &std::path::Path) -> i64 {
+    let conn = rusqlite::Connection::open(dir.join(herald_store::sqlite::DB_FILE)).unwrap();
+    conn.query_row("SELECT count(*) FROM time_marks", [], |r| r.get(0)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_are_found_by_time_through_marks_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut times = wandering_times(5_000, 42);
+    // Far ahead, after the last mark before the restart: only the events
+    // after that mark tell the reopened writer its running maximum.
+    times[2_200] = 1 << 50;
+    let store = SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap();
+    append_at_times(&store, 0, &times[..2_500]).await;
+    store.close().await;
+    // The running maximum is restored from the last mark and what follows it.
+    let store = SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap();
+    append_at_times(&store, 2_500, &times[2_500..]).await;
+    assert!(time_marks(dir.path()) >= 5, "a mark per ~1,024 positions, besides the base");
+    assert_positions_before_agree_with_a_scan(&store, &times).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_older_than_the_marks_still_finds_its_early_events_by_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let times = wandering_times(4_000, 7);
+    let store = SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap();
+    append_at_times(&store, 0, &times[..1_700]).await;
+    store.close().await;
+    // As the migration that added marks leaves a store that had 1,700 events:
+    // only the base row, at its head.
+    let conn = rusqlite::Connection::open(dir.path().join(herald_store::sqlite::DB_FILE)).unwrap();
+    conn.execute_batch("DELETE FROM time_marks; INSERT INTO time_marks VALUES (1700, -9223372036854775807 - 1);")
+        .unwrap();
+    drop(conn);
+
+    let store = SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap();
+    append_at_times(&store, 1_700, &times[1_700..]).await;
+    assert_positions_before_agree_with_a_scan(&store, &times).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_overstated_time_mark_costs_a_longer_scan_never_a_wrong_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let times = wandering_times(4_000, 3);
+    let store = SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap();
+    append_at_times(&store, 0, &times[..2_500]).await;
+    store.close().await;
+    // As if the writer could not read the latest times at start-up: from the
+    // last mark on, the running maximum is the largest time there is.
+    let conn = rusqlite::Connection::open(dir.path().join(herald_store::sqlite::DB_FILE)).unwrap();
+    let last_mark: i64 = conn.query_row("SELECT max(position) FROM time_marks", [], |r| r.get(0)).unwrap();
+    assert!(last_mark > 1_024, "marks were written before the restart");
+    conn.execute("UPDATE time_marks SET max_time_us = 9223372036854775807 WHERE position = ?1", [last_mark]).unwrap();
+    drop(conn);
+
+    let store = SqliteStore::open(dir.path(), SqliteConfig::default()).unwrap();
+    append_at_times(&store, 2_500, &times[2_500..]).await;
+    assert_positions_before_agree_with_a_scan(&store, &times).await;
+}

@@ -9,6 +9,7 @@ mod id_rules;
 mod reader;
 mod schema;
 mod subscriptions;
+mod time_marks;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -68,7 +69,8 @@ pub struct SqliteStore {
 
 impl SqliteStore {
     /// Opens (creating if needed) the store in `data_dir`. Start-up reads only
-    /// the highest position, so it takes the same time at any size.
+    /// the highest position and the events since the last time mark, so it
+    /// takes the same time at any size.
     pub fn open(data_dir: &Path, config: SqliteConfig) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Open { path: data_dir.to_owned(), source })?;
         let path = data_dir.join(DB_FILE);
@@ -80,6 +82,7 @@ impl SqliteStore {
         let last: Position = conn
             .query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| r.get::<_, i64>(0))
             .map_err(|e| classify(e, &path))? as Position;
+        let times = time_marks::RunningMax::load(&conn, &path).map_err(|e| classify(e, &path))?;
 
         let (checkpointer, checkpoints) = Checkpointer::start(&path, config.checkpoint_bytes)?;
         let (head_tx, head) = watch::channel(last);
@@ -91,6 +94,7 @@ impl SqliteStore {
             head: head_tx,
             max_group_events: config.max_group_events,
             checkpointer,
+            times,
         };
         let handle = std::thread::Builder::new()
             .name("herald-writer".into())
@@ -156,7 +160,7 @@ impl Store for SqliteStore {
     }
 
     async fn position_before(&self, time_us: i64) -> Result<Position, StoreError> {
-        self.read(move |conn| reader::position_before(conn, time_us)).await
+        self.read(move |conn| time_marks::position_before(conn, time_us)).await
     }
 
     async fn events_at(&self, positions: Vec<Position>) -> Result<Vec<StoredEvent>, StoreError> {

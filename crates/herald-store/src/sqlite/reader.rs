@@ -63,12 +63,6 @@ pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<StoredEvent>>
     conn.prepare_cached("SELECT position, body FROM events WHERE id = ?1")?.query_row([id], stored_event).optional()
 }
 
-pub fn position_before(conn: &Connection, time_us: i64) -> rusqlite::Result<Position> {
-    let sql = "SELECT coalesce((SELECT min(position) - 1 FROM events WHERE time_us >= ?1),
-                               (SELECT coalesce(max(position), 0) FROM events))";
-    conn.prepare_cached(sql)?.query_row([time_us], |r| r.get::<_, i64>(0)).map(|p| p as Position)
-}
-
 pub fn at(conn: &Connection, positions: &[Position]) -> rusqlite::Result<Vec<StoredEvent>> {
     let mut stmt = conn.prepare_cached("SELECT position, body FROM events WHERE position = ?1")?;
     let mut sorted = positions.to_vec();

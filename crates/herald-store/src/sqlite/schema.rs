@@ -75,6 +75,14 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (subscription, position)
     ) WITHOUT ROWID;
     CREATE INDEX dead_letters_by_event ON dead_letters (subscription, event_id);",
+    // 3: the running maximum of event time, every ~1,000 positions (see
+    // sqlite/time_marks.rs). The base row: no marks cover positions up to it.
+    "CREATE TABLE time_marks (
+        position    INTEGER PRIMARY KEY,
+        max_time_us INTEGER NOT NULL       -- max(time_us) of events after the base, up to position
+    );
+    CREATE INDEX time_marks_by_time ON time_marks (max_time_us);
+    INSERT INTO time_marks SELECT coalesce(max(position), 0), -9223372036854775807 - 1 FROM events;",
 ];
 
 /// Settings of the one write connection. `synchronous = FULL` makes every

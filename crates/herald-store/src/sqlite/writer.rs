@@ -16,6 +16,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::checkpoint::Checkpointer;
 use super::classify;
+use super::time_marks::RunningMax;
 use crate::{AppendOutcome, NewEvent, StoreError, StoredEvent};
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
@@ -107,6 +108,7 @@ pub struct Writer {
     pub head: watch::Sender<Position>,
     pub max_group_events: usize,
     pub checkpointer: Checkpointer,
+    pub times: RunningMax,
 }
 
 impl Writer {
@@ -173,11 +175,12 @@ impl Writer {
             Err(e) => return Err((classify(e, &path), group)),
         };
         let mut next = self.next_position;
+        let saved_times = self.times.saved();
         let mut outputs = Vec::with_capacity(group.len());
         let mut failure = None;
         for job in &mut group {
             let output = match job {
-                Job::Append { events, .. } => append(&tx, events, &mut next).map(Some),
+                Job::Append { events, .. } => append(&tx, events, &mut next, &mut self.times).map(Some),
                 Job::Write(command) => command.apply(&tx).map(|()| None),
                 Job::Shutdown => unreachable!("shutdown jobs are removed from a group"),
             };
@@ -189,8 +192,14 @@ impl Writer {
                 }
             }
         }
+        if failure.is_none()
+            && let Err(e) = self.times.mark(&tx, self.next_position, next - 1)
+        {
+            failure = Some(e);
+        }
         // Dropping an uncommitted transaction rolls it back.
         if let Some(e) = failure.map(Err).unwrap_or_else(|| tx.commit()).err() {
+            self.times.restore(saved_times);
             return Err((classify(e, &path), group));
         }
         self.next_position = next;
@@ -198,7 +207,12 @@ impl Writer {
     }
 }
 
-fn append(tx: &Transaction<'_>, events: &[NewEvent], next: &mut Position) -> rusqlite::Result<Vec<AppendOutcome>> {
+fn append(
+    tx: &Transaction<'_>,
+    events: &[NewEvent],
+    next: &mut Position,
+    times: &mut RunningMax,
+) -> rusqlite::Result<Vec<AppendOutcome>> {
     let mut insert = tx.prepare_cached(
         "INSERT INTO events (position, id, content_hash, source, detail_type, stream, time_us, body)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
@@ -220,6 +234,7 @@ fn append(tx: &Transaction<'_>, events: &[NewEvent], next: &mut Position) -> rus
         ])?;
         if inserted == 1 {
             *next += 1;
+            times.note(e.time_micros);
             outcomes.push(AppendOutcome::Appended(position));
             continue;
         }

@@ -1,0 +1,124 @@
+//! Finding the first event at or after a time without scanning the log.
+//!
+//! An event's `time` is the producer's and need not grow with its position,
+//! so "the first position whose time is >= T" has no index to use: it
+//! scanned the log from its start, seconds per million events. But the
+//! running maximum of `time` over the log does grow with position, and the
+//! first position where it reaches T is exactly that first event. The writer
+//! records the running maximum every [`EVERY`] positions (a row per ~1,000
+//! events, in the commit that crosses the mark), so a lookup is one index
+//! probe and a scan of at most one mark's span.
+//!
+//! Marks start at the `base` row written by the migration that added them: a
+//! store older than that has no marks for its earlier positions, which are
+//! scanned as before (and only until the first match).
+
+use std::path::Path;
+
+use herald_core::Position;
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+
+use super::classify;
+
+/// Positions between two marks, at least: a mark goes into the commit that
+/// reaches a multiple of it.
+pub const EVERY: Position = 1024;
+
+/// The writer's side: the running maximum of `time` since the base mark.
+pub struct RunningMax {
+    max_time_us: i64,
+}
+
+impl RunningMax {
+    /// Restores the maximum from the last mark and the events after it (at
+    /// most one mark's span and one group): start-up stays flat. Should those
+    /// events be unreadable (a damaged file still serves what it can), the
+    /// maximum is taken as the largest time there is: later lookups then scan
+    /// further, but never miss an event.
+    pub fn load(conn: &Connection, path: &Path) -> rusqlite::Result<Self> {
+        let (position, mark): (i64, i64) =
+            conn.query_row("SELECT position, max_time_us FROM time_marks ORDER BY position DESC LIMIT 1", [], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })?;
+        let since: Option<i64> = conn
+            .query_row("SELECT max(time_us) FROM events WHERE position > ?1", [position], |r| r.get(0))
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %classify(e, path), "could not read the latest event times");
+                Some(i64::MAX)
+            });
+        Ok(Self { max_time_us: since.map_or(mark, |t| t.max(mark)) })
+    }
+
+    /// The maximum to go back to should the group being written roll back.
+    pub fn saved(&self) -> i64 {
+        self.max_time_us
+    }
+
+    pub fn restore(&mut self, saved: i64) {
+        self.max_time_us = saved;
+    }
+
+    /// Notes the time of an event just appended.
+    pub fn note(&mut self, time_us: i64) {
+        self.max_time_us = self.max_time_us.max(time_us);
+    }
+
+    /// Writes a mark if this group's positions (`first..=last`) reached a
+    /// multiple of [`EVERY`].
+    pub fn mark(&self, tx: &Transaction<'_>, first: Position, last: Position) -> rusqlite::Result<()> {
+        if last < first || last / EVERY == (first - 1) / EVERY {
+            return Ok(());
+        }
+        tx.prepare_cached("INSERT INTO time_marks (position, max_time_us) VALUES (?1, ?2)")?
+            .execute(params![last as i64, self.max_time_us])?;
+        Ok(())
+    }
+}
+
+/// The position just before the first event whose time is >= `time_us`, or
+/// the head if there is none.
+pub fn position_before(conn: &Connection, time_us: i64) -> rusqlite::Result<Position> {
+    let first = first_at_or_after(conn, time_us)?;
+    let position = match first {
+        Some(p) => p - 1,
+        None => conn.query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| r.get(0))?,
+    };
+    Ok(position as Position)
+}
+
+fn first_at_or_after(conn: &Connection, time_us: i64) -> rusqlite::Result<Option<i64>> {
+    let first_in = |after: i64, up_to: i64| -> rusqlite::Result<Option<i64>> {
+        conn.prepare_cached(
+            "SELECT min(position) FROM events WHERE position > ?1 AND position <= ?2 AND time_us >= ?3",
+        )?
+        .query_row(params![after, up_to, time_us], |r| r.get(0))
+    };
+    // Before the base mark: no marks, scan (stops at the first match).
+    let base: i64 = conn.query_row("SELECT min(position) FROM time_marks", [], |r| r.get(0))?;
+    if base > 0
+        && let Some(p) = first_in(0, base)?
+    {
+        return Ok(Some(p));
+    }
+    // The first mark whose running maximum reached the time: the event is in
+    // the span that mark closes. Marks grow in both columns.
+    let mark: Option<i64> = conn
+        .prepare_cached(
+            "SELECT position FROM time_marks WHERE max_time_us >= ?1 ORDER BY max_time_us, position LIMIT 1",
+        )?
+        .query_row([time_us], |r| r.get(0))
+        .optional()?;
+    let previous = |before: i64| -> rusqlite::Result<i64> {
+        conn.prepare_cached("SELECT max(position) FROM time_marks WHERE position < ?1")?
+            .query_row([before], |r| r.get(0))
+    };
+    match mark {
+        // Past the span only if a maximum was taken larger than it was (see `load`).
+        Some(mark) => match first_in(previous(mark)?, mark)? {
+            Some(p) => Ok(Some(p)),
+            None => first_in(mark, i64::MAX),
+        },
+        // Not reached by any mark: only the events after the last one can be.
+        None => first_in(previous(i64::MAX)?, i64::MAX),
+    }
+}
