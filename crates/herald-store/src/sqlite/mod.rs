@@ -82,7 +82,7 @@ impl SqliteStore {
         let last: Position = conn
             .query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| r.get::<_, i64>(0))
             .map_err(|e| classify(e, &path))? as Position;
-        let times = time_marks::RunningMax::load(&conn, &path).map_err(|e| classify(e, &path))?;
+        let times = time_marks::RunningMax::load(&conn, &path)?;
 
         let (checkpointer, checkpoints) = Checkpointer::start(&path, config.checkpoint_bytes)?;
         let (head_tx, head) = watch::channel(last);

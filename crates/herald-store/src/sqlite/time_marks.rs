@@ -5,13 +5,14 @@
 //! scanned the log from its start, seconds per million events. But the
 //! running maximum of `time` over the log does grow with position, and the
 //! first position where it reaches T is exactly that first event. The writer
-//! records the running maximum every [`EVERY`] positions (a row per ~1,000
-//! events, in the commit that crosses the mark), so a lookup is one index
-//! probe and a scan of at most one mark's span.
+//! records the running maximum in the commit that reaches a multiple of
+//! [`EVERY`] positions (a row per ~1,000 events), so a lookup is one index
+//! probe and a scan of one span: fewer than [`EVERY`] positions plus a group.
 //!
 //! Marks start at the `base` row written by the migration that added them: a
 //! store older than that has no marks for its earlier positions, which are
-//! scanned as before (and only until the first match).
+//! scanned as before, from position 1 to the first match; a time later than
+//! all of them scans them all, on every lookup.
 
 use std::path::Path;
 
@@ -19,9 +20,9 @@ use herald_core::Position;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 
 use super::classify;
+use crate::StoreError;
 
-/// Positions between two marks, at least: a mark goes into the commit that
-/// reaches a multiple of it.
+/// A mark goes into each commit that reaches a multiple of this position.
 pub const EVERY: Position = 1024;
 
 /// The writer's side: the running maximum of `time` since the base mark.
@@ -30,22 +31,23 @@ pub struct RunningMax {
 }
 
 impl RunningMax {
-    /// Restores the maximum from the last mark and the events after it (at
-    /// most one mark's span and one group): start-up stays flat. Should those
-    /// events be unreadable (a damaged file still serves what it can), the
-    /// maximum is taken as the largest time there is: later lookups then scan
-    /// further, but never miss an event.
-    pub fn load(conn: &Connection, path: &Path) -> rusqlite::Result<Self> {
+    /// Restores the maximum from the last mark and the events after it (fewer
+    /// than [`EVERY`]): start-up stays flat. Should those events be damaged
+    /// (a damaged file still serves what it can), the maximum is taken as the
+    /// largest time there is, from here on: lookups then scan from here to
+    /// the head, but never miss an event.
+    pub fn load(conn: &Connection, path: &Path) -> Result<Self, StoreError> {
+        let last_mark = "SELECT position, max_time_us FROM time_marks ORDER BY position DESC LIMIT 1";
         let (position, mark): (i64, i64) =
-            conn.query_row("SELECT position, max_time_us FROM time_marks ORDER BY position DESC LIMIT 1", [], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })?;
-        let since: Option<i64> = conn
-            .query_row("SELECT max(time_us) FROM events WHERE position > ?1", [position], |r| r.get(0))
-            .unwrap_or_else(|e| {
-                tracing::warn!(error = %classify(e, path), "could not read the latest event times");
-                Some(i64::MAX)
-            });
+            conn.query_row(last_mark, [], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| classify(e, path))?;
+        let since = "SELECT max(time_us) FROM events WHERE position > ?1";
+        let since: Option<i64> = match conn.query_row(since, [position], |r| r.get(0)) {
+            Ok(since) => since,
+            Err(e) => match classify(e, path) {
+                StoreError::Corrupt { .. } => Some(i64::MAX),
+                other => return Err(other),
+            },
+        };
         Ok(Self { max_time_us: since.map_or(mark, |t| t.max(mark)) })
     }
 
@@ -78,10 +80,12 @@ impl RunningMax {
 /// The position just before the first event whose time is >= `time_us`, or
 /// the head if there is none.
 pub fn position_before(conn: &Connection, time_us: i64) -> rusqlite::Result<Position> {
-    let first = first_at_or_after(conn, time_us)?;
-    let position = match first {
+    // One snapshot for every statement: an event committed between two of
+    // them could otherwise be counted in the head but missed by the scan.
+    let tx = conn.unchecked_transaction()?;
+    let position = match first_at_or_after(&tx, time_us)? {
         Some(p) => p - 1,
-        None => conn.query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| r.get(0))?,
+        None => tx.query_row("SELECT coalesce(max(position), 0) FROM events", [], |r| r.get(0))?,
     };
     Ok(position as Position)
 }
@@ -109,7 +113,8 @@ fn first_at_or_after(conn: &Connection, time_us: i64) -> rusqlite::Result<Option
         .query_row([time_us], |r| r.get(0))
         .optional()?;
     let previous = |before: i64| -> rusqlite::Result<i64> {
-        conn.prepare_cached("SELECT max(position) FROM time_marks WHERE position < ?1")?
+        // Nothing before the base mark, which only `time_us` = i64::MIN finds.
+        conn.prepare_cached("SELECT coalesce(max(position), 0) FROM time_marks WHERE position < ?1")?
             .query_row([before], |r| r.get(0))
     };
     match mark {
