@@ -47,15 +47,17 @@ started+=("$pid")
 [[ -z ${WRITE_BPS:-} ]] || echo "$pid" >"$cgroup/cgroup.procs"
 wait_for_log "$pid" "$work/herald.log" "listening on"
 
-# "thread-id name user+system ticks" for each thread of the server. The name
-# is between the first "(" and the last ")" of stat; the times follow it.
+# User + system ticks from a stat file: the name is between the first "("
+# and the last ")", the times follow it.
+stat_ticks() { sed 's/.*) //' "$1" | awk '{ print $12 + $13 }'; }
+# "thread-id name ticks" for each thread of the server.
 ticks() {
     local t
     for t in /proc/"$pid"/task/*; do
-        echo "${t##*/} $(tr ' ' _ <"$t/comm") $(sed 's/.*) //' "$t/stat" | awk '{ print $12 + $13 }')"
+        echo "${t##*/} $(tr ' ' _ <"$t/comm") $(stat_ticks "$t/stat")"
     done
 }
-process_ticks() { sed 's/.*) //' /proc/"$pid"/stat | awk '{ print $12 + $13 }'; }
+process_ticks() { stat_ticks /proc/"$pid"/stat; }
 # Events sent to the writer: appended or found duplicate.
 published() { curl -s "http://$HERALD_ADDR/metrics" | awk '/^herald_store_commit_events_sum/ { print $2 }'; }
 

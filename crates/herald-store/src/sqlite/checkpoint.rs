@@ -47,9 +47,12 @@ pub fn record_wal_frames(_: &Wal, frames: std::ffi::c_int) -> rusqlite::Result<(
     Ok(())
 }
 
-/// What the writer tells the thread.
-#[derive(Default)]
+/// What the writer and the thread share: the WAL's progress and its limits.
 struct Progress {
+    /// Frames between two rounds.
+    threshold: u32,
+    /// [`BACKSTOP_FACTOR`] times the threshold: from here the writer copies.
+    backstop: u32,
     /// Frames written since the store opened: only grows, across WAL restarts.
     written: AtomicU64,
     /// Frames in the WAL now.
@@ -65,10 +68,6 @@ pub struct Checkpointer {
     progress: Arc<Progress>,
     /// The WAL's frame count after the previous commit.
     last_in_wal: u32,
-    /// Frames between two rounds.
-    threshold: u32,
-    /// [`BACKSTOP_FACTOR`] times the threshold.
-    backstop: u32,
     nudge: SyncSender<()>,
 }
 
@@ -81,15 +80,20 @@ impl Checkpointer {
         let page_size: i64 = conn.pragma_query_value(None, "page_size", |r| r.get(0)).map_err(|e| classify(e, path))?;
         let threshold = u32::try_from(threshold_bytes / page_size.unsigned_abs().max(1)).unwrap_or(u32::MAX).max(1);
         let db = File::open(path).map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
-        let progress = Arc::new(Progress::default());
+        let progress = Arc::new(Progress {
+            threshold,
+            backstop: threshold.saturating_mul(BACKSTOP_FACTOR),
+            written: AtomicU64::new(0),
+            in_wal: AtomicU32::new(0),
+            at_last_round: AtomicU64::new(0),
+        });
         let (nudge, nudged) = std::sync::mpsc::sync_channel(1);
-        let backstop = threshold.saturating_mul(BACKSTOP_FACTOR);
-        let round = Round { conn, db, path: path.to_owned(), threshold, backstop, progress: progress.clone() };
+        let round = Round { conn, db, path: path.to_owned(), progress: progress.clone() };
         let handle = std::thread::Builder::new()
             .name("herald-checkpoint".into())
             .spawn(move || round.run(&nudged))
             .map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
-        Ok((Self { path: path.to_owned(), progress, last_in_wal: 0, threshold, backstop, nudge }, handle))
+        Ok((Self { path: path.to_owned(), progress, last_in_wal: 0, nudge }, handle))
     }
 
     /// Called by the writer after each commit on `writer` (whose WAL hook is
@@ -98,13 +102,13 @@ impl Checkpointer {
     pub fn committed(&mut self, writer: &Connection) {
         let in_wal = WAL_FRAMES.get();
         // Fewer than before: the commit restarted the WAL and wrote them all.
-        let written = in_wal.checked_sub(self.last_in_wal).unwrap_or(in_wal);
+        let new_frames = u64::from(in_wal.checked_sub(self.last_in_wal).unwrap_or(in_wal));
         self.last_in_wal = in_wal;
-        let written = self.progress.written.fetch_add(u64::from(written), Ordering::Relaxed) + u64::from(written);
+        let written = self.progress.written.fetch_add(new_frames, Ordering::Relaxed) + new_frames;
         self.progress.in_wal.store(in_wal, Ordering::Relaxed);
-        if in_wal >= self.backstop {
+        if in_wal >= self.progress.backstop {
             self.backstop_checkpoint(writer, written);
-        } else if self.progress.due(written, self.threshold) {
+        } else if self.progress.due(written) {
             // Only when a round is due: waking the thread after every commit
             // cost ~0.5 us of CPU per event for a thread that went back to sleep.
             // Full: a nudge is already pending and will read the new counts.
@@ -115,7 +119,7 @@ impl Checkpointer {
     /// Copies the rest of the WAL on the writer; counts as the thread's round.
     fn backstop_checkpoint(&self, writer: &Connection, written: u64) {
         match passive_checkpoint(writer) {
-            Ok(copied) if copied >= 0 => drop(self.progress.at_last_round.fetch_max(written, Ordering::Relaxed)),
+            Ok(copied) if copied >= 0 => self.progress.round_done(written),
             // The thread's round was running: it counts instead.
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %classify(e, &self.path), "checkpoint failed"),
@@ -125,8 +129,13 @@ impl Checkpointer {
 
 impl Progress {
     /// Whether `threshold` frames have been written since the last round.
-    fn due(&self, written: u64, threshold: u32) -> bool {
-        written - self.at_last_round.load(Ordering::Relaxed) >= u64::from(threshold)
+    fn due(&self, written: u64) -> bool {
+        written - self.at_last_round.load(Ordering::Relaxed) >= u64::from(self.threshold)
+    }
+
+    /// A round that started when `written` frames had been written finished.
+    fn round_done(&self, written: u64) {
+        self.at_last_round.fetch_max(written, Ordering::Relaxed);
     }
 }
 
@@ -141,8 +150,6 @@ struct Round {
     /// The database file, to fsync after each round.
     db: File,
     path: PathBuf,
-    threshold: u32,
-    backstop: u32,
     progress: Arc<Progress>,
 }
 
@@ -151,17 +158,18 @@ impl Round {
         let progress = &self.progress;
         while nudged.recv().is_ok() {
             let written = progress.written.load(Ordering::Relaxed);
-            if !progress.due(written, self.threshold) || progress.in_wal.load(Ordering::Relaxed) >= self.backstop {
+            // At the backstop the writer copies: a nudge sent before it got there is stale.
+            if !progress.due(written) || progress.in_wal.load(Ordering::Relaxed) >= progress.backstop {
                 continue;
             }
             match self.checkpoint() {
-                Ok(true) => drop(progress.at_last_round.fetch_max(written, Ordering::Relaxed)),
+                Ok(true) => progress.round_done(written),
                 // The writer's own checkpoint was running: try again after the next commit.
                 Ok(false) => {}
                 Err(err) => {
                     tracing::warn!(error = %err, "background checkpoint failed; retrying later");
                     // Retry after as many frames again, not on every commit.
-                    progress.at_last_round.fetch_max(written, Ordering::Relaxed);
+                    progress.round_done(written);
                 }
             }
         }

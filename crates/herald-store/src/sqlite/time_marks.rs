@@ -26,6 +26,7 @@ use crate::StoreError;
 pub const EVERY: Position = 1024;
 
 /// The writer's side: the running maximum of `time` since the base mark.
+#[derive(Clone, Copy)]
 pub struct RunningMax {
     max_time_us: i64,
 }
@@ -49,15 +50,6 @@ impl RunningMax {
             },
         };
         Ok(Self { max_time_us: since.map_or(mark, |t| t.max(mark)) })
-    }
-
-    /// The maximum to go back to should the group being written roll back.
-    pub fn saved(&self) -> i64 {
-        self.max_time_us
-    }
-
-    pub fn restore(&mut self, saved: i64) {
-        self.max_time_us = saved;
     }
 
     /// Notes the time of an event just appended.

@@ -144,7 +144,6 @@ impl Writer {
             return;
         }
         let started = Instant::now();
-        let first_position = self.next_position;
         match self.write_group(group) {
             Ok(done) => {
                 // Head first: whoever hears "appended" must find the head past it.
@@ -158,7 +157,6 @@ impl Writer {
             }
             Err((err, group)) => {
                 tracing::error!(error = %err, "commit failed; the group was rolled back");
-                self.next_position = first_position;
                 for job in group {
                     job.fail(&err);
                 }
@@ -166,8 +164,9 @@ impl Writer {
         }
     }
 
-    /// Writes and commits one group. On failure nothing was committed and the
-    /// jobs come back so each waiter can be told.
+    /// Writes and commits one group. On failure nothing was committed (nor
+    /// the writer's position and running time changed) and the jobs come back
+    /// so each waiter can be told.
     fn write_group(&mut self, mut group: Vec<Job>) -> Result<Done, Failed> {
         let path = self.path.clone();
         let tx = match self.conn.transaction_with_behavior(TransactionBehavior::Immediate) {
@@ -175,12 +174,12 @@ impl Writer {
             Err(e) => return Err((classify(e, &path), group)),
         };
         let mut next = self.next_position;
-        let saved_times = self.times.saved();
+        let mut times = self.times;
         let mut outputs = Vec::with_capacity(group.len());
         let mut failure = None;
         for job in &mut group {
             let output = match job {
-                Job::Append { events, .. } => append(&tx, events, &mut next, &mut self.times).map(Some),
+                Job::Append { events, .. } => append(&tx, events, &mut next, &mut times).map(Some),
                 Job::Write(command) => command.apply(&tx).map(|()| None),
                 Job::Shutdown => unreachable!("shutdown jobs are removed from a group"),
             };
@@ -193,16 +192,16 @@ impl Writer {
             }
         }
         if failure.is_none()
-            && let Err(e) = self.times.mark(&tx, self.next_position, next - 1)
+            && let Err(e) = times.mark(&tx, self.next_position, next - 1)
         {
             failure = Some(e);
         }
         // Dropping an uncommitted transaction rolls it back.
         if let Some(e) = failure.map(Err).unwrap_or_else(|| tx.commit()).err() {
-            self.times.restore(saved_times);
             return Err((classify(e, &path), group));
         }
         self.next_position = next;
+        self.times = times;
         Ok(group.into_iter().zip(outputs).collect())
     }
 }
