@@ -133,6 +133,14 @@ pub struct ServeArgs {
     /// Requests handled at once before answering 503.
     #[arg(long, env = "HERALD_MAX_IN_FLIGHT", default_value_t = 4096)]
     pub max_in_flight: usize,
+    /// Connections open at once before answering 503 (keep it under the
+    /// process's file descriptor limit, `ulimit -n`).
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+    /// Seconds a client has to send a request's headers; a keep-alive
+    /// connection idle that long is closed too.
+    #[arg(long, env = "HERALD_HEADER_READ_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_read_timeout: u64,
     /// Let webhook deliveries reach every internal address (loopback,
     /// private, link-local). Off by default: a subscription must not be a way
     /// into the machine's own network.

@@ -1,5 +1,6 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::dispatch::webhook::EgressPolicy;
 
@@ -14,6 +15,11 @@ pub struct ServerConfig {
     pub region: Option<String>,
     /// Requests handled at once; more are answered 503 with `Retry-After`.
     pub max_in_flight: usize,
+    /// Connections open at once; more are answered 503 with `Retry-After`.
+    pub max_connections: usize,
+    /// Time a client has to send a request's head; a keep-alive connection
+    /// idle this long is closed too.
+    pub header_read_timeout: Duration,
     /// Live (SSE) readers at once; more are answered 503 with `Retry-After`.
     pub max_live_readers: usize,
     /// Which internal (loopback, private, link-local) addresses webhook
@@ -29,6 +35,8 @@ impl Default for ServerConfig {
             account: None,
             region: None,
             max_in_flight: 4096,
+            max_connections: 10_000,
+            header_read_timeout: Duration::from_secs(30),
             max_live_readers: 512,
             egress: EgressPolicy::default(),
         }

@@ -5,11 +5,13 @@
 //!   (native JSON, CloudEvents, AWS PutEvents);
 //! - [`dispatch`]: per-subscription workers delivering to webhook targets;
 //! - [`problem`]: the one place errors become RFC 9457 problem+json;
-//! - [`serve`]: listening, graceful shutdown and the store's lifetime.
+//! - [`serve`]: start-up, shutdown and the store's lifetime;
+//! - [`connections`]: accepting connections, their limits, draining.
 
 pub mod api;
 pub mod body;
 pub mod config;
+pub mod connections;
 pub mod dispatch;
 pub mod ingest;
 pub mod metrics;

@@ -49,7 +49,7 @@ pub enum ApiError {
 }
 
 /// Seconds a client should wait after a 503 before retrying.
-const RETRY_AFTER_SECONDS: &str = "1";
+pub(crate) const RETRY_AFTER_SECONDS: &str = "1";
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
 use herald_store::Store;
 use herald_store::sqlite::{SqliteConfig, SqliteStore};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::ServerConfig;
+use crate::connections::ConnectionLimits;
 use crate::dispatch::Dispatcher;
 use crate::dispatch::webhook::WebhookClient;
 use crate::state::AppState;
@@ -35,30 +35,24 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let (shutdown_tx, shutdown) = watch::channel(false);
     let dispatcher =
         Dispatcher::start(store.clone(), WebhookClient::new(config.egress.clone()), shutdown.clone()).await?;
+    let limits =
+        ConnectionLimits { max_connections: config.max_connections, header_read_timeout: config.header_read_timeout };
     let state = AppState::new(store.clone(), config, dispatcher.clone(), shutdown).await?;
     let app = crate::router(state);
 
     println!("listening on {addr}");
     tracing::info!(%addr, "listening");
-    // Answers go out as soon as they are written: without TCP_NODELAY a
-    // response can wait for the client's delayed ACK of the previous one.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!(error = %e, "could not set TCP_NODELAY on a connection");
-        }
-    });
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            stop_signal().await;
-            tracing::info!("shutting down: draining in-flight requests");
-            let _ = shutdown_tx.send(true);
-        })
-        .await;
+    crate::connections::serve(listener, app, limits, async move {
+        stop_signal().await;
+        tracing::info!("shutting down: draining in-flight requests");
+        let _ = shutdown_tx.send(true);
+    })
+    .await;
     // Workers record their last attempts before the store closes.
     dispatcher.stopped().await;
     store.close().await;
     tracing::info!("stopped");
-    result.map_err(ServeError::Io)
+    Ok(())
 }
 
 async fn stop_signal() {

@@ -1,4 +1,5 @@
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Result;
 use herald_server::ServerConfig;
@@ -20,6 +21,8 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         account: args.account,
         region: args.region,
         max_in_flight: args.max_in_flight,
+        max_connections: args.max_connections as usize,
+        header_read_timeout: Duration::from_secs(args.header_read_timeout),
         egress: EgressPolicy { allow_internal: args.allow_private_targets, allowed: args.allowed_target_networks },
         ..ServerConfig::default()
     };

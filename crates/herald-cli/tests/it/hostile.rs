@@ -1,7 +1,13 @@
 //! Hostile input: random bytes, deep nesting and junk at every endpoint get a
-//! 4xx problem, never a 5xx, and never change what is stored.
+//! 4xx problem, never a 5xx, and never change what is stored; too many
+//! connections get a 503, and clients too slow with their headers are cut off.
+
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
 
 use crate::harness::{Herald, data_dir, event};
 
@@ -96,4 +102,117 @@ async fn junk_gets_a_problem_and_changes_nothing() {
     // Pulls by the junk may have leased the event; the declaration must be as it was.
     subscription_after["status"] = subscription_before["status"].clone();
     assert_eq!(subscription_after, subscription_before, "the subscription's declaration did not change");
+}
+
+/// Sends one raw HTTP/1.1 request on `tcp` and reads the answer (head and
+/// `content-length` body), leaving the connection ready for the next.
+async fn raw_get(tcp: &mut TcpStream, path: &str) -> String {
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nhost: herald\r\n\r\n").as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = timeout(Duration::from_secs(10), tcp.read(&mut byte)).await.expect("an answer in time").unwrap();
+        assert_eq!(n, 1, "the connection closed after {:?}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    let length = head
+        .lines()
+        .find_map(|l| l.to_ascii_lowercase().strip_prefix("content-length: ").map(|v| v.trim().parse().unwrap()))
+        .expect("a content-length");
+    let mut body = vec![0u8; length];
+    timeout(Duration::from_secs(10), tcp.read_exact(&mut body)).await.expect("the body in time").unwrap();
+    head + std::str::from_utf8(&body).unwrap()
+}
+
+/// Reads until the server closes the connection (or 10 s pass).
+async fn read_to_close(tcp: &mut TcpStream) -> String {
+    let mut all = Vec::new();
+    timeout(Duration::from_secs(10), tcp.read_to_end(&mut all)).await.expect("closed in time").unwrap();
+    String::from_utf8(all).unwrap()
+}
+
+#[tokio::test]
+async fn connections_past_the_limit_get_a_503_problem_and_slots_come_back() {
+    let dir = data_dir();
+    let h = Herald::start_with_env(dir.path(), &[("HERALD_MAX_CONNECTIONS", "3")]);
+    let addr = h.url.strip_prefix("http://").unwrap().to_owned();
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut tcp = TcpStream::connect(&addr).await.unwrap();
+        assert!(raw_get(&mut tcp, "/healthz").await.starts_with("HTTP/1.1 200"));
+        held.push(tcp);
+    }
+
+    let mut extra = TcpStream::connect(&addr).await.unwrap();
+    extra.write_all(b"GET /healthz HTTP/1.1\r\nhost: herald\r\n\r\n").await.unwrap();
+    let answer = read_to_close(&mut extra).await;
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 503"), "{answer}");
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("retry-after: 1") && head.contains("content-type: application/problem+json"), "{head}");
+    let problem: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(
+        (problem["status"].as_u64(), problem["type"].as_str()),
+        (Some(503), Some("urn:herald:problem:overloaded"))
+    );
+    assert!(problem["detail"].as_str().unwrap().contains("too many connections"), "{problem}");
+
+    // A held connection still works; closing one frees its slot.
+    assert!(raw_get(&mut held[0], "/metrics").await.starts_with("HTTP/1.1 200"));
+    drop(held.pop());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut tcp = TcpStream::connect(&addr).await.unwrap();
+        tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: herald\r\nconnection: close\r\n\r\n").await.unwrap();
+        let answer = read_to_close(&mut tcp).await;
+        if answer.starts_with("HTTP/1.1 200") {
+            break;
+        }
+        assert!(answer.starts_with("HTTP/1.1 503") && Instant::now() < deadline, "{answer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(held);
+    let (_, metrics) = {
+        let response = h.http.get(h.url("/metrics")).send().await.unwrap();
+        (response.status(), response.text().await.unwrap())
+    };
+    let rejected: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("herald_connections_rejected_total "))
+        .expect("the rejection counter is exported")
+        .parse()
+        .unwrap();
+    assert!(rejected >= 1.0, "{rejected}");
+}
+
+#[tokio::test]
+async fn a_client_too_slow_with_its_headers_is_disconnected_but_live_tails_stay() {
+    let dir = data_dir();
+    let h = Herald::start_with_env(dir.path(), &[("HERALD_HEADER_READ_TIMEOUT", "1")]);
+    let addr = h.url.strip_prefix("http://").unwrap().to_owned();
+    let live = h.http.get(h.url("/v1/events/live")).send().await.unwrap();
+    assert_eq!(live.status(), 200);
+
+    // Slowloris: a request head that never ends.
+    let started = Instant::now();
+    let mut slow = TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nhost: herald\r\n").await.unwrap();
+    let answer = read_to_close(&mut slow).await;
+    let waited = started.elapsed();
+    assert!(!answer.contains("200 OK"), "{answer}");
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(5), "closed after {waited:?}");
+
+    // An idle keep-alive connection is closed after the same time.
+    let mut idle = TcpStream::connect(&addr).await.unwrap();
+    assert!(raw_get(&mut idle, "/healthz").await.starts_with("HTTP/1.1 200"));
+    let started = Instant::now();
+    read_to_close(&mut idle).await;
+    assert!(started.elapsed() >= Duration::from_millis(900), "closed after {:?}", started.elapsed());
+
+    // A live tail reads no request head while it streams: it outlives the timeout.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(h.post("/v1/events", &event("after-the-wait", json!({}))).await.0, 201);
+    let seen = crate::reads::read_events(live, 1).await;
+    assert_eq!(seen[0].1["id"], "after-the-wait");
 }

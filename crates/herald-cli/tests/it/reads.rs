@@ -64,7 +64,7 @@ async fn list_pages_in_position_order_with_filters() {
 }
 
 /// Reads SSE frames from a live response until `count` events arrived.
-async fn read_events(response: reqwest::Response, count: usize) -> Vec<(u64, Value)> {
+pub(crate) async fn read_events(response: reqwest::Response, count: usize) -> Vec<(u64, Value)> {
     let mut body = response.bytes_stream();
     let mut buffer = String::new();
     let mut out = Vec::new();

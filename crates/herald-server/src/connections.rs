@@ -1,0 +1,120 @@
+//! Accepting connections, with the limits a server facing untrusted clients
+//! needs and `axum::serve` does not set:
+//!
+//! - at most `max_connections` open at once; past that a connection is
+//!   answered `503` with `Retry-After` and closed, so idle or hostile clients
+//!   cannot grow memory (or exhaust file descriptors) without bound;
+//! - a deadline for each request's head (`header_read_timeout`), which also
+//!   closes keep-alive connections idle that long, so slow clients
+//!   (slowloris) cannot hold connections forever;
+//! - on shutdown: stop accepting, let every connection finish the request it
+//!   is serving, then close it.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::problem::{ApiError, RETRY_AFTER_SECONDS};
+
+/// How connections are limited (see the module docs).
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub header_read_timeout: Duration,
+}
+
+/// Connections being turned away at once; past this they are closed unanswered.
+const MAX_REJECTING: usize = 256;
+/// How long a turned-away client gets to read the answer.
+const REJECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// After an accept error (typically out of file descriptors), wait this long
+/// before accepting again rather than spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Serves `app` on `listener` until `shutdown` completes, then drains.
+pub async fn serve(listener: TcpListener, app: Router, limits: ConnectionLimits, shutdown: impl Future<Output = ()>) {
+    let open = Arc::new(Semaphore::new(limits.max_connections));
+    let rejecting = Arc::new(Semaphore::new(MAX_REJECTING));
+    let overloaded = overloaded_answer();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    let draining = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not accept a connection");
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        // Answers go out as soon as they are written: without TCP_NODELAY a
+        // response can wait for the client's delayed ACK of the previous one.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!(error = %e, "could not set TCP_NODELAY on a connection");
+        }
+        let Ok(slot) = open.clone().try_acquire_owned() else {
+            metrics::counter!("herald_connections_rejected_total").increment(1);
+            if let Ok(turn) = rejecting.clone().try_acquire_owned() {
+                let answer = overloaded.clone();
+                tokio::spawn(async move {
+                    turn_away(tcp, &answer).await;
+                    drop(turn);
+                });
+            }
+            continue;
+        };
+        let service = TowerToHyperService::new(app.clone());
+        let connection = draining.watch(builder.serve_connection(TokioIo::new(tcp), service).into_owned());
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    draining.shutdown().await;
+}
+
+/// The fixed answer for a connection over the limit: a 503 problem, written
+/// before the request is read (HTTP/1.1 allows a server to answer early and
+/// close), so turning a client away costs no parsing.
+fn overloaded_answer() -> Arc<[u8]> {
+    let problem = ApiError::Overloaded("too many connections; retry after Retry-After seconds").problem();
+    let body = serde_json::to_string(&problem).expect("a problem serialises");
+    format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n\
+         retry-after: {RETRY_AFTER_SECONDS}\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+    .into()
+}
+
+async fn turn_away(mut tcp: TcpStream, answer: &[u8]) {
+    let _ = tokio::time::timeout(REJECT_TIMEOUT, async {
+        tcp.write_all(answer).await?;
+        tcp.shutdown().await?;
+        // Read what the client sent until it closes: closing a socket with
+        // unread data resets the connection, and the client could lose the
+        // answer before reading it.
+        let mut sink = [0u8; 1024];
+        while tcp.read(&mut sink).await? > 0 {}
+        std::io::Result::Ok(())
+    })
+    .await;
+}
