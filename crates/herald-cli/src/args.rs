@@ -139,7 +139,7 @@ pub struct ServeArgs {
     pub max_connections: u32,
     /// Seconds a client has to send a request's headers; a keep-alive
     /// connection idle that long is closed too.
-    #[arg(long, env = "HERALD_HEADER_READ_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "HERALD_HEADER_READ_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub header_read_timeout: u64,
     /// Let webhook deliveries reach every internal address (loopback,
     /// private, link-local). Off by default: a subscription must not be a way

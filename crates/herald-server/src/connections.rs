@@ -4,19 +4,22 @@
 //! - at most `max_connections` open at once; past that a connection is
 //!   answered `503` with `Retry-After` and closed, so idle or hostile clients
 //!   cannot grow memory (or exhaust file descriptors) without bound;
-//! - a deadline for each request's head (`header_read_timeout`), which also
-//!   closes keep-alive connections idle that long, so slow clients
-//!   (slowloris) cannot hold connections forever;
+//! - a deadline for each request's head (`header_read_timeout`), from the
+//!   connection's first byte on, which also closes keep-alive connections
+//!   idle that long, so silent or slow clients (slowloris) cannot hold
+//!   connections forever;
 //! - on shutdown: stop accepting, let every connection finish the request it
 //!   is serving, then close it.
+//!
+//! HTTP/1.1 only: that is Herald's API (no HTTP/2, no upgrades).
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -42,17 +45,19 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
 /// Serves `app` on `listener` until `shutdown` completes, then drains.
 pub async fn serve(listener: TcpListener, app: Router, limits: ConnectionLimits, shutdown: impl Future<Output = ()>) {
-    let open = Arc::new(Semaphore::new(limits.max_connections));
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     let rejecting = Arc::new(Semaphore::new(MAX_REJECTING));
     let overloaded = overloaded_answer();
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    let mut http = http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
     let draining = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let tcp = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((tcp, _)) => tcp,
+                // The client gave up before we accepted: nothing to do.
+                Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
                     tracing::warn!(error = %e, "could not accept a connection");
                     tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
@@ -66,7 +71,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ConnectionLimits,
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::warn!(error = %e, "could not set TCP_NODELAY on a connection");
         }
-        let Ok(slot) = open.clone().try_acquire_owned() else {
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
             metrics::counter!("herald_connections_rejected_total").increment(1);
             if let Ok(turn) = rejecting.clone().try_acquire_owned() {
                 let answer = overloaded.clone();
@@ -78,16 +83,23 @@ pub async fn serve(listener: TcpListener, app: Router, limits: ConnectionLimits,
             continue;
         };
         let service = TowerToHyperService::new(app.clone());
-        let connection = draining.watch(builder.serve_connection(TokioIo::new(tcp), service).into_owned());
+        let connection = draining.watch(http.serve_connection(TokioIo::new(tcp), service));
+        metrics::gauge!("herald_connections_open").increment(1.0);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
+            metrics::gauge!("herald_connections_open").decrement(1.0);
             drop(slot);
         });
     }
     drop(listener);
     draining.shutdown().await;
+}
+
+fn is_connection_error(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    matches!(e.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset)
 }
 
 /// The fixed answer for a connection over the limit: a 503 problem, written

@@ -158,8 +158,19 @@ async fn connections_past_the_limit_get_a_503_problem_and_slots_come_back() {
     );
     assert!(problem["detail"].as_str().unwrap().contains("too many connections"), "{problem}");
 
-    // A held connection still works; closing one frees its slot.
-    assert!(raw_get(&mut held[0], "/metrics").await.starts_with("HTTP/1.1 200"));
+    // A held connection still works, and counts the rejection.
+    let metrics = raw_get(&mut held[0], "/metrics").await;
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    let rejected: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("herald_connections_rejected_total "))
+        .expect("the rejection counter is exported")
+        .parse()
+        .unwrap();
+    assert!(rejected >= 1.0, "{rejected}");
+    assert!(metrics.lines().any(|l| l == "herald_connections_open 3"), "{metrics}");
+
+    // Closing one frees its slot.
     drop(held.pop());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -172,27 +183,22 @@ async fn connections_past_the_limit_get_a_503_problem_and_slots_come_back() {
         assert!(answer.starts_with("HTTP/1.1 503") && Instant::now() < deadline, "{answer}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    drop(held);
-    let (_, metrics) = {
-        let response = h.http.get(h.url("/metrics")).send().await.unwrap();
-        (response.status(), response.text().await.unwrap())
-    };
-    let rejected: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("herald_connections_rejected_total "))
-        .expect("the rejection counter is exported")
-        .parse()
-        .unwrap();
-    assert!(rejected >= 1.0, "{rejected}");
 }
 
 #[tokio::test]
-async fn a_client_too_slow_with_its_headers_is_disconnected_but_live_tails_stay() {
+async fn silent_and_slow_clients_are_disconnected_but_live_tails_stay() {
     let dir = data_dir();
     let h = Herald::start_with_env(dir.path(), &[("HERALD_HEADER_READ_TIMEOUT", "1")]);
     let addr = h.url.strip_prefix("http://").unwrap().to_owned();
     let live = h.http.get(h.url("/v1/events/live")).send().await.unwrap();
     assert_eq!(live.status(), 200);
+
+    // A client that connects and says nothing.
+    let started = Instant::now();
+    let mut silent = TcpStream::connect(&addr).await.unwrap();
+    assert_eq!(read_to_close(&mut silent).await, "");
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(5), "closed after {waited:?}");
 
     // Slowloris: a request head that never ends.
     let started = Instant::now();
