@@ -133,8 +133,8 @@ pub struct ServeArgs {
     /// Requests handled at once before answering 503.
     #[arg(long, env = "HERALD_MAX_IN_FLIGHT", default_value_t = 4096)]
     pub max_in_flight: usize,
-    /// Connections open at once before answering 503 (keep it under the
-    /// process's file descriptor limit, `ulimit -n`).
+    /// Connections open at once before answering 503; lowered at start-up
+    /// to fit the open-file limit (`ulimit -Hn`).
     #[arg(long, env = "HERALD_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
     /// Seconds a client has to send a request's headers; a keep-alive

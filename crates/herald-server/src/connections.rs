@@ -43,6 +43,38 @@ const REJECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// before accepting again rather than spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
+/// File descriptors kept for everything but client connections: the store's
+/// files and its connections, webhook deliveries, logs.
+const RESERVED_FDS: u64 = 256;
+
+/// Raises the process's open-file limit to its hard maximum (the soft limit
+/// is often 1,024) and returns how many of the `requested` connections fit
+/// under it, so that past the limit clients get a 503, not a failed accept.
+pub fn fit_to_fd_limit(requested: usize) -> usize {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current != limit.maximum {
+        let raised = Rlimit { current: limit.maximum, maximum: limit.maximum };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            tracing::warn!(error = %e, "could not raise the open-file limit to its maximum");
+        }
+    }
+    // `None` is unlimited.
+    let Some(open_files) = getrlimit(Resource::Nofile).current else {
+        return requested;
+    };
+    let room = usize::try_from(open_files.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX).max(1);
+    if requested > room {
+        tracing::warn!(
+            requested,
+            allowed = room,
+            open_files,
+            "max connections lowered to fit the open-file limit (ulimit -n), less {RESERVED_FDS} kept for the store and deliveries"
+        );
+    }
+    requested.min(room)
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then drains.
 pub async fn serve(listener: TcpListener, app: Router, limits: ConnectionLimits, shutdown: impl Future<Output = ()>) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));

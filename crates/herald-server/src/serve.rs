@@ -35,8 +35,10 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let (shutdown_tx, shutdown) = watch::channel(false);
     let dispatcher =
         Dispatcher::start(store.clone(), WebhookClient::new(config.egress.clone()), shutdown.clone()).await?;
-    let limits =
-        ConnectionLimits { max_connections: config.max_connections, header_read_timeout: config.header_read_timeout };
+    let limits = ConnectionLimits {
+        max_connections: crate::connections::fit_to_fd_limit(config.max_connections),
+        header_read_timeout: config.header_read_timeout,
+    };
     let state = AppState::new(store.clone(), config, dispatcher.clone(), shutdown).await?;
     let app = crate::router(state);
 

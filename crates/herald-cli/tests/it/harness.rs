@@ -26,8 +26,21 @@ impl Herald {
 
     /// Starts with extra environment variables (kept across restarts).
     pub fn start_with_env(data_dir: &Path, env: &[(&str, &str)]) -> Herald {
+        Self::launch(Command::new(BIN), data_dir, env)
+    }
+
+    /// Starts with the open-file limit (`ulimit -n`) set to `soft` and `hard`
+    /// (not kept across restarts).
+    pub fn start_with_fd_limit(data_dir: &Path, soft: u32, hard: u32) -> Herald {
+        let mut shell = Command::new("sh");
+        shell.args(["-c", &format!("ulimit -S -n {soft} && ulimit -H -n {hard} && exec \"$0\" \"$@\""), BIN]);
+        Self::launch(shell, data_dir, &[])
+    }
+
+    /// Runs `command` (the binary, or something that execs it) with `serve`'s arguments.
+    fn launch(mut command: Command, data_dir: &Path, env: &[(&str, &str)]) -> Herald {
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let mut child = Command::new(BIN)
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("HERALD_LOG", "warn")

@@ -222,3 +222,38 @@ async fn silent_and_slow_clients_are_disconnected_but_live_tails_stay() {
     let seen = crate::reads::read_events(live, 1).await;
     assert_eq!(seen[0].1["id"], "after-the-wait");
 }
+
+/// Opens `n` connections, each answered once, and keeps them open.
+async fn open_connections(addr: &str, n: usize) -> Vec<TcpStream> {
+    let mut held = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let answer = raw_get(&mut tcp, "/healthz").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "connection {i}: {answer}");
+        held.push(tcp);
+    }
+    held
+}
+
+#[tokio::test]
+async fn the_open_file_limit_is_raised_and_bounds_the_connections() {
+    // The soft limit is raised to the hard one: 400 connections fit under a soft 300.
+    let dir = data_dir();
+    let h = Herald::start_with_fd_limit(dir.path(), 300, 2048);
+    let addr = h.url.strip_prefix("http://").unwrap().to_owned();
+    let held = open_connections(&addr, 400).await;
+    drop((held, h));
+
+    // Under a hard 300, 256 descriptors stay for the store: 44 connections, then 503.
+    let h = Herald::start_with_fd_limit(dir.path(), 300, 300);
+    let mut held = open_connections(&addr_of(&h), 44).await;
+    let mut extra = TcpStream::connect(addr_of(&h)).await.unwrap();
+    extra.write_all(b"GET /healthz HTTP/1.1\r\nhost: herald\r\n\r\n").await.unwrap();
+    let answer = read_to_close(&mut extra).await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    assert!(raw_get(&mut held[0], "/healthz").await.starts_with("HTTP/1.1 200"));
+}
+
+fn addr_of(h: &Herald) -> String {
+    h.url.strip_prefix("http://").unwrap().to_owned()
+}
