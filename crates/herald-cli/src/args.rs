@@ -141,6 +141,10 @@ pub struct ServeArgs {
     /// connection idle that long is closed too.
     #[arg(long, env = "HERALD_HEADER_READ_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub header_read_timeout: u64,
+    /// Seconds a request's body has to arrive in full, once its headers have
+    /// (408 past that).
+    #[arg(long, env = "HERALD_BODY_READ_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub body_read_timeout: u64,
     /// Let webhook deliveries reach every internal address (loopback,
     /// private, link-local). Off by default: a subscription must not be a way
     /// into the machine's own network.

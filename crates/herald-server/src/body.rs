@@ -1,9 +1,17 @@
-//! Reading request bodies: size limit first, then media type, then JSON.
+//! Reading request bodies: size limit first, then media type, then JSON;
+//! and the deadline a body must arrive by.
 
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use axum::BoxError;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, header};
 use herald_core::limits::MAX_BODY_BYTES;
+use http_body::{Frame, SizeHint};
 use serde_json::Value;
+use tokio::time::{Instant, Sleep};
 
 use crate::problem::ApiError;
 
@@ -17,19 +25,70 @@ pub async fn read_limited(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiE
         return Err(too_large());
     }
     axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {
-        if is_length_limit(&e) { too_large() } else { ApiError::MalformedJson(format!("could not read the body: {e}")) }
+        if let Some(late) = caused_by::<BodyTimedOut>(&e) {
+            ApiError::TimedOut(late.to_string())
+        } else if caused_by::<http_body_util::LengthLimitError>(&e).is_some() {
+            too_large()
+        } else {
+            ApiError::MalformedJson(format!("could not read the body: {e}"))
+        }
     })
 }
 
-fn is_length_limit(err: &axum::Error) -> bool {
+fn caused_by<E: std::error::Error + 'static>(err: &axum::Error) -> Option<&E> {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = source {
-        if e.is::<http_body_util::LengthLimitError>() {
-            return true;
+        if let Some(found) = e.downcast_ref::<E>() {
+            return Some(found);
         }
         source = e.source();
     }
-    false
+    None
+}
+
+/// A request body that must arrive whole within a time limit, so a client
+/// trickling its body (slowloris past the head) cannot hold a request, and
+/// its place among those in flight, forever.
+pub struct DeadlineBody {
+    inner: Body,
+    limit: Duration,
+    deadline: Instant,
+    /// Started the first time the body is not ready: a body that came with
+    /// its head, as most do, costs no timer.
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl DeadlineBody {
+    pub fn new(inner: Body, limit: Duration) -> Self {
+        Self { inner, limit, deadline: Instant::now() + limit, timer: None }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {}s", .0.as_secs())]
+struct BodyTimedOut(Duration);
+
+impl http_body::Body for DeadlineBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        let deadline = this.deadline;
+        ready!(this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline))).as_mut().poll(cx));
+        Poll::Ready(Some(Err(BodyTimedOut(this.limit).into())))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Parses JSON, naming the line and column of a syntax error.

@@ -20,6 +20,8 @@ pub struct ServerConfig {
     /// Time a client has to send a request's head; a keep-alive connection
     /// idle this long is closed too.
     pub header_read_timeout: Duration,
+    /// Time a request's body has to arrive in full, once its head has.
+    pub body_read_timeout: Duration,
     /// Live (SSE) readers at once; more are answered 503 with `Retry-After`.
     pub max_live_readers: usize,
     /// Which internal (loopback, private, link-local) addresses webhook
@@ -37,6 +39,7 @@ impl Default for ServerConfig {
             max_in_flight: 4096,
             max_connections: 10_000,
             header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(60),
             max_live_readers: 512,
             egress: EgressPolicy::default(),
         }

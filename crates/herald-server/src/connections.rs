@@ -36,43 +36,55 @@ pub struct ConnectionLimits {
 }
 
 /// Connections being turned away at once; past this they are closed unanswered.
-const MAX_REJECTING: usize = 256;
+const MAX_REJECTING: usize = 64;
 /// How long a turned-away client gets to read the answer.
 const REJECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// After an accept error (typically out of file descriptors), wait this long
 /// before accepting again rather than spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// File descriptors kept for everything but client connections: the store's
-/// files and its connections, webhook deliveries, logs.
-const RESERVED_FDS: u64 = 256;
+/// File descriptors kept for everything but the connections served: those
+/// being turned away, the store's files and connections, webhook deliveries,
+/// logs. Half the limit when the limit is small.
+const RESERVED_FDS: u64 = 512;
+/// When the hard limit is "unlimited" (macOS, BSD), the soft limit is raised
+/// this far, as Go's runtime does: setting it to infinity fails there.
+const UNLIMITED_CAP: u64 = 1 << 20;
 
 /// Raises the process's open-file limit to its hard maximum (the soft limit
 /// is often 1,024) and returns how many of the `requested` connections fit
 /// under it, so that past the limit clients get a 503, not a failed accept.
+#[cfg(unix)]
 pub fn fit_to_fd_limit(requested: usize) -> usize {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
-    if limit.current != limit.maximum {
-        let raised = Rlimit { current: limit.maximum, maximum: limit.maximum };
+    // `None` is unlimited.
+    let target = limit.maximum.unwrap_or(UNLIMITED_CAP);
+    if limit.current.is_some_and(|current| current < target) {
+        let raised = Rlimit { current: Some(target), maximum: limit.maximum };
         if let Err(e) = setrlimit(Resource::Nofile, raised) {
-            tracing::warn!(error = %e, "could not raise the open-file limit to its maximum");
+            tracing::warn!(error = %e, "could not raise the open-file limit to {target}");
         }
     }
-    // `None` is unlimited.
     let Some(open_files) = getrlimit(Resource::Nofile).current else {
         return requested;
     };
-    let room = usize::try_from(open_files.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX).max(1);
+    let reserved = RESERVED_FDS.min(open_files / 2);
+    let room = usize::try_from(open_files - reserved).unwrap_or(usize::MAX).max(1);
     if requested > room {
         tracing::warn!(
             requested,
             allowed = room,
             open_files,
-            "max connections lowered to fit the open-file limit (ulimit -n), less {RESERVED_FDS} kept for the store and deliveries"
+            "max connections lowered to fit the open-file limit (ulimit -Hn) less {reserved} kept for the store and deliveries"
         );
     }
     requested.min(room)
+}
+
+#[cfg(not(unix))]
+pub fn fit_to_fd_limit(requested: usize) -> usize {
+    requested
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then drains.

@@ -27,6 +27,9 @@ pub enum ApiError {
     /// 409: the resource is not in a state that allows this request.
     #[error("{0}")]
     WrongState(String),
+    /// 408: the request's body did not arrive in time.
+    #[error("{0}")]
+    TimedOut(String),
     /// 413: the body, a batch or an event is too large.
     #[error("{0}")]
     TooLarge(String),
@@ -57,6 +60,7 @@ impl ApiError {
             ApiError::MalformedJson(_) | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } | ApiError::WrongState(_) => StatusCode::CONFLICT,
+            ApiError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid(_) | ApiError::InvalidRequest(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -74,6 +78,7 @@ impl ApiError {
             ApiError::NotFound(_) => ("not-found", "Not found"),
             ApiError::Conflict { .. } => ("id-conflict", "Same id, different content"),
             ApiError::WrongState(_) => ("wrong-state", "Not possible in the current state"),
+            ApiError::TimedOut(_) => ("request-timeout", "Request timeout"),
             ApiError::TooLarge(_) => ("too-large", "Content too large"),
             ApiError::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
             ApiError::Invalid(_) => ("invalid-event", "Invalid event"),

@@ -237,16 +237,16 @@ async fn open_connections(addr: &str, n: usize) -> Vec<TcpStream> {
 
 #[tokio::test]
 async fn the_open_file_limit_is_raised_and_bounds_the_connections() {
-    // The soft limit is raised to the hard one: 400 connections fit under a soft 300.
+    // The soft limit is raised to the hard one: 400 connections fit under a
+    // soft 300 (a hard 1,024 less 512 kept for the store and deliveries).
     let dir = data_dir();
-    let h = Herald::start_with_fd_limit(dir.path(), 300, 2048);
-    let addr = h.url.strip_prefix("http://").unwrap().to_owned();
-    let held = open_connections(&addr, 400).await;
+    let h = Herald::start_with_fd_limit(dir.path(), 300, 1024);
+    let held = open_connections(&addr_of(&h), 400).await;
     drop((held, h));
 
-    // Under a hard 300, 256 descriptors stay for the store: 44 connections, then 503.
+    // Under a hard 300, half is kept for the store: 150 connections, then 503.
     let h = Herald::start_with_fd_limit(dir.path(), 300, 300);
-    let mut held = open_connections(&addr_of(&h), 44).await;
+    let mut held = open_connections(&addr_of(&h), 150).await;
     let mut extra = TcpStream::connect(addr_of(&h)).await.unwrap();
     extra.write_all(b"GET /healthz HTTP/1.1\r\nhost: herald\r\n\r\n").await.unwrap();
     let answer = read_to_close(&mut extra).await;
@@ -256,4 +256,40 @@ async fn the_open_file_limit_is_raised_and_bounds_the_connections() {
 
 fn addr_of(h: &Herald) -> String {
     h.url.strip_prefix("http://").unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_body_trickled_past_its_deadline_gets_a_408_and_stores_nothing() {
+    let dir = data_dir();
+    let h = Herald::start_with_env(dir.path(), &[("HERALD_BODY_READ_TIMEOUT", "1")]);
+    let body = event("late", json!({})).to_string();
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nhost: herald\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+
+    // Half the body, then silence.
+    let started = Instant::now();
+    let mut slow = TcpStream::connect(addr_of(&h)).await.unwrap();
+    slow.write_all(format!("{head}{}", &body[..body.len() / 2]).as_bytes()).await.unwrap();
+    let answer = read_to_close(&mut slow).await;
+    let waited = started.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    let problem: Value = serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(problem["type"], "urn:herald:problem:request-timeout", "{problem}");
+    assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(5), "answered after {waited:?}");
+
+    // A body in two parts, well within the deadline, is stored.
+    let mut fine = TcpStream::connect(addr_of(&h)).await.unwrap();
+    let on_time = body.replace("late", "on-time");
+    let head = head.replace(&format!("content-length: {}", body.len()), &format!("content-length: {}", on_time.len()));
+    fine.write_all(format!("{head}{}", &on_time[..10]).as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    fine.write_all(&on_time.as_bytes()[10..]).await.unwrap();
+    let mut answer = [0u8; 12];
+    timeout(Duration::from_secs(10), fine.read_exact(&mut answer)).await.unwrap().unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 201");
+
+    let ids: Vec<Value> = h.all_events().await.iter().map(|e| e["id"].clone()).collect();
+    assert_eq!(ids, vec![json!("on-time")]);
 }

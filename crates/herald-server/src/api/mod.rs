@@ -12,12 +12,14 @@ pub mod subscriptions;
 pub mod wire;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use tower_http::trace::TraceLayer;
 
+use crate::body::DeadlineBody;
 use crate::problem::ApiError;
 use crate::state::AppState;
 
@@ -48,17 +50,21 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .fallback(not_found)
-        .layer(middleware::from_fn_with_state(state.clone(), limit_in_flight))
+        .layer(middleware::from_fn_with_state(state.clone(), admit))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 
-/// Bounds the requests handled at once: past the limit, answer 503 with
-/// `Retry-After` at once rather than queue without bound. The permit is
-/// released when the response head is ready (a live stream holds its own).
-async fn limit_in_flight(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// Admits a request: bounds the requests handled at once (past the limit,
+/// answer 503 with `Retry-After` at once rather than queue without bound) and
+/// gives its body a deadline. The permit is released when the response head
+/// is ready (a live stream holds its own).
+async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     match state.in_flight.clone().try_acquire_owned() {
-        Ok(_permit) => next.run(request).await,
+        Ok(_permit) => {
+            let limit = state.config.body_read_timeout;
+            next.run(request.map(|body| Body::new(DeadlineBody::new(body, limit)))).await
+        }
         Err(_) => ApiError::Overloaded("too many requests in flight").into_response(),
     }
 }
