@@ -24,6 +24,8 @@ pub struct ServerConfig {
     pub body_read_timeout: Duration,
     /// Live (SSE) readers at once; more are answered 503 with `Retry-After`.
     pub max_live_readers: usize,
+    /// Webhook deliveries in flight at once, over every subscription.
+    pub max_deliveries_in_flight: usize,
     /// Which internal (loopback, private, link-local) addresses webhook
     /// deliveries may reach; none by default.
     pub egress: EgressPolicy,
@@ -41,6 +43,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(60),
             max_live_readers: 512,
+            max_deliveries_in_flight: 256,
             egress: EgressPolicy::default(),
         }
     }

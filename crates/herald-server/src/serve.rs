@@ -33,8 +33,12 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         TcpListener::bind(config.listen).await.map_err(|source| ServeError::Listen { addr: config.listen, source })?;
     let addr = listener.local_addr()?;
     let (shutdown_tx, shutdown) = watch::channel(false);
-    let dispatcher =
-        Dispatcher::start(store.clone(), WebhookClient::new(config.egress.clone()), shutdown.clone()).await?;
+    let dispatcher = Dispatcher::start(
+        store.clone(),
+        WebhookClient::new(config.egress.clone(), config.max_deliveries_in_flight),
+        shutdown.clone(),
+    )
+    .await?;
     let limits = ConnectionLimits {
         max_connections: crate::connections::fit_to_fd_limit(config.max_connections),
         header_read_timeout: config.header_read_timeout,

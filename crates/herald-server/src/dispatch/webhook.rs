@@ -13,6 +13,7 @@ use herald_core::network::{Network, is_internal};
 use herald_core::signature::Secret;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{HeaderValue, RETRY_AFTER};
+use tokio::sync::Semaphore;
 
 /// Bytes of an answer kept in the attempt log.
 const RESPONSE_KEPT: usize = 1024;
@@ -90,10 +91,13 @@ pub struct Request<'a> {
 pub struct WebhookClient {
     http: reqwest::Client,
     policy: Arc<EgressPolicy>,
+    /// Deliveries in flight, over every subscription: however many there
+    /// are, open connections (and file descriptors) stay bounded.
+    sending: Arc<Semaphore>,
 }
 
 impl WebhookClient {
-    pub fn new(policy: EgressPolicy) -> Self {
+    pub fn new(policy: EgressPolicy, max_in_flight: usize) -> Self {
         let policy = Arc::new(policy);
         let http = reqwest::Client::builder()
             .dns_resolver(Arc::new(CheckedResolver(policy.clone())))
@@ -107,10 +111,13 @@ impl WebhookClient {
             .pool_max_idle_per_host(64)
             .build()
             .expect("the HTTP client's settings are valid");
-        Self { http, policy }
+        Self { http, policy, sending: Arc::new(Semaphore::new(max_in_flight)) }
     }
 
+    /// Sends one delivery, once one of the `max_in_flight` places is free
+    /// (the attempt's time and timeout start then).
     pub async fn send(&self, request: Request<'_>) -> Answer {
+        let _sending = self.sending.acquire().await.expect("the delivery semaphore is never closed");
         let started = Instant::now();
         if let Some(refusal) = self.refuse_literal(request.url) {
             return Answer::failed(started, refusal);
