@@ -146,8 +146,8 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_BODY_READ_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub body_read_timeout: u64,
     /// Webhook deliveries in flight at once, over every subscription (each
-    /// also has its own `concurrency`).
-    #[arg(long, env = "HERALD_MAX_DELIVERIES_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    /// has its own `concurrency`, and takes at most half of these).
+    #[arg(long, env = "HERALD_MAX_DELIVERIES_IN_FLIGHT", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_deliveries_in_flight: u32,
     /// Let webhook deliveries reach every internal address (loopback,
     /// private, link-local). Off by default: a subscription must not be a way

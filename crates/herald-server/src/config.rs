@@ -43,7 +43,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(60),
             max_live_readers: 512,
-            max_deliveries_in_flight: 256,
+            max_deliveries_in_flight: 1024,
             egress: EgressPolicy::default(),
         }
     }

@@ -43,19 +43,19 @@ const REJECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// before accepting again rather than spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
-/// File descriptors kept for everything but the connections served: those
-/// being turned away, the store's files and connections, webhook deliveries,
-/// logs. Half the limit when the limit is small.
-const RESERVED_FDS: u64 = 512;
+/// File descriptors for the store's files and connections, DNS and logs.
+const STORE_AND_MORE_FDS: u64 = 128;
 /// When the hard limit is "unlimited" (macOS, BSD), the soft limit is raised
-/// this far, as Go's runtime does: setting it to infinity fails there.
-const UNLIMITED_CAP: u64 = 1 << 20;
+/// this far (macOS's `OPEN_MAX`): setting it to infinity fails there.
+const UNLIMITED_CAP: u64 = 10_240;
 
 /// Raises the process's open-file limit to its hard maximum (the soft limit
 /// is often 1,024) and returns how many of the `requested` connections fit
 /// under it, so that past the limit clients get a 503, not a failed accept.
+/// Kept aside: descriptors for `deliveries` in flight, for clients being
+/// turned away and for the store (at most half the limit).
 #[cfg(unix)]
-pub fn fit_to_fd_limit(requested: usize) -> usize {
+pub fn fit_to_fd_limit(requested: usize, deliveries: usize) -> usize {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
     // `None` is unlimited.
@@ -69,21 +69,21 @@ pub fn fit_to_fd_limit(requested: usize) -> usize {
     let Some(open_files) = getrlimit(Resource::Nofile).current else {
         return requested;
     };
-    let reserved = RESERVED_FDS.min(open_files / 2);
+    let reserved = (deliveries as u64 + MAX_REJECTING as u64 + STORE_AND_MORE_FDS).min(open_files / 2);
     let room = usize::try_from(open_files - reserved).unwrap_or(usize::MAX).max(1);
     if requested > room {
         tracing::warn!(
             requested,
             allowed = room,
             open_files,
-            "max connections lowered to fit the open-file limit (ulimit -Hn) less {reserved} kept for the store and deliveries"
+            "max connections lowered to fit the open-file limit (ulimit -Hn) less {reserved} kept for deliveries and the store"
         );
     }
     requested.min(room)
 }
 
 #[cfg(not(unix))]
-pub fn fit_to_fd_limit(requested: usize) -> usize {
+pub fn fit_to_fd_limit(requested: usize, _deliveries: usize) -> usize {
     requested
 }
 

@@ -40,7 +40,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     )
     .await?;
     let limits = ConnectionLimits {
-        max_connections: crate::connections::fit_to_fd_limit(config.max_connections),
+        max_connections: crate::connections::fit_to_fd_limit(config.max_connections, config.max_deliveries_in_flight),
         header_read_timeout: config.header_read_timeout,
     };
     let state = AppState::new(store.clone(), config, dispatcher.clone(), shutdown).await?;

@@ -238,9 +238,9 @@ async fn open_connections(addr: &str, n: usize) -> Vec<TcpStream> {
 #[tokio::test]
 async fn the_open_file_limit_is_raised_and_bounds_the_connections() {
     // The soft limit is raised to the hard one: 400 connections fit under a
-    // soft 300 (a hard 1,024 less 512 kept for the store and deliveries).
+    // soft 300 (a hard 2,048 less 1,216 kept for deliveries and the store).
     let dir = data_dir();
-    let h = Herald::start_with_fd_limit(dir.path(), 300, 1024);
+    let h = Herald::start_with_fd_limit(dir.path(), 300, 2048);
     let held = open_connections(&addr_of(&h), 400).await;
     drop((held, h));
 

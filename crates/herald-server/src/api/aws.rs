@@ -88,6 +88,8 @@ fn validation(message: &str) -> AwsError {
 fn from_api(e: ApiError) -> AwsError {
     let kind = match e.status() {
         StatusCode::SERVICE_UNAVAILABLE => "ThrottlingException",
+        // SDKs retry this one (botocore counts it as transient).
+        StatusCode::REQUEST_TIMEOUT => "RequestTimeoutException",
         StatusCode::PAYLOAD_TOO_LARGE => "ValidationException",
         s if s.is_server_error() => "InternalException",
         _ => "ValidationException",

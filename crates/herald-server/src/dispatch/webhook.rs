@@ -13,7 +13,7 @@ use herald_core::network::{Network, is_internal};
 use herald_core::signature::Secret;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{HeaderValue, RETRY_AFTER};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Bytes of an answer kept in the attempt log.
 const RESPONSE_KEPT: usize = 1024;
@@ -91,10 +91,14 @@ pub struct Request<'a> {
 pub struct WebhookClient {
     http: reqwest::Client,
     policy: Arc<EgressPolicy>,
-    /// Deliveries in flight, over every subscription: however many there
-    /// are, open connections (and file descriptors) stay bounded.
-    sending: Arc<Semaphore>,
+    /// Places for deliveries in flight, over every subscription: however
+    /// many there are, open connections (and file descriptors) stay bounded.
+    places: Arc<Semaphore>,
+    max_in_flight: usize,
 }
+
+/// A place among the deliveries in flight, held until the delivery ends.
+pub type Place = OwnedSemaphorePermit;
 
 impl WebhookClient {
     pub fn new(policy: EgressPolicy, max_in_flight: usize) -> Self {
@@ -111,13 +115,23 @@ impl WebhookClient {
             .pool_max_idle_per_host(64)
             .build()
             .expect("the HTTP client's settings are valid");
-        Self { http, policy, sending: Arc::new(Semaphore::new(max_in_flight)) }
+        Self { http, policy, places: Arc::new(Semaphore::new(max_in_flight)), max_in_flight }
     }
 
-    /// Sends one delivery, once one of the `max_in_flight` places is free
-    /// (the attempt's time and timeout start then).
+    /// Up to `wanted` places for deliveries, as many as are free now. A
+    /// worker takes its places before it admits deliveries (circuit, rate
+    /// limit), so what it admits is sent at once.
+    pub fn places(&self, wanted: usize) -> Vec<Place> {
+        std::iter::from_fn(|| self.places.clone().try_acquire_owned().ok()).take(wanted).collect()
+    }
+
+    /// The most places one subscription may hold: half, so one slow target
+    /// cannot stall every other subscription.
+    pub fn share(&self) -> usize {
+        (self.max_in_flight / 2).max(1)
+    }
+
     pub async fn send(&self, request: Request<'_>) -> Answer {
-        let _sending = self.sending.acquire().await.expect("the delivery semaphore is never closed");
         let started = Instant::now();
         if let Some(refusal) = self.refuse_literal(request.url) {
             return Answer::failed(started, refusal);

@@ -30,6 +30,9 @@ const FAN_OUT_PAGE: usize = 512;
 const CURSOR_PERSIST: Duration = Duration::from_millis(500);
 /// Longest sleep without a reason to wake (a safety net, not a poll).
 const IDLE_WAKE: Duration = Duration::from_secs(1);
+/// How soon a worker looks again when other subscriptions hold every place
+/// for deliveries in flight.
+const PLACE_RETRY: Duration = Duration::from_millis(20);
 /// How long a stopping worker waits for deliveries in flight.
 const DRAIN: Duration = Duration::from_secs(5);
 
@@ -179,7 +182,8 @@ impl Worker {
                     Err(err) => self.pause_on_error(&err).await,
                 }
                 if let (Target::Webhook { url, .. }, Some(secret)) = (&c.spec.target, &c.secret) {
-                    let capacity = (c.spec.concurrency as usize).saturating_sub(in_flight.len());
+                    let most = (c.spec.concurrency as usize).min(self.client.share());
+                    let capacity = most.saturating_sub(in_flight.len());
                     if capacity > 0 {
                         match self.start_due(c, url, secret, capacity, &mut in_flight, &mut tasks, &mut next_slot).await
                         {
@@ -323,6 +327,14 @@ impl Worker {
         tasks: &mut JoinSet<Finished>,
         next_slot: &mut Instant,
     ) -> Result<Instant, StoreError> {
+        let mut places = self.client.places(capacity);
+        if places.is_empty() {
+            // Every place is taken by other subscriptions: look again soon
+            // (a wake-up per place freed measured slower: every one is a
+            // round of store reads).
+            return Ok(Instant::now() + PLACE_RETRY);
+        }
+        let capacity = places.len();
         let now = now_us();
         let per_stream = c.spec.ordering == Ordering::Stream;
         let due = self.store.due_deliveries(&self.name, now, capacity + in_flight.len(), per_stream).await?;
@@ -378,7 +390,9 @@ impl Worker {
             };
             in_flight.insert(delivery.position, delivery.stream.clone());
             let (client, secret, timeout) = (self.client.clone(), secret.clone(), c.spec.retry.timeout);
+            let place = places.pop().expect("a place for every admitted delivery");
             tasks.spawn(async move {
+                let _place = place;
                 let answer = client
                     .send(Request {
                         url: ticket.url(),
