@@ -118,9 +118,7 @@ impl WebhookClient {
         Self { http, policy, places: Arc::new(Semaphore::new(max_in_flight)), max_in_flight }
     }
 
-    /// Up to `wanted` places for deliveries, as many as are free now. A
-    /// worker takes its places before it admits deliveries (circuit, rate
-    /// limit), so what it admits is sent at once.
+    /// Up to `wanted` places for deliveries, as many as are free now.
     pub fn places(&self, wanted: usize) -> Vec<Place> {
         std::iter::from_fn(|| self.places.clone().try_acquire_owned().ok()).take(wanted).collect()
     }

@@ -327,26 +327,30 @@ impl Worker {
         tasks: &mut JoinSet<Finished>,
         next_slot: &mut Instant,
     ) -> Result<Instant, StoreError> {
-        let mut places = self.client.places(capacity);
-        if places.is_empty() {
-            // Every place is taken by other subscriptions: look again soon
-            // (a wake-up per place freed measured slower: every one is a
-            // round of store reads).
-            return Ok(Instant::now() + PLACE_RETRY);
-        }
-        let capacity = places.len();
         let now = now_us();
         let per_stream = c.spec.ordering == Ordering::Stream;
         let due = self.store.due_deliveries(&self.name, now, capacity + in_flight.len(), per_stream).await?;
         // With per-stream order, a stream with a delivery in flight waits even
         // when an older event of it became owed meanwhile (a replay or redrive).
         let busy: HashSet<&str> = in_flight.values().flatten().map(String::as_str).collect();
-        let due: Vec<Delivery> = due
+        let mut due: Vec<Delivery> = due
             .into_iter()
             .filter(|d| !in_flight.contains_key(&d.position))
             .filter(|d| !per_stream || d.stream.as_deref().is_none_or(|s| !busy.contains(s)))
             .take(capacity)
             .collect();
+        // A place among all deliveries in flight for each, before anything
+        // is admitted, so what is admitted is sent at once.
+        let mut places = self.client.places(due.len());
+        if places.len() < due.len() {
+            due.truncate(places.len());
+            if due.is_empty() {
+                // Other subscriptions hold every place: look again soon (a
+                // wake-up per place freed measured slower, each a round of
+                // store reads).
+                return Ok(Instant::now() + PLACE_RETRY);
+            }
+        }
         // The breaker first: what an open circuit holds back (unattempted)
         // needs no body.
         let mut due = due.into_iter();
