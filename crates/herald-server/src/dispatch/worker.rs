@@ -327,6 +327,13 @@ impl Worker {
         tasks: &mut JoinSet<Finished>,
         next_slot: &mut Instant,
     ) -> Result<Instant, StoreError> {
+        // Under a rate limit the next slot is an interval away once one
+        // delivery is sent: one per round, and none before the slot.
+        let capacity = match c.spec.rate_limit {
+            Some(_) if *next_slot > Instant::now() => return Ok(*next_slot),
+            Some(_) => capacity.min(1),
+            None => capacity,
+        };
         let now = now_us();
         let per_stream = c.spec.ordering == Ordering::Stream;
         let due = self.store.due_deliveries(&self.name, now, capacity + in_flight.len(), per_stream).await?;
@@ -340,14 +347,14 @@ impl Worker {
             .take(capacity)
             .collect();
         // A place among all deliveries in flight for each, before anything
-        // is admitted, so what is admitted is sent at once.
+        // is admitted, so what is admitted is sent at once. Short of places
+        // (other subscriptions hold them), look again soon: a wake-up per
+        // place freed measured slower, each a round of store reads.
         let mut places = self.client.places(due.len());
-        if places.len() < due.len() {
+        let short_of_places = places.len() < due.len();
+        if short_of_places {
             due.truncate(places.len());
             if due.is_empty() {
-                // Other subscriptions hold every place: look again soon (a
-                // wake-up per place freed measured slower, each a round of
-                // store reads).
                 return Ok(Instant::now() + PLACE_RETRY);
             }
         }
@@ -365,6 +372,8 @@ impl Worker {
                 }
             }
         }
+        // What the circuit holds back needs no place.
+        places.truncate(admitted.len());
         // This batch's bodies: from the shared cache, the rest read from the log.
         let mut bodies: HashMap<Position, Bytes> =
             admitted.iter().filter_map(|(d, _)| self.bodies.get(d.position).map(|b| (d.position, b))).collect();
@@ -422,7 +431,8 @@ impl Worker {
             let wait = Duration::from_micros(due_us.saturating_sub(now_us()).max(0) as u64);
             Instant::now() + wait
         });
-        Ok(next_due.unwrap_or_else(|| Instant::now() + IDLE_WAKE))
+        let next = next_due.unwrap_or_else(|| Instant::now() + IDLE_WAKE);
+        Ok(if short_of_places { next.min(Instant::now() + PLACE_RETRY) } else { next })
     }
 
     /// The circuit holds `held` back until `until`: dead-letter those past
