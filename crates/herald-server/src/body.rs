@@ -15,33 +15,13 @@ use tokio::time::{Instant, Sleep};
 
 use crate::problem::ApiError;
 
-/// The budget for request bodies buffered at once, in KiB: at least one
-/// body's limit, so that any acceptable body can be admitted alone.
-pub fn budget_kib(bytes: usize) -> usize {
-    bytes.max(MAX_BODY_BYTES).div_ceil(1024)
-}
-
-/// What a request reserves of the body budget before its body is read, in
-/// KiB: its declared length, or the whole limit when it declares none (a
-/// chunked body); nothing for a body known to be empty.
-pub fn reservation_kib(headers: &HeaderMap, body: &Body) -> u32 {
-    let bytes = match declared_length(headers) {
-        Some(length) => length.min(MAX_BODY_BYTES as u64),
-        None if http_body::Body::size_hint(body).exact() == Some(0) => 0,
-        None => MAX_BODY_BYTES as u64,
-    };
-    bytes.div_ceil(1024) as u32
-}
-
-fn declared_length(headers: &HeaderMap) -> Option<u64> {
-    headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok())
-}
-
 /// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] without
 /// buffering past the limit.
 pub async fn read_limited(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
     let too_large = || ApiError::TooLarge(format!("the body limit is {MAX_BODY_BYTES} bytes"));
-    if declared_length(headers).is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+    let declared =
+        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
         return Err(too_large());
     }
     axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {

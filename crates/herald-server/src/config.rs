@@ -22,9 +22,6 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Time a request's body has to arrive in full, once its head has.
     pub body_read_timeout: Duration,
-    /// Bytes of request bodies buffered at once (at least one body's limit);
-    /// requests past it are answered 503 with `Retry-After`.
-    pub max_body_buffer: usize,
     /// Live (SSE) readers at once; more are answered 503 with `Retry-After`.
     pub max_live_readers: usize,
     /// Webhook deliveries in flight at once, over every subscription.
@@ -45,7 +42,6 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(60),
-            max_body_buffer: 256 << 20,
             max_live_readers: 512,
             max_deliveries_in_flight: 1024,
             egress: EgressPolicy::default(),

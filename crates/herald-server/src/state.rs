@@ -28,8 +28,6 @@ pub struct Shared {
     pub id_rules: RwLock<HashMap<String, IdRule>>,
     pub config: ServerConfig,
     pub in_flight: Arc<Semaphore>,
-    /// Bytes of request bodies being read or handled, in KiB (see [`crate::body::reservation_kib`]).
-    pub body_budget: Arc<Semaphore>,
     pub live_readers: Arc<Semaphore>,
     pub dispatcher: Arc<Dispatcher>,
     /// Turns true when the server begins to shut down; live streams end on it.
@@ -48,7 +46,6 @@ impl AppState {
             store,
             id_rules: RwLock::new(rules),
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
-            body_budget: Arc::new(Semaphore::new(crate::body::budget_kib(config.max_body_buffer))),
             live_readers: Arc::new(Semaphore::new(config.max_live_readers)),
             config,
             dispatcher,

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use tower_http::trace::TraceLayer;
 
-use crate::body::{DeadlineBody, reservation_kib};
+use crate::body::DeadlineBody;
 use crate::problem::ApiError;
 use crate::state::AppState;
 
@@ -55,20 +55,18 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Admits a request: bounds the requests handled at once and the bytes of
-/// their bodies (past either limit, answer 503 with `Retry-After` at once
-/// rather than queue without bound), and gives its body a deadline. Both are
-/// released when the response head is ready (a live stream holds its own).
+/// Admits a request: bounds the requests handled at once (past the limit,
+/// answer 503 with `Retry-After` at once rather than queue without bound) and
+/// gives its body a deadline. The permit is released when the response head
+/// is ready (a live stream holds its own).
 async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Ok(_request) = state.in_flight.clone().try_acquire_owned() else {
-        return ApiError::Overloaded("too many requests in flight").into_response();
-    };
-    let reservation = reservation_kib(request.headers(), request.body());
-    let Ok(_body) = state.body_budget.clone().try_acquire_many_owned(reservation) else {
-        return ApiError::Overloaded("too many request bodies being read").into_response();
-    };
-    let limit = state.config.body_read_timeout;
-    next.run(request.map(|body| Body::new(DeadlineBody::new(body, limit)))).await
+    match state.in_flight.clone().try_acquire_owned() {
+        Ok(_permit) => {
+            let limit = state.config.body_read_timeout;
+            next.run(request.map(|body| Body::new(DeadlineBody::new(body, limit)))).await
+        }
+        Err(_) => ApiError::Overloaded("too many requests in flight").into_response(),
+    }
 }
 
 async fn not_found(request: Request) -> ApiError {
