@@ -26,14 +26,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use crate::config::ServerConfig;
 use crate::problem::{ApiError, RETRY_AFTER_SECONDS};
-
-/// How connections are limited (see the module docs).
-#[derive(Debug, Clone, Copy)]
-pub struct ConnectionLimits {
-    pub max_connections: usize,
-    pub header_read_timeout: Duration,
-}
 
 /// Connections being turned away at once; past this they are closed unanswered.
 const MAX_REJECTING: usize = 64;
@@ -55,7 +49,7 @@ const UNLIMITED_CAP: u64 = 10_240;
 /// Kept aside: descriptors for `deliveries` in flight, for clients being
 /// turned away and for the store (at most half the limit).
 #[cfg(unix)]
-pub fn fit_to_fd_limit(requested: usize, deliveries: usize) -> usize {
+fn fit_to_fd_limit(requested: usize, deliveries: usize) -> usize {
     use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
     let limit = getrlimit(Resource::Nofile);
     // `None` is unlimited.
@@ -83,17 +77,18 @@ pub fn fit_to_fd_limit(requested: usize, deliveries: usize) -> usize {
 }
 
 #[cfg(not(unix))]
-pub fn fit_to_fd_limit(requested: usize, _deliveries: usize) -> usize {
+fn fit_to_fd_limit(requested: usize, _deliveries: usize) -> usize {
     requested
 }
 
 /// Serves `app` on `listener` until `shutdown` completes, then drains.
-pub async fn serve(listener: TcpListener, app: Router, limits: ConnectionLimits, shutdown: impl Future<Output = ()>) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+pub async fn serve(listener: TcpListener, app: Router, config: &ServerConfig, shutdown: impl Future<Output = ()>) {
+    let max_connections = fit_to_fd_limit(config.max_connections, config.max_deliveries_in_flight);
+    let slots = Arc::new(Semaphore::new(max_connections));
     let rejecting = Arc::new(Semaphore::new(MAX_REJECTING));
     let overloaded = overloaded_answer();
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    http.timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout);
     let draining = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {

@@ -9,7 +9,6 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::config::ServerConfig;
-use crate::connections::ConnectionLimits;
 use crate::dispatch::Dispatcher;
 use crate::dispatch::webhook::WebhookClient;
 use crate::state::AppState;
@@ -39,16 +38,12 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
         shutdown.clone(),
     )
     .await?;
-    let limits = ConnectionLimits {
-        max_connections: crate::connections::fit_to_fd_limit(config.max_connections, config.max_deliveries_in_flight),
-        header_read_timeout: config.header_read_timeout,
-    };
     let state = AppState::new(store.clone(), config, dispatcher.clone(), shutdown).await?;
-    let app = crate::router(state);
+    let app = crate::router(state.clone());
 
     println!("listening on {addr}");
     tracing::info!(%addr, "listening");
-    crate::connections::serve(listener, app, limits, async move {
+    crate::connections::serve(listener, app, &state.config, async move {
         stop_signal().await;
         tracing::info!("shutting down: draining in-flight requests");
         let _ = shutdown_tx.send(true);

@@ -63,6 +63,11 @@ impl Herald {
         }
     }
 
+    /// `host:port`, for raw TCP.
+    pub fn addr(&self) -> &str {
+        self.url.strip_prefix("http://").expect("an http URL")
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

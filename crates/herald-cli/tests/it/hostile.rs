@@ -132,21 +132,33 @@ async fn read_to_close(tcp: &mut TcpStream) -> String {
     String::from_utf8(all).unwrap()
 }
 
+/// Asks a new connection for `/healthz` (with `extra` header lines) and
+/// reads until the server closes it.
+async fn get_and_close(addr: &str, extra: &str) -> String {
+    let mut tcp = TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(format!("GET /healthz HTTP/1.1\r\nhost: herald\r\n{extra}\r\n").as_bytes()).await.unwrap();
+    read_to_close(&mut tcp).await
+}
+
+/// Opens `n` connections, each answered once, and keeps them open.
+async fn open_connections(addr: &str, n: usize) -> Vec<TcpStream> {
+    let mut held = Vec::with_capacity(n);
+    for i in 0..n {
+        let mut tcp = TcpStream::connect(addr).await.unwrap();
+        let answer = raw_get(&mut tcp, "/healthz").await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "connection {i}: {answer}");
+        held.push(tcp);
+    }
+    held
+}
+
 #[tokio::test]
 async fn connections_past_the_limit_get_a_503_problem_and_slots_come_back() {
     let dir = data_dir();
     let h = Herald::start_with_env(dir.path(), &[("HERALD_MAX_CONNECTIONS", "3")]);
-    let addr = h.url.strip_prefix("http://").unwrap().to_owned();
-    let mut held = Vec::new();
-    for _ in 0..3 {
-        let mut tcp = TcpStream::connect(&addr).await.unwrap();
-        assert!(raw_get(&mut tcp, "/healthz").await.starts_with("HTTP/1.1 200"));
-        held.push(tcp);
-    }
+    let mut held = open_connections(h.addr(), 3).await;
 
-    let mut extra = TcpStream::connect(&addr).await.unwrap();
-    extra.write_all(b"GET /healthz HTTP/1.1\r\nhost: herald\r\n\r\n").await.unwrap();
-    let answer = read_to_close(&mut extra).await;
+    let answer = get_and_close(h.addr(), "").await;
     let (head, body) = answer.split_once("\r\n\r\n").unwrap();
     assert!(head.starts_with("HTTP/1.1 503"), "{answer}");
     let head = head.to_ascii_lowercase();
@@ -174,9 +186,7 @@ async fn connections_past_the_limit_get_a_503_problem_and_slots_come_back() {
     drop(held.pop());
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let mut tcp = TcpStream::connect(&addr).await.unwrap();
-        tcp.write_all(b"GET /healthz HTTP/1.1\r\nhost: herald\r\nconnection: close\r\n\r\n").await.unwrap();
-        let answer = read_to_close(&mut tcp).await;
+        let answer = get_and_close(h.addr(), "connection: close\r\n").await;
         if answer.starts_with("HTTP/1.1 200") {
             break;
         }
@@ -189,20 +199,20 @@ async fn connections_past_the_limit_get_a_503_problem_and_slots_come_back() {
 async fn silent_and_slow_clients_are_disconnected_but_live_tails_stay() {
     let dir = data_dir();
     let h = Herald::start_with_env(dir.path(), &[("HERALD_HEADER_READ_TIMEOUT", "1")]);
-    let addr = h.url.strip_prefix("http://").unwrap().to_owned();
+    let addr = h.addr();
     let live = h.http.get(h.url("/v1/events/live")).send().await.unwrap();
     assert_eq!(live.status(), 200);
 
     // A client that connects and says nothing.
     let started = Instant::now();
-    let mut silent = TcpStream::connect(&addr).await.unwrap();
+    let mut silent = TcpStream::connect(addr).await.unwrap();
     assert_eq!(read_to_close(&mut silent).await, "");
     let waited = started.elapsed();
     assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(5), "closed after {waited:?}");
 
     // Slowloris: a request head that never ends.
     let started = Instant::now();
-    let mut slow = TcpStream::connect(&addr).await.unwrap();
+    let mut slow = TcpStream::connect(addr).await.unwrap();
     slow.write_all(b"GET /healthz HTTP/1.1\r\nhost: herald\r\n").await.unwrap();
     let answer = read_to_close(&mut slow).await;
     let waited = started.elapsed();
@@ -210,7 +220,7 @@ async fn silent_and_slow_clients_are_disconnected_but_live_tails_stay() {
     assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(5), "closed after {waited:?}");
 
     // An idle keep-alive connection is closed after the same time.
-    let mut idle = TcpStream::connect(&addr).await.unwrap();
+    let mut idle = TcpStream::connect(addr).await.unwrap();
     assert!(raw_get(&mut idle, "/healthz").await.starts_with("HTTP/1.1 200"));
     let started = Instant::now();
     read_to_close(&mut idle).await;
@@ -223,39 +233,21 @@ async fn silent_and_slow_clients_are_disconnected_but_live_tails_stay() {
     assert_eq!(seen[0].1["id"], "after-the-wait");
 }
 
-/// Opens `n` connections, each answered once, and keeps them open.
-async fn open_connections(addr: &str, n: usize) -> Vec<TcpStream> {
-    let mut held = Vec::with_capacity(n);
-    for i in 0..n {
-        let mut tcp = TcpStream::connect(addr).await.unwrap();
-        let answer = raw_get(&mut tcp, "/healthz").await;
-        assert!(answer.starts_with("HTTP/1.1 200"), "connection {i}: {answer}");
-        held.push(tcp);
-    }
-    held
-}
-
 #[tokio::test]
 async fn the_open_file_limit_is_raised_and_bounds_the_connections() {
     // The soft limit is raised to the hard one: 400 connections fit under a
     // soft 300 (a hard 2,048 less 1,216 kept for deliveries and the store).
     let dir = data_dir();
     let h = Herald::start_with_fd_limit(dir.path(), 300, 2048);
-    let held = open_connections(&addr_of(&h), 400).await;
+    let held = open_connections(h.addr(), 400).await;
     drop((held, h));
 
     // Under a hard 300, half is kept for the store: 150 connections, then 503.
     let h = Herald::start_with_fd_limit(dir.path(), 300, 300);
-    let mut held = open_connections(&addr_of(&h), 150).await;
-    let mut extra = TcpStream::connect(addr_of(&h)).await.unwrap();
-    extra.write_all(b"GET /healthz HTTP/1.1\r\nhost: herald\r\n\r\n").await.unwrap();
-    let answer = read_to_close(&mut extra).await;
+    let mut held = open_connections(h.addr(), 150).await;
+    let answer = get_and_close(h.addr(), "").await;
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(raw_get(&mut held[0], "/healthz").await.starts_with("HTTP/1.1 200"));
-}
-
-fn addr_of(h: &Herald) -> String {
-    h.url.strip_prefix("http://").unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -270,7 +262,7 @@ async fn a_body_trickled_past_its_deadline_gets_a_408_and_stores_nothing() {
 
     // Half the body, then silence.
     let started = Instant::now();
-    let mut slow = TcpStream::connect(addr_of(&h)).await.unwrap();
+    let mut slow = TcpStream::connect(h.addr()).await.unwrap();
     slow.write_all(format!("{head}{}", &body[..body.len() / 2]).as_bytes()).await.unwrap();
     let answer = read_to_close(&mut slow).await;
     let waited = started.elapsed();
@@ -280,7 +272,7 @@ async fn a_body_trickled_past_its_deadline_gets_a_408_and_stores_nothing() {
     assert!(waited >= Duration::from_millis(900) && waited < Duration::from_secs(5), "answered after {waited:?}");
 
     // A body in two parts, well within the deadline, is stored.
-    let mut fine = TcpStream::connect(addr_of(&h)).await.unwrap();
+    let mut fine = TcpStream::connect(h.addr()).await.unwrap();
     let on_time = body.replace("late", "on-time");
     let head = head.replace(&format!("content-length: {}", body.len()), &format!("content-length: {}", on_time.len()));
     fine.write_all(format!("{head}{}", &on_time[..10]).as_bytes()).await.unwrap();

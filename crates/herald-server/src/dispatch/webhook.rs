@@ -94,7 +94,9 @@ pub struct WebhookClient {
     /// Places for deliveries in flight, over every subscription: however
     /// many there are, open connections (and file descriptors) stay bounded.
     places: Arc<Semaphore>,
-    max_in_flight: usize,
+    /// The most places one subscription may hold: half, so one slow target
+    /// cannot stall every other subscription.
+    share: usize,
 }
 
 /// A place among the deliveries in flight, held until the delivery ends.
@@ -115,7 +117,8 @@ impl WebhookClient {
             .pool_max_idle_per_host(64)
             .build()
             .expect("the HTTP client's settings are valid");
-        Self { http, policy, places: Arc::new(Semaphore::new(max_in_flight)), max_in_flight }
+        let places = Arc::new(Semaphore::new(max_in_flight));
+        Self { http, policy, places, share: (max_in_flight / 2).max(1) }
     }
 
     /// Up to `wanted` places for deliveries, as many as are free now.
@@ -123,10 +126,9 @@ impl WebhookClient {
         std::iter::from_fn(|| self.places.clone().try_acquire_owned().ok()).take(wanted).collect()
     }
 
-    /// The most places one subscription may hold: half, so one slow target
-    /// cannot stall every other subscription.
+    /// The most places one subscription may hold.
     pub fn share(&self) -> usize {
-        (self.max_in_flight / 2).max(1)
+        self.share
     }
 
     pub async fn send(&self, request: Request<'_>) -> Answer {
