@@ -1,7 +1,9 @@
 //! Reading request bodies: size limit first, then media type, then JSON;
-//! and the deadline a body must arrive by.
+//! the deadline a body must arrive by, and the budget all bodies held in
+//! memory at once share.
 
 use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
@@ -11,6 +13,7 @@ use axum::http::{HeaderMap, header};
 use herald_core::limits::MAX_BODY_BYTES;
 use http_body::{Frame, SizeHint};
 use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 
 use crate::problem::ApiError;
@@ -27,6 +30,8 @@ pub async fn read_limited(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiE
     axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {
         if let Some(late) = caused_by::<BodyTimedOut>(&e) {
             ApiError::TimedOut(late.to_string())
+        } else if caused_by::<OverBudget>(&e).is_some() {
+            ApiError::Overloaded("too many request bodies are being read at once; retry after Retry-After seconds")
         } else if caused_by::<http_body_util::LengthLimitError>(&e).is_some() {
             too_large()
         } else {
@@ -46,21 +51,73 @@ fn caused_by<E: std::error::Error + 'static>(err: &axum::Error) -> Option<&E> {
     None
 }
 
-/// A request body that must arrive whole within a time limit, so a client
-/// trickling its body (slowloris past the head) cannot hold a request, and
-/// its place among those in flight, forever.
-pub struct DeadlineBody {
+/// The bytes of request bodies held in memory at once, over every request.
+///
+/// A request is charged for its body as the bytes arrive, not for the length
+/// it declares: a client must send bytes to hold any of the budget, so
+/// declaring large bodies and sending nothing costs the server nothing.
+#[derive(Clone)]
+pub struct BodyBudget {
+    bytes: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl BodyBudget {
+    /// At least one body's limit, so any acceptable body can be read alone.
+    pub fn new(limit: usize) -> Self {
+        let limit = limit.max(MAX_BODY_BYTES);
+        Self { bytes: Arc::new(Semaphore::new(limit)), limit }
+    }
+
+    /// Bytes charged to requests now.
+    pub fn held(&self) -> usize {
+        self.limit - self.bytes.available_permits()
+    }
+}
+
+/// What one request holds of the [`BodyBudget`]: the bytes of its body read
+/// so far, kept until the last clone is dropped (when its response is ready:
+/// the bytes, and what was parsed from them, live that long).
+#[derive(Clone, Default)]
+pub struct BodyCharge(Arc<Mutex<Option<OwnedSemaphorePermit>>>);
+
+impl BodyCharge {
+    /// Charges `bytes` more, or returns false (charging nothing) when the
+    /// budget has not that much left.
+    fn add(&self, budget: &BodyBudget, bytes: usize) -> bool {
+        let Some(permit) = u32::try_from(bytes).ok().and_then(|n| budget.bytes.clone().try_acquire_many_owned(n).ok())
+        else {
+            return false;
+        };
+        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match held.as_mut() {
+            Some(charged) => charged.merge(permit),
+            None => *held = Some(permit),
+        }
+        true
+    }
+}
+
+/// A request body as the API reads it: it must arrive whole within a time
+/// limit, so a client trickling its body (slowloris past the head) cannot
+/// hold a request, and its place among those in flight, forever; and its
+/// bytes are charged to the [`BodyBudget`] as they arrive.
+pub struct LimitedBody {
     inner: Body,
     limit: Duration,
     deadline: Instant,
     /// Started the first time the body is not ready: a body that came with
     /// its head, as most do, costs no timer.
     timer: Option<Pin<Box<Sleep>>>,
+    budget: BodyBudget,
+    charge: BodyCharge,
+    /// Bytes discarded since the budget ran out, or `None` while it has not.
+    discarded: Option<usize>,
 }
 
-impl DeadlineBody {
-    pub fn new(inner: Body, limit: Duration) -> Self {
-        Self { inner, limit, deadline: Instant::now() + limit, timer: None }
+impl LimitedBody {
+    pub fn new(inner: Body, limit: Duration, budget: BodyBudget, charge: BodyCharge) -> Self {
+        Self { inner, limit, deadline: Instant::now() + limit, timer: None, budget, charge, discarded: None }
     }
 }
 
@@ -68,22 +125,51 @@ impl DeadlineBody {
 #[error("the request body did not arrive within {}s", .0.as_secs())]
 struct BodyTimedOut(Duration);
 
-impl http_body::Body for DeadlineBody {
+#[derive(Debug, thiserror::Error)]
+#[error("too many request bodies are being read at once")]
+struct OverBudget;
+
+impl http_body::Body for LimitedBody {
     type Data = Bytes;
     type Error = BoxError;
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
-        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
-            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        loop {
+            let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) else {
+                let deadline = this.deadline;
+                ready!(
+                    this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline))).as_mut().poll(cx)
+                );
+                return Poll::Ready(Some(Err(BodyTimedOut(this.limit).into())));
+            };
+            let frame = match (frame, this.discarded) {
+                (Some(Ok(frame)), _) => frame,
+                // Refused: answered once the whole body has been read, so the
+                // client is not reset while still sending and reads the 503.
+                (None, Some(_)) => return Poll::Ready(Some(Err(OverBudget.into()))),
+                (other, _) => return Poll::Ready(other.map(|f| f.map_err(Into::into))),
+            };
+            let len = frame.data_ref().map_or(0, Bytes::len);
+            match this.discarded {
+                None if this.charge.add(&this.budget, len) => return Poll::Ready(Some(Ok(frame))),
+                None => {
+                    metrics::counter!("herald_request_bodies_refused_total").increment(1);
+                    this.discarded = Some(len);
+                }
+                Some(discarded) => this.discarded = Some(discarded + len),
+            }
+            // Discarding is bounded too: past one body's limit, give up on
+            // the client reading the answer.
+            if this.discarded.is_some_and(|d| d > MAX_BODY_BYTES) {
+                return Poll::Ready(Some(Err(OverBudget.into())));
+            }
         }
-        let deadline = this.deadline;
-        ready!(this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline))).as_mut().poll(cx));
-        Poll::Ready(Some(Err(BodyTimedOut(this.limit).into())))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        // A refused body still has its error to yield.
+        self.discarded.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -139,6 +225,22 @@ mod tests {
         let err = read_limited(&HeaderMap::new(), chunked(MAX_BODY_BYTES + 1)).await.unwrap_err();
         assert!(matches!(err, ApiError::TooLarge(_)), "{err:?}");
         assert_eq!(read_limited(&HeaderMap::new(), chunked(MAX_BODY_BYTES)).await.unwrap().len(), MAX_BODY_BYTES);
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_budget_is_refused_and_its_charge_released_with_the_request() {
+        let budget = BodyBudget::new(0); // one body's limit
+        let other = BodyCharge::default();
+        assert!(other.add(&budget, MAX_BODY_BYTES - 100_000));
+        let charge = BodyCharge::default();
+        let limited = LimitedBody::new(chunked(200_000), Duration::from_secs(5), budget.clone(), charge.clone());
+        let err = read_limited(&HeaderMap::new(), Body::new(limited)).await.unwrap_err();
+        assert!(matches!(err, ApiError::Overloaded(_)), "{err:?}");
+        assert_eq!(budget.held(), MAX_BODY_BYTES - 100_000 + 65536, "the first chunk fit and is held");
+        drop(charge);
+        assert_eq!(budget.held(), MAX_BODY_BYTES - 100_000);
+        drop(other);
+        assert_eq!(budget.held(), 0);
     }
 
     #[test]

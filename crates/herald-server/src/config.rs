@@ -22,6 +22,9 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Time a request's body has to arrive in full, once its head has.
     pub body_read_timeout: Duration,
+    /// Bytes of request bodies held in memory at once (at least one body's
+    /// limit); a body arriving past it is answered 503 with `Retry-After`.
+    pub max_body_buffer: usize,
     /// Live (SSE) readers at once; more are answered 503 with `Retry-After`.
     pub max_live_readers: usize,
     /// Webhook deliveries in flight at once, over every subscription.
@@ -42,6 +45,7 @@ impl Default for ServerConfig {
             max_connections: 10_000,
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(60),
+            max_body_buffer: 256 << 20,
             max_live_readers: 512,
             max_deliveries_in_flight: 1024,
             egress: EgressPolicy::default(),

@@ -5,6 +5,7 @@ use herald_core::IdRule;
 use herald_store::{Store, StoreError};
 use tokio::sync::{Semaphore, watch};
 
+use crate::body::BodyBudget;
 use crate::config::ServerConfig;
 use crate::dispatch::Dispatcher;
 
@@ -28,6 +29,7 @@ pub struct Shared {
     pub id_rules: RwLock<HashMap<String, IdRule>>,
     pub config: ServerConfig,
     pub in_flight: Arc<Semaphore>,
+    pub body_budget: BodyBudget,
     pub live_readers: Arc<Semaphore>,
     pub dispatcher: Arc<Dispatcher>,
     /// Turns true when the server begins to shut down; live streams end on it.
@@ -46,6 +48,7 @@ impl AppState {
             store,
             id_rules: RwLock::new(rules),
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
+            body_budget: BodyBudget::new(config.max_body_buffer),
             live_readers: Arc::new(Semaphore::new(config.max_live_readers)),
             config,
             dispatcher,

@@ -24,6 +24,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         max_connections: args.max_connections as usize,
         header_read_timeout: Duration::from_secs(args.header_read_timeout),
         body_read_timeout: Duration::from_secs(args.body_read_timeout),
+        max_body_buffer: (args.max_body_buffer_mib as usize) << 20,
         max_deliveries_in_flight: args.max_deliveries_in_flight as usize,
         egress: EgressPolicy { allow_internal: args.allow_private_targets, allowed: args.allowed_target_networks },
         ..ServerConfig::default()

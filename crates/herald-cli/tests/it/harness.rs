@@ -120,6 +120,12 @@ impl Herald {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
+    /// A metric's value as `/metrics` exports it now, if it is exported.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = self.http.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        metric_in(&text, name)
+    }
+
     /// Every stored event, in position order, read page by page.
     pub async fn all_events(&self) -> Vec<Value> {
         let mut after = 0;
@@ -178,4 +184,9 @@ pub fn pointers(problem: &Value) -> Vec<String> {
         .flatten()
         .filter_map(|e| e["pointer"].as_str().map(str::to_owned))
         .collect()
+}
+
+/// A metric's value in a Prometheus text exposition (the line `name value`).
+pub fn metric_in(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
 }

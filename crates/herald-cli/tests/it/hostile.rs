@@ -9,7 +9,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use crate::harness::{Herald, data_dir, event};
+use crate::harness::{Herald, data_dir, event, metric_in};
 
 /// A small deterministic generator (xorshift), so failures reproduce.
 struct Rng(u64);
@@ -173,14 +173,9 @@ async fn connections_past_the_limit_get_a_503_problem_and_slots_come_back() {
     // A held connection still works, and counts the rejection.
     let metrics = raw_get(&mut held[0], "/metrics").await;
     assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
-    let rejected: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("herald_connections_rejected_total "))
-        .expect("the rejection counter is exported")
-        .parse()
-        .unwrap();
+    let rejected = metric_in(&metrics, "herald_connections_rejected_total").expect("the rejection counter is exported");
     assert!(rejected >= 1.0, "{rejected}");
-    assert!(metrics.lines().any(|l| l == "herald_connections_open 3"), "{metrics}");
+    assert_eq!(metric_in(&metrics, "herald_connections_open"), Some(3.0), "{metrics}");
 
     // Closing one frees its slot.
     drop(held.pop());
@@ -284,4 +279,65 @@ async fn a_body_trickled_past_its_deadline_gets_a_408_and_stores_nothing() {
 
     let ids: Vec<Value> = h.all_events().await.iter().map(|e| e["id"].clone()).collect();
     assert_eq!(ids, vec![json!("on-time")]);
+}
+
+/// Waits until a metric satisfies `ok`, or fails after 10 s.
+async fn until_metric(h: &Herald, name: &str, ok: impl Fn(f64) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let value = h.metric(name).await.unwrap_or(0.0);
+        if ok(value) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{name} is still {value}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn bodies_past_the_buffer_budget_get_a_503_and_nothing_is_held_for_bytes_not_sent() {
+    const LIMIT: usize = 10 << 20; // one body's limit, and the budget here
+    let dir = data_dir();
+    let h = Herald::start_with_env(dir.path(), &[("HERALD_MAX_BODY_BUFFER_MIB", "10")]);
+    let head = format!(
+        "POST /v1/events HTTP/1.1\r\nhost: herald\r\ncontent-type: application/json\r\ncontent-length: {LIMIT}\r\n\r\n["
+    );
+    let padded = |id: &str| event(id, json!({"pad": "x".repeat(200_000)}));
+
+    // Declaring bodies of the whole budget, and sending one byte of each,
+    // holds one byte each: others still publish.
+    let mut declared = Vec::new();
+    for _ in 0..3 {
+        let mut tcp = TcpStream::connect(h.addr()).await.unwrap();
+        tcp.write_all(head.as_bytes()).await.unwrap();
+        declared.push(tcp);
+    }
+    until_metric(&h, "herald_request_body_bytes_held", |held| held == 3.0).await;
+    assert_eq!(h.post("/v1/events", &padded("declared-only")).await.0, 201);
+
+    // One client sends all but 100,000 bytes of its body: a 200 KB body no
+    // longer fits beside it.
+    let sent = LIMIT - 100_000;
+    declared[0].write_all(&vec![b' '; sent - 1]).await.unwrap();
+    until_metric(&h, "herald_request_body_bytes_held", |held| held >= sent as f64).await;
+    let response = h.http.post(h.url("/v1/events")).json(&padded("refused")).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:herald:problem:overloaded", "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("request bodies"), "{problem}");
+    assert_eq!(h.get("/v1/events/refused").await.0, 404, "a refused body stores nothing");
+    assert_eq!(h.metric("herald_request_bodies_refused_total").await, Some(1.0));
+
+    // The other clients leave, and the big body ends (an empty batch): it
+    // fits the budget exactly, and once it is answered its bytes are free.
+    let mut big = declared.swap_remove(0);
+    drop(declared);
+    until_metric(&h, "herald_request_body_bytes_held", |held| held == sent as f64).await;
+    big.write_all(&[vec![b' '; LIMIT - sent - 1], b"]".to_vec()].concat()).await.unwrap();
+    let mut status = [0u8; 12];
+    timeout(Duration::from_secs(10), big.read_exact(&mut status)).await.unwrap().unwrap();
+    assert_ne!(&status, b"HTTP/1.1 503", "the body that fit is read and answered");
+    until_metric(&h, "herald_request_body_bytes_held", |held| held == 0.0).await;
+    assert_eq!(h.post("/v1/events", &padded("refused")).await.0, 201, "a retry is stored");
 }

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use tower_http::trace::TraceLayer;
 
-use crate::body::DeadlineBody;
+use crate::body::{BodyCharge, LimitedBody};
 use crate::problem::ApiError;
 use crate::state::AppState;
 
@@ -56,17 +56,20 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Admits a request: bounds the requests handled at once (past the limit,
-/// answer 503 with `Retry-After` at once rather than queue without bound) and
-/// gives its body a deadline. The permit is released when the response head
-/// is ready (a live stream holds its own).
+/// answer 503 with `Retry-After` at once rather than queue without bound),
+/// gives its body a deadline and charges its bytes to the body budget (503
+/// past it). Both are released when the response head is ready (a live
+/// stream holds its own permit).
 async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match state.in_flight.clone().try_acquire_owned() {
-        Ok(_permit) => {
-            let limit = state.config.body_read_timeout;
-            next.run(request.map(|body| Body::new(DeadlineBody::new(body, limit)))).await
-        }
-        Err(_) => ApiError::Overloaded("too many requests in flight").into_response(),
-    }
+    let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
+        return ApiError::Overloaded("too many requests in flight").into_response();
+    };
+    let charge = BodyCharge::default();
+    let (timeout, budget) = (state.config.body_read_timeout, state.body_budget.clone());
+    let response =
+        next.run(request.map(|body| Body::new(LimitedBody::new(body, timeout, budget, charge.clone())))).await;
+    drop(charge); // held until here: the body's bytes live until the response is ready
+    response
 }
 
 async fn not_found(request: Request) -> ApiError {
