@@ -137,6 +137,11 @@ pub struct ServeArgs {
     /// to fit the open-file limit (`ulimit -Hn`).
     #[arg(long, env = "HERALD_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+    /// Connections open at once from one client (an IPv4 address or an
+    /// IPv6 /64) before answering 503; by default half of --max-connections.
+    /// Behind a proxy every client is the proxy: raise it to --max-connections.
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_CLIENT", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_client: Option<u32>,
     /// Seconds a client has to send a request's headers; a keep-alive
     /// connection idle that long is closed too.
     #[arg(long, env = "HERALD_HEADER_READ_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]

@@ -21,23 +21,25 @@ use crate::problem::ApiError;
 /// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] without
 /// buffering past the limit.
 pub async fn read_limited(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
-    let too_large = || ApiError::TooLarge(format!("the body limit is {MAX_BODY_BYTES} bytes"));
-    let declared =
-        headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+    let too_large = || ApiError::TooLarge(TooLarge.to_string());
+    if declared_length(headers).is_some_and(|len| len > MAX_BODY_BYTES as u64) {
         return Err(too_large());
     }
     axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {
         if let Some(late) = caused_by::<BodyTimedOut>(&e) {
             ApiError::TimedOut(late.to_string())
         } else if caused_by::<OverBudget>(&e).is_some() {
-            ApiError::Overloaded("too many request bodies are being read at once; retry after Retry-After seconds")
-        } else if caused_by::<http_body_util::LengthLimitError>(&e).is_some() {
+            ApiError::Overloaded(BODIES_OVERLOADED)
+        } else if caused_by::<http_body_util::LengthLimitError>(&e).is_some() || caused_by::<TooLarge>(&e).is_some() {
             too_large()
         } else {
             ApiError::MalformedJson(format!("could not read the body: {e}"))
         }
     })
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }
 
 fn caused_by<E: std::error::Error + 'static>(err: &axum::Error) -> Option<&E> {
@@ -50,6 +52,9 @@ fn caused_by<E: std::error::Error + 'static>(err: &axum::Error) -> Option<&E> {
     }
     None
 }
+
+/// The answer when the [`BodyBudget`] has no room for a body.
+pub const BODIES_OVERLOADED: &str = "too many request bodies are being read at once; retry after Retry-After seconds";
 
 /// The bytes of request bodies held in memory at once, over every request.
 ///
@@ -69,22 +74,33 @@ impl BodyBudget {
         Self { bytes: Arc::new(Semaphore::new(limit)), limit }
     }
 
+    /// Whether a client waiting for `100 Continue` before it sends its body
+    /// should be refused at once: the budget has no room for the length it
+    /// declares. A hint only, nothing is reserved; but it spares the client
+    /// sending a body that would be discarded.
+    pub fn refuses_before_continue(&self, headers: &HeaderMap) -> bool {
+        let expects_continue =
+            headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        expects_continue && declared_length(headers).is_some_and(|len| len > self.bytes.available_permits() as u64)
+    }
+
     /// Bytes charged to requests now.
     pub fn held(&self) -> usize {
         self.limit - self.bytes.available_permits()
     }
 }
 
-/// What one request holds of the [`BodyBudget`]: the bytes of its body read
-/// so far, kept until the last clone is dropped (when its response is ready:
-/// the bytes, and what was parsed from them, live that long).
+/// What one request holds of the [`BodyBudget`]: the raw bytes of its body
+/// read so far, kept until the last clone is dropped (when its handler
+/// returns: the bytes live that long). What is parsed from them is not
+/// counted.
 #[derive(Clone, Default)]
 pub struct BodyCharge(Arc<Mutex<Option<OwnedSemaphorePermit>>>);
 
 impl BodyCharge {
     /// Charges `bytes` more, or returns false (charging nothing) when the
     /// budget has not that much left.
-    fn add(&self, budget: &BodyBudget, bytes: usize) -> bool {
+    fn try_charge(&self, budget: &BodyBudget, bytes: usize) -> bool {
         let Some(permit) = u32::try_from(bytes).ok().and_then(|n| budget.bytes.clone().try_acquire_many_owned(n).ok())
         else {
             return false;
@@ -101,23 +117,27 @@ impl BodyCharge {
 /// A request body as the API reads it: it must arrive whole within a time
 /// limit, so a client trickling its body (slowloris past the head) cannot
 /// hold a request, and its place among those in flight, forever; and its
-/// bytes are charged to the [`BodyBudget`] as they arrive.
-pub struct LimitedBody {
+/// bytes are charged to the [`BodyBudget`] as they arrive. (The size limit
+/// is [`read_limited`]'s.)
+pub struct AdmittedBody {
     inner: Body,
-    limit: Duration,
+    read_timeout: Duration,
     deadline: Instant,
     /// Started the first time the body is not ready: a body that came with
     /// its head, as most do, costs no timer.
     timer: Option<Pin<Box<Sleep>>>,
     budget: BodyBudget,
     charge: BodyCharge,
-    /// Bytes discarded since the budget ran out, or `None` while it has not.
-    discarded: Option<usize>,
+    /// Bytes read so far, charged or discarded.
+    read: usize,
+    /// The budget ran out: the rest is read and discarded, then refused.
+    refused: bool,
 }
 
-impl LimitedBody {
-    pub fn new(inner: Body, limit: Duration, budget: BodyBudget, charge: BodyCharge) -> Self {
-        Self { inner, limit, deadline: Instant::now() + limit, timer: None, budget, charge, discarded: None }
+impl AdmittedBody {
+    pub fn new(inner: Body, read_timeout: Duration, budget: BodyBudget, charge: BodyCharge) -> Self {
+        let deadline = Instant::now() + read_timeout;
+        Self { inner, read_timeout, deadline, timer: None, budget, charge, read: 0, refused: false }
     }
 }
 
@@ -126,10 +146,14 @@ impl LimitedBody {
 struct BodyTimedOut(Duration);
 
 #[derive(Debug, thiserror::Error)]
-#[error("too many request bodies are being read at once")]
+#[error("{BODIES_OVERLOADED}")]
 struct OverBudget;
 
-impl http_body::Body for LimitedBody {
+#[derive(Debug, thiserror::Error)]
+#[error("the body limit is {MAX_BODY_BYTES} bytes")]
+struct TooLarge;
+
+impl http_body::Body for AdmittedBody {
     type Data = Bytes;
     type Error = BoxError;
 
@@ -141,39 +165,38 @@ impl http_body::Body for LimitedBody {
                 ready!(
                     this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline))).as_mut().poll(cx)
                 );
-                return Poll::Ready(Some(Err(BodyTimedOut(this.limit).into())));
+                return Poll::Ready(Some(Err(BodyTimedOut(this.read_timeout).into())));
             };
-            let frame = match (frame, this.discarded) {
-                (Some(Ok(frame)), _) => frame,
-                // Refused: answered once the whole body has been read, so the
-                // client is not reset while still sending and reads the 503.
-                (None, Some(_)) => return Poll::Ready(Some(Err(OverBudget.into()))),
-                (other, _) => return Poll::Ready(other.map(|f| f.map_err(Into::into))),
+            let frame = match frame {
+                Some(Ok(frame)) => frame,
+                // Refused, and now read to its end: the client is answered
+                // 503 without being reset while still sending.
+                None if this.refused => return Poll::Ready(Some(Err(OverBudget.into()))),
+                other => return Poll::Ready(other.map(|f| f.map_err(Into::into))),
             };
             let len = frame.data_ref().map_or(0, Bytes::len);
-            match this.discarded {
-                None if this.charge.add(&this.budget, len) => return Poll::Ready(Some(Ok(frame))),
-                None => {
-                    metrics::counter!("herald_request_bodies_refused_total").increment(1);
-                    this.discarded = Some(len);
+            this.read += len;
+            if !this.refused {
+                if this.charge.try_charge(&this.budget, len) {
+                    return Poll::Ready(Some(Ok(frame)));
                 }
-                Some(discarded) => this.discarded = Some(discarded + len),
+                metrics::counter!("herald_request_bodies_refused_total").increment(1);
+                this.refused = true;
             }
-            // Discarding is bounded too: past one body's limit, give up on
-            // the client reading the answer.
-            if this.discarded.is_some_and(|d| d > MAX_BODY_BYTES) {
-                return Poll::Ready(Some(Err(OverBudget.into())));
+            // Discarding is bounded too.
+            if this.read > MAX_BODY_BYTES {
+                return Poll::Ready(Some(Err(TooLarge.into())));
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
         // A refused body still has its error to yield.
-        self.discarded.is_none() && self.inner.is_end_stream()
+        !self.refused && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        if self.refused { SizeHint::with_exact(0) } else { self.inner.size_hint() }
     }
 }
 
@@ -231,16 +254,32 @@ mod tests {
     async fn a_body_past_the_budget_is_refused_and_its_charge_released_with_the_request() {
         let budget = BodyBudget::new(0); // one body's limit
         let other = BodyCharge::default();
-        assert!(other.add(&budget, MAX_BODY_BYTES - 100_000));
+        assert!(other.try_charge(&budget, MAX_BODY_BYTES - 100_000));
         let charge = BodyCharge::default();
-        let limited = LimitedBody::new(chunked(200_000), Duration::from_secs(5), budget.clone(), charge.clone());
-        let err = read_limited(&HeaderMap::new(), Body::new(limited)).await.unwrap_err();
+        let admitted = AdmittedBody::new(chunked(200_000), Duration::from_secs(5), budget.clone(), charge.clone());
+        let err = read_limited(&HeaderMap::new(), Body::new(admitted)).await.unwrap_err();
         assert!(matches!(err, ApiError::Overloaded(_)), "{err:?}");
         assert_eq!(budget.held(), MAX_BODY_BYTES - 100_000 + 65536, "the first chunk fit and is held");
         drop(charge);
         assert_eq!(budget.held(), MAX_BODY_BYTES - 100_000);
         drop(other);
         assert_eq!(budget.held(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_refused_body_is_discarded_only_up_to_the_body_limit() {
+        let budget = BodyBudget::new(0);
+        let full = BodyCharge::default();
+        assert!(full.try_charge(&budget, MAX_BODY_BYTES));
+        for (len, too_large) in [(MAX_BODY_BYTES, false), (MAX_BODY_BYTES + 1, true)] {
+            let admitted =
+                AdmittedBody::new(chunked(len), Duration::from_secs(5), budget.clone(), BodyCharge::default());
+            match read_limited(&HeaderMap::new(), Body::new(admitted)).await.unwrap_err() {
+                ApiError::TooLarge(_) => assert!(too_large, "{len} bytes"),
+                ApiError::Overloaded(_) => assert!(!too_large, "{len} bytes"),
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]

@@ -17,6 +17,9 @@ pub struct ServerConfig {
     pub max_in_flight: usize,
     /// Connections open at once; more are answered 503 with `Retry-After`.
     pub max_connections: usize,
+    /// Connections open at once from one client (an IPv4 address or an
+    /// IPv6 /64); `None`: half of `max_connections`.
+    pub max_connections_per_client: Option<usize>,
     /// Time a client has to send a request's head; a keep-alive connection
     /// idle this long is closed too.
     pub header_read_timeout: Duration,
@@ -43,6 +46,7 @@ impl Default for ServerConfig {
             region: None,
             max_in_flight: 4096,
             max_connections: 10_000,
+            max_connections_per_client: None,
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(60),
             max_body_buffer: 256 << 20,

@@ -4,6 +4,8 @@
 //! - at most `max_connections` open at once; past that a connection is
 //!   answered `503` with `Retry-After` and closed, so idle or hostile clients
 //!   cannot grow memory (or exhaust file descriptors) without bound;
+//! - at most `max_connections_per_client` of them from one client (by
+//!   default half), so one client cannot take every slot;
 //! - a deadline for each request's head (`header_read_timeout`), from the
 //!   connection's first byte on, which also closes keep-alive connections
 //!   idle that long, so silent or slow clients (slowloris) cannot hold
@@ -13,8 +15,11 @@
 //!
 //! HTTP/1.1 only: that is Herald's API (no HTTP/2, no upgrades).
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
@@ -85,16 +90,21 @@ fn fit_to_fd_limit(requested: usize, _deliveries: usize) -> usize {
 pub async fn serve(listener: TcpListener, app: Router, config: &ServerConfig, shutdown: impl Future<Output = ()>) {
     let max_connections = fit_to_fd_limit(config.max_connections, config.max_deliveries_in_flight);
     let slots = Arc::new(Semaphore::new(max_connections));
+    let per_client = config.max_connections_per_client.unwrap_or(max_connections / 2).max(1);
+    let clients = Arc::new(ClientSlots { limit: per_client, open: Mutex::default() });
     let rejecting = Arc::new(Semaphore::new(MAX_REJECTING));
-    let overloaded = overloaded_answer();
+    let overloaded = overloaded_answer("too many connections; retry after Retry-After seconds");
+    let client_overloaded = overloaded_answer("too many connections from this client; retry after Retry-After seconds");
     let mut http = http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout);
+    // A connection's read buffer may grow to 64 KiB (hyper's default is
+    // ~400 KiB): bytes outside the body budget, times every connection.
+    http.timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout).max_buf_size(64 << 10);
     let draining = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _)) => tcp,
+                Ok(accepted) => accepted,
                 // The client gave up before we accepted: nothing to do.
                 Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
@@ -110,16 +120,23 @@ pub async fn serve(listener: TcpListener, app: Router, config: &ServerConfig, sh
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::warn!(error = %e, "could not set TCP_NODELAY on a connection");
         }
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            metrics::counter!("herald_connections_rejected_total").increment(1);
-            if let Ok(turn) = rejecting.clone().try_acquire_owned() {
-                let answer = overloaded.clone();
-                tokio::spawn(async move {
-                    turn_away(tcp, &answer).await;
-                    drop(turn);
-                });
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => clients.try_take(peer.ip()).map(|client_slot| (slot, client_slot)).ok_or(&client_overloaded),
+            Err(_) => Err(&overloaded),
+        };
+        let slot = match slot {
+            Ok(slot) => slot,
+            Err(answer) => {
+                metrics::counter!("herald_connections_rejected_total").increment(1);
+                if let Ok(turn) = rejecting.clone().try_acquire_owned() {
+                    let answer = answer.clone();
+                    tokio::spawn(async move {
+                        turn_away(tcp, &answer).await;
+                        drop(turn);
+                    });
+                }
+                continue;
             }
-            continue;
         };
         let service = TowerToHyperService::new(app.clone());
         let connection = draining.watch(http.serve_connection(TokioIo::new(tcp), service));
@@ -141,11 +158,61 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     matches!(e.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset)
 }
 
-/// The fixed answer for a connection over the limit: a 503 problem, written
+/// Connections open per client. A client is an IPv4 address or an IPv6 /64:
+/// a host is usually given a whole /64, so counting its addresses one by one
+/// would not limit it. Only clients with connections open have an entry.
+struct ClientSlots {
+    limit: usize,
+    open: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection's place among its client's; given back when dropped.
+struct ClientSlot {
+    slots: Arc<ClientSlots>,
+    client: IpAddr,
+}
+
+impl ClientSlots {
+    fn try_take(self: &Arc<Self>, peer: IpAddr) -> Option<ClientSlot> {
+        let client = client_of(peer);
+        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(client).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(ClientSlot { slots: self.clone(), client })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        let mut open = self.slots.open.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Entry::Occupied(mut count) = open.entry(self.client) {
+            *count.get_mut() -= 1;
+            if *count.get() == 0 {
+                count.remove();
+            }
+        }
+    }
+}
+
+/// The client a peer address counts against (see [`ClientSlots`]).
+fn client_of(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+        },
+        v4 => v4,
+    }
+}
+
+/// The fixed answer for a connection over a limit: a 503 problem, written
 /// before the request is read (HTTP/1.1 allows a server to answer early and
 /// close), so turning a client away costs no parsing.
-fn overloaded_answer() -> Arc<[u8]> {
-    let problem = ApiError::Overloaded("too many connections; retry after Retry-After seconds").problem();
+fn overloaded_answer(detail: &'static str) -> Arc<[u8]> {
+    let problem = ApiError::Overloaded(detail).problem();
     let body = serde_json::to_string(&problem).expect("a problem serialises");
     format!(
         "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\n\
@@ -168,4 +235,31 @@ async fn turn_away(mut tcp: TcpStream, answer: &[u8]) {
         std::io::Result::Ok(())
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_is_an_ipv4_address_or_an_ipv6_slash_64() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(client_of(ip("192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(client_of(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
+        assert_eq!(client_of(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
+        assert_eq!(client_of(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")), client_of(ip("2001:db8:1:2::9")));
+        assert_ne!(client_of(ip("2001:db8:1:3::1")), client_of(ip("2001:db8:1:2::1")));
+    }
+
+    #[test]
+    fn a_client_takes_at_most_its_limit_and_gets_slots_back() {
+        let slots = Arc::new(ClientSlots { limit: 2, open: Mutex::default() });
+        let (a, b) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
+        let held = [slots.try_take(a).unwrap(), slots.try_take(a).unwrap()];
+        assert!(slots.try_take(a).is_none());
+        assert!(slots.try_take(b).is_some(), "another client is not limited by the first");
+        drop(held);
+        assert!(slots.try_take(a).is_some());
+        assert!(slots.open.lock().unwrap().is_empty(), "clients without connections leave no entry");
+    }
 }

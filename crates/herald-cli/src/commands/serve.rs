@@ -22,6 +22,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         region: args.region,
         max_in_flight: args.max_in_flight,
         max_connections: args.max_connections as usize,
+        max_connections_per_client: args.max_connections_per_client.map(|n| n as usize),
         header_read_timeout: Duration::from_secs(args.header_read_timeout),
         body_read_timeout: Duration::from_secs(args.body_read_timeout),
         max_body_buffer: (args.max_body_buffer_mib as usize) << 20,

@@ -30,11 +30,11 @@ impl Herald {
     }
 
     /// Starts with the open-file limit (`ulimit -n`) set to `soft` and `hard`
-    /// (not kept across restarts).
+    /// (not kept across restarts), and no limit per client below the total.
     pub fn start_with_fd_limit(data_dir: &Path, soft: u32, hard: u32) -> Herald {
         let mut shell = Command::new("sh");
         shell.args(["-c", &format!("ulimit -S -n {soft} && ulimit -H -n {hard} && exec \"$0\" \"$@\""), BIN]);
-        Self::launch(shell, data_dir, &[])
+        Self::launch(shell, data_dir, &[("HERALD_MAX_CONNECTIONS_PER_CLIENT", "10000")])
     }
 
     /// Runs `command` (the binary, or something that execs it) with `serve`'s arguments.

@@ -155,7 +155,8 @@ async fn open_connections(addr: &str, n: usize) -> Vec<TcpStream> {
 #[tokio::test]
 async fn connections_past_the_limit_get_a_503_problem_and_slots_come_back() {
     let dir = data_dir();
-    let h = Herald::start_with_env(dir.path(), &[("HERALD_MAX_CONNECTIONS", "3")]);
+    let limits = [("HERALD_MAX_CONNECTIONS", "3"), ("HERALD_MAX_CONNECTIONS_PER_CLIENT", "3")];
+    let h = Herald::start_with_env(dir.path(), &limits);
     let mut held = open_connections(h.addr(), 3).await;
 
     let answer = get_and_close(h.addr(), "").await;
@@ -186,6 +187,30 @@ async fn connections_past_the_limit_get_a_503_problem_and_slots_come_back() {
             break;
         }
         assert!(answer.starts_with("HTTP/1.1 503") && Instant::now() < deadline, "{answer}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn one_client_cannot_take_every_connection() {
+    let dir = data_dir();
+    let h = Herald::start_with_env(dir.path(), &[("HERALD_MAX_CONNECTIONS", "4")]);
+    // By default a client may hold half: 2 of 4.
+    let held = open_connections(h.addr(), 2).await;
+    let answer = get_and_close(h.addr(), "").await;
+    assert!(answer.starts_with("HTTP/1.1 503") && answer.contains("from this client"), "{answer}");
+
+    // Another client (another loopback address) is still served.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut other = socket.connect(h.addr().parse().unwrap()).await.unwrap();
+    assert!(raw_get(&mut other, "/healthz").await.starts_with("HTTP/1.1 200"));
+
+    // The first client's slots come back when its connections close.
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !get_and_close(h.addr(), "connection: close\r\n").await.starts_with("HTTP/1.1 200") {
+        assert!(Instant::now() < deadline, "the client's slots did not come back");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -329,6 +354,15 @@ async fn bodies_past_the_buffer_budget_get_a_503_and_nothing_is_held_for_bytes_n
     assert_eq!(h.get("/v1/events/refused").await.0, 404, "a refused body stores nothing");
     assert_eq!(h.metric("herald_request_bodies_refused_total").await, Some(1.0));
 
+    // A client that waits for 100 Continue is refused before it sends its body.
+    let mut waiting = TcpStream::connect(h.addr()).await.unwrap();
+    waiting
+        .write_all(b"POST /v1/events HTTP/1.1\r\nhost: herald\r\nexpect: 100-continue\r\ncontent-type: application/json\r\ncontent-length: 200000\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut waiting).await;
+    assert!(answer.starts_with("HTTP/1.1 503") && answer.contains("request bodies"), "{answer}");
+
     // The other clients leave, and the big body ends (an empty batch): it
     // fits the budget exactly, and once it is answered its bytes are free.
     let mut big = declared.swap_remove(0);
@@ -337,7 +371,7 @@ async fn bodies_past_the_buffer_budget_get_a_503_and_nothing_is_held_for_bytes_n
     big.write_all(&[vec![b' '; LIMIT - sent - 1], b"]".to_vec()].concat()).await.unwrap();
     let mut status = [0u8; 12];
     timeout(Duration::from_secs(10), big.read_exact(&mut status)).await.unwrap().unwrap();
-    assert_ne!(&status, b"HTTP/1.1 503", "the body that fit is read and answered");
+    assert_eq!(&status, b"HTTP/1.1 422", "the body that fit is read and answered");
     until_metric(&h, "herald_request_body_bytes_held", |held| held == 0.0).await;
     assert_eq!(h.post("/v1/events", &padded("refused")).await.0, 201, "a retry is stored");
 }

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use tower_http::trace::TraceLayer;
 
-use crate::body::{BodyCharge, LimitedBody};
+use crate::body::{AdmittedBody, BODIES_OVERLOADED, BodyCharge};
 use crate::problem::ApiError;
 use crate::state::AppState;
 
@@ -58,17 +58,20 @@ pub fn router(state: AppState) -> Router {
 /// Admits a request: bounds the requests handled at once (past the limit,
 /// answer 503 with `Retry-After` at once rather than queue without bound),
 /// gives its body a deadline and charges its bytes to the body budget (503
-/// past it). Both are released when the response head is ready (a live
-/// stream holds its own permit).
+/// past it). The permit and the charge are released when the handler
+/// returns (a live stream holds a permit of its own).
 async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let Ok(_permit) = state.in_flight.clone().try_acquire_owned() else {
         return ApiError::Overloaded("too many requests in flight").into_response();
     };
+    if state.body_budget.refuses_before_continue(request.headers()) {
+        return ApiError::Overloaded(BODIES_OVERLOADED).into_response();
+    }
     let charge = BodyCharge::default();
     let (timeout, budget) = (state.config.body_read_timeout, state.body_budget.clone());
     let response =
-        next.run(request.map(|body| Body::new(LimitedBody::new(body, timeout, budget, charge.clone())))).await;
-    drop(charge); // held until here: the body's bytes live until the response is ready
+        next.run(request.map(|body| Body::new(AdmittedBody::new(body, timeout, budget, charge.clone())))).await;
+    drop(charge); // held until here: the body's bytes live until the handler returns
     response
 }
 
