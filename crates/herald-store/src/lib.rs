@@ -33,6 +33,15 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
+    /// Roughly the memory the event holds: its strings.
+    pub fn size(&self) -> usize {
+        self.id.len()
+            + self.source.len()
+            + self.detail_type.len()
+            + self.stream.as_ref().map_or(0, String::len)
+            + self.body.len()
+    }
+
     pub fn from_event(event: &Event) -> Self {
         let (body, content_hash) = event.to_stored();
         Self {

@@ -75,6 +75,41 @@ async fn a_full_queue_pushes_back_instead_of_growing() {
     assert_eq!(*store.head().borrow(), stored as u64, "exactly the accepted appends are stored");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_is_bounded_in_bytes_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = event("sizing").size();
+    let config = SqliteConfig { queue_bytes: 3 * one, max_group_events: 1, ..SqliteConfig::default() };
+    let store = std::sync::Arc::new(SqliteStore::open(dir.path(), config).unwrap());
+    // An append larger than the whole budget is taken alone.
+    let big: Vec<NewEvent> = (0..10).map(|i| event(&format!("big-{i}"))).collect();
+    assert_eq!(store.append(big).await.unwrap().len(), 10);
+
+    // 200 appends at once, in a queue of 4,096 jobs but 3 events' bytes.
+    let start = std::sync::Arc::new(tokio::sync::Barrier::new(200));
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let (store, start) = (store.clone(), start.clone());
+        tasks.push(tokio::spawn(async move {
+            start.wait().await;
+            store.append(vec![event(&format!("e{i:03}"))]).await
+        }));
+    }
+    let (mut stored, mut overloaded) = (0, 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => stored += 1,
+            Err(StoreError::Overloaded) => overloaded += 1,
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+    assert!(overloaded > 0, "200 simultaneous appends into 3 events' bytes must be refused in part");
+    assert_eq!(*store.head().borrow(), 10 + stored as u64, "exactly the accepted appends are stored");
+    // Every share came back.
+    let again: Vec<NewEvent> = (0..3).map(|i| event(&format!("again-{i}"))).collect();
+    assert_eq!(store.append(again).await.unwrap().len(), 3);
+}
+
 #[tokio::test]
 async fn a_damaged_file_is_reported_not_served() {
     let dir = tempfile::tempdir().unwrap();

@@ -13,14 +13,14 @@ mod time_marks;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use async_trait::async_trait;
 use herald_core::subscription::SubscriptionState;
 use herald_core::{IdRule, Position};
 use rusqlite::{Connection, ErrorCode, Transaction};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::subscriptions::{Attempt, AttemptQuery, DeadLetter, Decide, Delivery, Settlement, SubscriptionRecord};
 use crate::{AppendOutcome, ListQuery, NewEvent, Page, Store, StoreError, StoredEvent};
@@ -37,6 +37,10 @@ pub struct SqliteConfig {
     /// Append requests that may wait for the writer before callers get
     /// [`StoreError::Overloaded`].
     pub queue_capacity: usize,
+    /// Bytes of events those appends may hold, waiting or being committed,
+    /// before callers get [`StoreError::Overloaded`] (an append larger than
+    /// this is taken alone).
+    pub queue_bytes: usize,
     /// Most events committed in one transaction.
     pub max_group_events: usize,
     /// Bytes of WAL written between background checkpoints.
@@ -54,13 +58,23 @@ impl Default for SqliteConfig {
     /// BENCHMARKS.md). 4 MiB between checkpoints is about SQLite's own
     /// default (1,000 frames of 4 KiB).
     fn default() -> Self {
-        Self { queue_capacity: 4096, max_group_events: 8192, checkpoint_bytes: 4 << 20, page_size: 16 << 10 }
+        Self {
+            queue_capacity: 4096,
+            queue_bytes: 256 << 20,
+            max_group_events: 8192,
+            checkpoint_bytes: 4 << 20,
+            page_size: 16 << 10,
+        }
     }
 }
 
 pub struct SqliteStore {
     path: PathBuf,
     jobs: mpsc::Sender<Job>,
+    /// Bytes of appended events queued or in the writer's group, up to
+    /// `queue_bytes` (the job holds its share until it is answered).
+    queued_bytes: Arc<Semaphore>,
+    queue_bytes: u32,
     head: watch::Receiver<Position>,
     readers: ReadPool,
     /// The writer, then the checkpoint thread (which stops once the writer has).
@@ -87,6 +101,7 @@ impl SqliteStore {
         let (checkpointer, checkpoints) = Checkpointer::start(&path, config.checkpoint_bytes)?;
         let (head_tx, head) = watch::channel(last);
         let (jobs, queue) = mpsc::channel(config.queue_capacity);
+        let queue_bytes = u32::try_from(config.queue_bytes).unwrap_or(u32::MAX).max(1);
         let writer = Writer {
             conn,
             path: path.clone(),
@@ -104,6 +119,8 @@ impl SqliteStore {
             readers: ReadPool::new(path.clone()),
             path,
             jobs,
+            queued_bytes: Arc::new(Semaphore::new(queue_bytes as usize)),
+            queue_bytes,
             head,
             threads: Mutex::new(vec![handle, checkpoints]),
         })
@@ -147,7 +164,12 @@ impl Store for SqliteStore {
         if events.is_empty() {
             return Ok(Vec::new());
         }
-        self.submit(|reply| Job::Append { events, reply }).await
+        // Counted before the queue: the number of jobs alone does not bound
+        // memory when one append may hold megabytes.
+        let bytes = events.iter().map(NewEvent::size).sum::<usize>();
+        let share = u32::try_from(bytes).unwrap_or(u32::MAX).min(self.queue_bytes);
+        let queued = self.queued_bytes.clone().try_acquire_many_owned(share).map_err(|_| StoreError::Overloaded)?;
+        self.submit(|reply| Job::Append { events, reply, _queued: queued }).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<StoredEvent>, StoreError> {

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use herald_core::Position;
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
 
 use super::checkpoint::Checkpointer;
 use super::classify;
@@ -25,6 +25,9 @@ pub enum Job {
     Append {
         events: Vec<NewEvent>,
         reply: Reply<Vec<AppendOutcome>>,
+        /// The events' share of the queue's bytes, given back when the job
+        /// is answered and dropped.
+        _queued: OwnedSemaphorePermit,
     },
     /// Any other write (id rules, subscriptions, deliveries), group-committed
     /// with the appends.
