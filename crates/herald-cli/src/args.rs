@@ -1,4 +1,5 @@
-//! Command-line arguments. Every flag also reads a `HERALD_*` variable; a flag wins.
+//! Command-line arguments. Every flag also reads a `HERALD_*` variable; a flag
+//! wins. `serve`'s can also come from a file (see [`crate::config_file`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -169,6 +170,11 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// A TOML file of these settings, keyed by the flags' names
+    /// (`max-connections = 5000`); flags and `HERALD_*` variables win over it.
+    /// Default: `./herald.toml` if it exists.
+    #[arg(long, env = "HERALD_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -4,8 +4,11 @@
 mod args;
 mod client;
 mod commands;
+mod config_file;
 
-use clap::Parser;
+use std::ffi::OsString;
+
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 /// mimalloc: the publish path allocates per request on every worker thread,
 /// where glibc's malloc showed up at ~8% of the server's CPU under load.
@@ -15,7 +18,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use args::{Cli, Command};
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_command_line();
     let runtime = match runtime() {
         Ok(rt) => rt,
         Err(e) => {
@@ -42,6 +45,26 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Parses the command line; for `serve`, with the config file's settings
+/// (below flags and `HERALD_*` variables) checked as flags are.
+fn parse_command_line() -> Cli {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let command = Cli::command();
+    let matches = command.clone().try_get_matches_from(&argv).unwrap_or_else(|e| e.exit());
+    let Some(path) = config_file::path(&matches) else {
+        return Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    };
+    let serve = command.find_subcommand("serve").expect("serve is a subcommand");
+    let with_file = config_file::with_settings(argv, &path, &matches, serve).unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        std::process::exit(2)
+    });
+    Cli::try_parse_from(with_file).unwrap_or_else(|e| {
+        eprint!("in {}:\n{e}", path.display());
+        std::process::exit(2)
+    })
 }
 
 /// One request worker per core but one: the store's writer is a thread of its

@@ -119,3 +119,71 @@ async fn subscriptions_dead_letters_and_replay_from_the_command_line() {
     let (ok, _, err) = herald(&h, &["subs", "get", "nope"], None);
     assert!(!ok && err.contains("404"), "{err}");
 }
+
+#[tokio::test]
+async fn serve_reads_a_config_file_below_flags_and_variables() {
+    use std::time::{Duration, Instant};
+
+    use crate::hostile::{get_and_close, open_connections, read_to_close};
+
+    let dir = data_dir();
+    let config = dir.path().join("herald.toml");
+    // The harness's `--listen 127.0.0.1:0` must win over the file's address
+    // (not one of this machine's: serving would fail), and
+    // HERALD_HEADER_READ_TIMEOUT over the file's hour.
+    std::fs::write(
+        &config,
+        "listen = \"192.0.2.1:8787\"\nmax-connections = 2\nmax-connections-per-client = 2\nheader-read-timeout = 3600\n",
+    )
+    .unwrap();
+    let env = [("HERALD_CONFIG", config.to_str().unwrap()), ("HERALD_HEADER_READ_TIMEOUT", "1")];
+    let h = Herald::start_with_env(&dir.path().join("data"), &env);
+
+    // From the file: two connections, then 503.
+    let held = open_connections(h.addr(), 2).await;
+    let answer = get_and_close(h.addr(), "").await;
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    drop(held);
+
+    // From the environment: a silent connection is closed after a second.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let mut silent = tokio::net::TcpStream::connect(h.addr()).await.unwrap();
+    read_to_close(&mut silent).await;
+    assert!(started.elapsed() < Duration::from_secs(5), "closed after {:?}", started.elapsed());
+}
+
+#[test]
+fn a_bad_config_file_stops_serve_with_an_error_naming_the_setting() {
+    let dir = data_dir();
+    for (text, expected) in
+        [("max-conections = 5\n", "`max-conections`"), ("max-connections = 0\n", "--max-connections")]
+    {
+        let config = dir.path().join("herald.toml");
+        std::fs::write(&config, text).unwrap();
+        let mut child = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                panic!("herald served with {text:?} in its config file");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        let mut stderr = String::new();
+        std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+        assert_eq!(status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(expected) && stderr.contains("herald.toml"), "{stderr}");
+    }
+}

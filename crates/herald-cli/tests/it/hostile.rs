@@ -126,7 +126,7 @@ async fn raw_get(tcp: &mut TcpStream, path: &str) -> String {
 }
 
 /// Reads until the server closes the connection (or 10 s pass).
-async fn read_to_close(tcp: &mut TcpStream) -> String {
+pub(crate) async fn read_to_close(tcp: &mut TcpStream) -> String {
     let mut all = Vec::new();
     timeout(Duration::from_secs(10), tcp.read_to_end(&mut all)).await.expect("closed in time").unwrap();
     String::from_utf8(all).unwrap()
@@ -134,14 +134,14 @@ async fn read_to_close(tcp: &mut TcpStream) -> String {
 
 /// Asks a new connection for `/healthz` (with `extra` header lines) and
 /// reads until the server closes it.
-async fn get_and_close(addr: &str, extra: &str) -> String {
+pub(crate) async fn get_and_close(addr: &str, extra: &str) -> String {
     let mut tcp = TcpStream::connect(addr).await.unwrap();
     tcp.write_all(format!("GET /healthz HTTP/1.1\r\nhost: herald\r\n{extra}\r\n").as_bytes()).await.unwrap();
     read_to_close(&mut tcp).await
 }
 
 /// Opens `n` connections, each answered once, and keeps them open.
-async fn open_connections(addr: &str, n: usize) -> Vec<TcpStream> {
+pub(crate) async fn open_connections(addr: &str, n: usize) -> Vec<TcpStream> {
     let mut held = Vec::with_capacity(n);
     for i in 0..n {
         let mut tcp = TcpStream::connect(addr).await.unwrap();
