@@ -172,7 +172,8 @@ pub struct ServeArgs {
     pub log_format: LogFormat,
     /// A TOML file of these settings, keyed by the flags' names
     /// (`max-connections = 5000`); flags and `HERALD_*` variables win over it.
-    /// Default: `./herald.toml` if it exists.
+    /// Default: `./herald.toml` if it exists. Relative paths in it are
+    /// relative to the working directory, as on the command line.
     #[arg(long, env = "HERALD_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -187,6 +188,9 @@ pub enum LogFormat {
 pub struct CheckArgs {
     #[arg(long, env = "HERALD_DATA_DIR", default_value = "./herald-data")]
     pub data_dir: PathBuf,
+    /// The config file `serve` reads, for its `data-dir`.
+    #[arg(long, env = "HERALD_CONFIG")]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -8,7 +8,7 @@ mod config_file;
 
 use std::ffi::OsString;
 
-use clap::{CommandFactory, FromArgMatches, Parser};
+use clap::{CommandFactory, Parser};
 
 /// mimalloc: the publish path allocates per request on every worker thread,
 /// where glibc's malloc showed up at ~8% of the server's CPU under load.
@@ -47,23 +47,22 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Parses the command line; for `serve`, with the config file's settings
-/// (below flags and `HERALD_*` variables) checked as flags are.
+/// Parses the command line, with the config file's settings (below flags
+/// and `HERALD_*` variables) checked as flags are.
 fn parse_command_line() -> Cli {
     let argv: Vec<OsString> = std::env::args_os().collect();
     let command = Cli::command();
     let matches = command.clone().try_get_matches_from(&argv).unwrap_or_else(|e| e.exit());
-    let Some(path) = config_file::path(&matches) else {
-        return Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    };
-    let serve = command.find_subcommand("serve").expect("serve is a subcommand");
-    let with_file = config_file::with_settings(argv, &path, &matches, serve).unwrap_or_else(|e| {
+    let (argv, file) = config_file::with_settings(argv, &matches, &command).unwrap_or_else(|e| {
         eprintln!("error: {e}");
         std::process::exit(2)
     });
-    Cli::try_parse_from(with_file).unwrap_or_else(|e| {
-        eprint!("in {}:\n{e}", path.display());
-        std::process::exit(2)
+    Cli::try_parse_from(argv).unwrap_or_else(|e| match file {
+        Some(path) => {
+            eprint!("in {}:\n{e}", path.display());
+            std::process::exit(2)
+        }
+        None => e.exit(),
     })
 }
 

@@ -81,7 +81,14 @@ impl BodyBudget {
     pub fn refuses_before_continue(&self, headers: &HeaderMap) -> bool {
         let expects_continue =
             headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        expects_continue && declared_length(headers).is_some_and(|len| len > self.bytes.available_permits() as u64)
+        // A body past the size limit is left to get its 413.
+        let refused = expects_continue
+            && declared_length(headers)
+                .is_some_and(|len| len <= MAX_BODY_BYTES as u64 && len > self.bytes.available_permits() as u64);
+        if refused {
+            metrics::counter!("herald_request_bodies_refused_total").increment(1);
+        }
+        refused
     }
 
     /// Bytes charged to requests now.

@@ -121,13 +121,16 @@ pub async fn serve(listener: TcpListener, app: Router, config: &ServerConfig, sh
             tracing::warn!(error = %e, "could not set TCP_NODELAY on a connection");
         }
         let slot = match slots.clone().try_acquire_owned() {
-            Ok(slot) => clients.try_take(peer.ip()).map(|client_slot| (slot, client_slot)).ok_or(&client_overloaded),
-            Err(_) => Err(&overloaded),
+            Err(_) => Err((&overloaded, "herald_connections_rejected_total")),
+            Ok(slot) => match clients.try_take(peer.ip()) {
+                Some(client_slot) => Ok((slot, client_slot)),
+                None => Err((&client_overloaded, "herald_connections_rejected_per_client_total")),
+            },
         };
         let slot = match slot {
             Ok(slot) => slot,
-            Err(answer) => {
-                metrics::counter!("herald_connections_rejected_total").increment(1);
+            Err((answer, counter)) => {
+                metrics::counter!(counter).increment(1);
                 if let Ok(turn) = rejecting.clone().try_acquire_owned() {
                     let answer = answer.clone();
                     tokio::spawn(async move {

@@ -33,9 +33,10 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
-    /// Roughly the memory the event holds: its strings.
+    /// Roughly the memory the event holds: itself and its strings.
     pub fn size(&self) -> usize {
-        self.id.len()
+        std::mem::size_of::<Self>()
+            + self.id.len()
             + self.source.len()
             + self.detail_type.len()
             + self.stream.as_ref().map_or(0, String::len)

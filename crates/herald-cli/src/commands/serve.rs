@@ -15,6 +15,9 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         LogFormat::Text => logs.init(),
         LogFormat::Json => logs.json().init(),
     }
+    if let Some(file) = &args.config {
+        tracing::info!(file = %file.display(), "settings read from a config file (flags and HERALD_* variables win)");
+    }
     let config = ServerConfig {
         listen: args.listen,
         data_dir: args.data_dir,

@@ -187,3 +187,17 @@ fn a_bad_config_file_stops_serve_with_an_error_naming_the_setting() {
         assert!(stderr.contains(expected) && stderr.contains("herald.toml"), "{stderr}");
     }
 }
+
+#[test]
+fn check_takes_its_data_dir_from_the_config_file() {
+    let dir = data_dir();
+    let store = dir.path().join("store");
+    drop(Herald::start(&store));
+    let config = dir.path().join("herald.toml");
+    // `max-connections` is for `serve` only: `check` passes it by.
+    std::fs::write(&config, format!("data-dir = {:?}\nmax-connections = 5\n", store.to_str().unwrap())).unwrap();
+    let out = Command::new(BIN).args(["check", "--config"]).arg(&config).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&format!("{}", store.join("herald.db").display())), "{stdout}");
+}

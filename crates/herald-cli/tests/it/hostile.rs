@@ -213,6 +213,9 @@ async fn one_client_cannot_take_every_connection() {
         assert!(Instant::now() < deadline, "the client's slots did not come back");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let refused = h.metric("herald_connections_rejected_per_client_total").await;
+    assert!(refused.is_some_and(|n| n >= 1.0), "{refused:?}");
+    assert_eq!(h.metric("herald_connections_rejected_total").await, None, "the total was never reached");
 }
 
 #[tokio::test]

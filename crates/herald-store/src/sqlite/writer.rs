@@ -83,7 +83,10 @@ impl Job {
             other => StoreError::Task(other.to_string()),
         };
         match self {
-            Job::Append { reply, .. } => drop(reply.send(Err(err()))),
+            Job::Append { events, reply, _queued } => {
+                drop((events, _queued)); // freed before the caller hears
+                drop(reply.send(Err(err())))
+            }
             Job::Write(command) => command.answer(Err(err())),
             Job::Shutdown => {}
         }
@@ -92,7 +95,10 @@ impl Job {
     /// Answers the job once its group is durable.
     fn deliver(self, appended: Option<Vec<AppendOutcome>>) {
         match (self, appended) {
-            (Job::Append { reply, .. }, Some(outcomes)) => drop(reply.send(Ok(outcomes))),
+            (Job::Append { events, reply, _queued }, Some(outcomes)) => {
+                drop((events, _queued)); // freed before the caller hears
+                drop(reply.send(Ok(outcomes)))
+            }
             (Job::Write(command), None) => command.answer(Ok(())),
             _ => unreachable!("appends produce outcomes, other writes do not"),
         }
