@@ -41,51 +41,9 @@ async fn reopening_keeps_events_positions_and_dedup() {
     assert!(check(dir.path()).unwrap().is_empty(), "a healthy file passes the check");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_queue_pushes_back_instead_of_growing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = std::sync::Arc::new(
-        SqliteStore::open(
-            dir.path(),
-            SqliteConfig { queue_capacity: 1, max_group_events: 1, ..SqliteConfig::default() },
-        )
-        .unwrap(),
-    );
-    // All tasks append at the same moment, faster than one commit takes.
-    let start = std::sync::Arc::new(tokio::sync::Barrier::new(200));
-    let mut tasks = Vec::new();
-    for i in 0..200 {
-        let (store, start) = (store.clone(), start.clone());
-        tasks.push(tokio::spawn(async move {
-            start.wait().await;
-            store.append(vec![event(&format!("e{i}"))]).await
-        }));
-    }
-    let mut overloaded = 0;
-    let mut stored = 0;
-    for t in tasks {
-        match t.await.unwrap() {
-            Ok(_) => stored += 1,
-            Err(StoreError::Overloaded) => overloaded += 1,
-            Err(e) => panic!("unexpected error {e}"),
-        }
-    }
-    assert!(overloaded > 0, "200 simultaneous appends into a queue of 1 must be refused in part");
-    assert_eq!(stored + overloaded, 200);
-    assert_eq!(*store.head().borrow(), stored as u64, "exactly the accepted appends are stored");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_queue_is_bounded_in_bytes_too() {
-    let dir = tempfile::tempdir().unwrap();
-    let one = event("sizing").size();
-    let config = SqliteConfig { queue_bytes: 3 * one, max_group_events: 1, ..SqliteConfig::default() };
-    let store = std::sync::Arc::new(SqliteStore::open(dir.path(), config).unwrap());
-    // An append larger than the whole budget is taken alone.
-    let big: Vec<NewEvent> = (0..10).map(|i| event(&format!("big-{i}"))).collect();
-    assert_eq!(store.append(big).await.unwrap().len(), 10);
-
-    // 200 appends at once, in a queue of 4,096 jobs but 3 events' bytes.
+/// Appends 200 single events at the same moment (faster than one commit
+/// takes); returns how many were stored and how many refused as overloaded.
+async fn append_200_at_once(store: &std::sync::Arc<SqliteStore>) -> (u64, u64) {
     let start = std::sync::Arc::new(tokio::sync::Barrier::new(200));
     let mut tasks = Vec::new();
     for i in 0..200 {
@@ -103,8 +61,34 @@ async fn the_queue_is_bounded_in_bytes_too() {
             Err(e) => panic!("unexpected error {e}"),
         }
     }
+    (stored, overloaded)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_pushes_back_instead_of_growing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SqliteConfig { queue_capacity: 1, max_group_events: 1, ..SqliteConfig::default() };
+    let store = std::sync::Arc::new(SqliteStore::open(dir.path(), config).unwrap());
+    let (stored, overloaded) = append_200_at_once(&store).await;
+    assert!(overloaded > 0, "200 simultaneous appends into a queue of 1 must be refused in part");
+    assert_eq!(stored + overloaded, 200);
+    assert_eq!(*store.head().borrow(), stored, "exactly the accepted appends are stored");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_queue_is_bounded_in_bytes_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let one = event("sizing").size();
+    let config = SqliteConfig { queue_bytes: 3 * one, max_group_events: 1, ..SqliteConfig::default() };
+    let store = std::sync::Arc::new(SqliteStore::open(dir.path(), config).unwrap());
+    // An append larger than the whole budget is taken alone.
+    let big: Vec<NewEvent> = (0..10).map(|i| event(&format!("big-{i}"))).collect();
+    assert_eq!(store.append(big).await.unwrap().len(), 10);
+
+    // In a queue of 4,096 jobs but 3 events' bytes.
+    let (stored, overloaded) = append_200_at_once(&store).await;
     assert!(overloaded > 0, "200 simultaneous appends into 3 events' bytes must be refused in part");
-    assert_eq!(*store.head().borrow(), 10 + stored as u64, "exactly the accepted appends are stored");
+    assert_eq!(*store.head().borrow(), 10 + stored, "exactly the accepted appends are stored");
     // Every share came back.
     let again: Vec<NewEvent> = (0..3).map(|i| event(&format!("again-{i}"))).collect();
     assert_eq!(store.append(again).await.unwrap().len(), 3);
