@@ -27,6 +27,7 @@ pub enum ServeError {
 /// once ready (tests and scripts wait for that line).
 pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     crate::metrics::handle();
+    let upkeep = crate::metrics::spawn_upkeep();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir, SqliteConfig::default())?);
     let listener =
         TcpListener::bind(config.listen).await.map_err(|source| ServeError::Listen { addr: config.listen, source })?;
@@ -52,6 +53,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     // Workers record their last attempts before the store closes.
     dispatcher.stopped().await;
     store.close().await;
+    upkeep.abort();
     tracing::info!("stopped");
     Ok(())
 }
