@@ -752,6 +752,15 @@ async fn deliveries_held_back_by_an_open_circuit_still_expire_at_max_age() {
         dead["dead_letters"].as_array().unwrap().iter().map(|d| d["reason"].as_str().unwrap()).collect();
     assert!(reasons.iter().any(|r| r.contains("circuit was open")), "{reasons:?}");
     assert!(reasons.iter().all(|r| r.contains("max_age of 1s")), "{reasons:?}");
+    // Held back, they were not sent again: they count only the attempts made.
+    for letter in dead["dead_letters"].as_array().unwrap() {
+        if !letter["reason"].as_str().unwrap().contains("circuit was open") {
+            continue;
+        }
+        let url = format!("/v1/subscriptions/expiring/attempts?event_id={}&outcome=failed", letter["event_id"]);
+        let (_, made) = h.get(&url.replace('"', "")).await;
+        assert_eq!(letter["attempts"].as_u64(), Some(made["attempts"].as_array().unwrap().len() as u64), "{letter}");
+    }
 }
 
 #[tokio::test]

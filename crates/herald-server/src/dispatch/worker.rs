@@ -534,7 +534,8 @@ pub fn now_us() -> i64 {
 }
 
 /// Dead-letters a delivery that will not be tried again (the event is gone,
-/// or its circuit kept it back past `max_age`), recorded as one more attempt.
+/// or its circuit kept it back past `max_age`). Nothing was sent, so the
+/// attempts it records are those made before.
 fn dead_letter(delivery: &Delivery, now: i64, reason: String) -> (Attempt, Settlement) {
-    (Attempt::of(delivery, delivery.attempts + 1, now, "dead", Some(reason.clone())), Settlement::Dead { reason })
+    (Attempt::of(delivery, delivery.attempts, now, "dead", Some(reason.clone())), Settlement::Dead { reason })
 }
