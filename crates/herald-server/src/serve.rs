@@ -27,7 +27,6 @@ pub enum ServeError {
 /// once ready (tests and scripts wait for that line).
 pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     crate::metrics::handle();
-    let upkeep = crate::metrics::spawn_upkeep();
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&config.data_dir, SqliteConfig::default())?);
     let listener =
         TcpListener::bind(config.listen).await.map_err(|source| ServeError::Listen { addr: config.listen, source })?;
@@ -42,6 +41,7 @@ pub async fn serve(config: ServerConfig) -> Result<(), ServeError> {
     let state = AppState::new(store.clone(), config, dispatcher.clone(), shutdown).await?;
     let app = crate::router(state.clone());
 
+    let upkeep = crate::metrics::spawn_upkeep();
     println!("listening on {addr}");
     tracing::info!(%addr, "listening");
     crate::connections::serve(listener, app, &state.config, async move {

@@ -87,7 +87,9 @@ pub type Decide = Box<dyn Fn(&Delivery) -> (Attempt, Settlement) + Send + 'stati
 pub struct Attempt {
     pub event_id: String,
     pub position: Position,
-    /// 1 for the first attempt.
+    /// 1 for the first attempt. A `dead` row for a delivery dead-lettered
+    /// without being sent again repeats the number of the last attempt made
+    /// (0 if none was).
     pub attempt: u32,
     pub time_us: i64,
     /// `delivered`, `failed`, `dead` or `gone`.
