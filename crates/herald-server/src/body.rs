@@ -86,9 +86,14 @@ impl BodyBudget {
             && declared_length(headers)
                 .is_some_and(|len| len <= MAX_BODY_BYTES as u64 && len > self.bytes.available_permits() as u64);
         if refused {
-            metrics::counter!("herald_request_bodies_refused_total").increment(1);
+            count_refusal();
         }
         refused
+    }
+
+    /// A new request's charge, holding nothing yet.
+    pub fn charge(&self) -> BodyCharge {
+        BodyCharge(Arc::new(Charge { bytes: self.bytes.clone(), held: Mutex::new(None) }))
     }
 
     /// Bytes charged to requests now.
@@ -97,22 +102,32 @@ impl BodyBudget {
     }
 }
 
+fn count_refusal() {
+    metrics::counter!("herald_request_bodies_refused_total").increment(1);
+}
+
 /// What one request holds of the [`BodyBudget`]: the raw bytes of its body
 /// read so far, kept until the last clone is dropped (when its handler
 /// returns: the bytes live that long). What is parsed from them is not
 /// counted.
-#[derive(Clone, Default)]
-pub struct BodyCharge(Arc<Mutex<Option<OwnedSemaphorePermit>>>);
+#[derive(Clone)]
+pub struct BodyCharge(Arc<Charge>);
+
+struct Charge {
+    /// The budget's bytes.
+    bytes: Arc<Semaphore>,
+    held: Mutex<Option<OwnedSemaphorePermit>>,
+}
 
 impl BodyCharge {
     /// Charges `bytes` more, or returns false (charging nothing) when the
     /// budget has not that much left.
-    fn try_charge(&self, budget: &BodyBudget, bytes: usize) -> bool {
-        let Some(permit) = u32::try_from(bytes).ok().and_then(|n| budget.bytes.clone().try_acquire_many_owned(n).ok())
+    fn try_charge(&self, bytes: usize) -> bool {
+        let Some(permit) = u32::try_from(bytes).ok().and_then(|n| self.0.bytes.clone().try_acquire_many_owned(n).ok())
         else {
             return false;
         };
-        let mut held = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut held = self.0.held.lock().unwrap_or_else(PoisonError::into_inner);
         match held.as_mut() {
             Some(charged) => charged.merge(permit),
             None => *held = Some(permit),
@@ -133,7 +148,6 @@ pub struct AdmittedBody {
     /// Started the first time the body is not ready: a body that came with
     /// its head, as most do, costs no timer.
     timer: Option<Pin<Box<Sleep>>>,
-    budget: BodyBudget,
     charge: BodyCharge,
     /// Bytes read so far, charged or discarded.
     read: usize,
@@ -142,9 +156,9 @@ pub struct AdmittedBody {
 }
 
 impl AdmittedBody {
-    pub fn new(inner: Body, read_timeout: Duration, budget: BodyBudget, charge: BodyCharge) -> Self {
+    pub fn new(inner: Body, read_timeout: Duration, charge: BodyCharge) -> Self {
         let deadline = Instant::now() + read_timeout;
-        Self { inner, read_timeout, deadline, timer: None, budget, charge, read: 0, refused: false }
+        Self { inner, read_timeout, deadline, timer: None, charge, read: 0, refused: false }
     }
 }
 
@@ -184,10 +198,10 @@ impl http_body::Body for AdmittedBody {
             let len = frame.data_ref().map_or(0, Bytes::len);
             this.read += len;
             if !this.refused {
-                if this.charge.try_charge(&this.budget, len) {
+                if this.charge.try_charge(len) {
                     return Poll::Ready(Some(Ok(frame)));
                 }
-                metrics::counter!("herald_request_bodies_refused_total").increment(1);
+                count_refusal();
                 this.refused = true;
             }
             // Discarding is bounded too.
@@ -260,10 +274,10 @@ mod tests {
     #[tokio::test]
     async fn a_body_past_the_budget_is_refused_and_its_charge_released_with_the_request() {
         let budget = BodyBudget::new(0); // one body's limit
-        let other = BodyCharge::default();
-        assert!(other.try_charge(&budget, MAX_BODY_BYTES - 100_000));
-        let charge = BodyCharge::default();
-        let admitted = AdmittedBody::new(chunked(200_000), Duration::from_secs(5), budget.clone(), charge.clone());
+        let other = budget.charge();
+        assert!(other.try_charge(MAX_BODY_BYTES - 100_000));
+        let charge = budget.charge();
+        let admitted = AdmittedBody::new(chunked(200_000), Duration::from_secs(5), charge.clone());
         let err = read_limited(&HeaderMap::new(), Body::new(admitted)).await.unwrap_err();
         assert!(matches!(err, ApiError::Overloaded(_)), "{err:?}");
         assert_eq!(budget.held(), MAX_BODY_BYTES - 100_000 + 65536, "the first chunk fit and is held");
@@ -276,11 +290,10 @@ mod tests {
     #[tokio::test]
     async fn a_refused_body_is_discarded_only_up_to_the_body_limit() {
         let budget = BodyBudget::new(0);
-        let full = BodyCharge::default();
-        assert!(full.try_charge(&budget, MAX_BODY_BYTES));
+        let full = budget.charge();
+        assert!(full.try_charge(MAX_BODY_BYTES));
         for (len, too_large) in [(MAX_BODY_BYTES, false), (MAX_BODY_BYTES + 1, true)] {
-            let admitted =
-                AdmittedBody::new(chunked(len), Duration::from_secs(5), budget.clone(), BodyCharge::default());
+            let admitted = AdmittedBody::new(chunked(len), Duration::from_secs(5), budget.charge());
             match read_limited(&HeaderMap::new(), Body::new(admitted)).await.unwrap_err() {
                 ApiError::TooLarge(_) => assert!(too_large, "{len} bytes"),
                 ApiError::Overloaded(_) => assert!(!too_large, "{len} bytes"),

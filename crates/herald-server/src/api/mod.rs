@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use tower_http::trace::TraceLayer;
 
-use crate::body::{AdmittedBody, BODIES_OVERLOADED, BodyCharge};
+use crate::body::{AdmittedBody, BODIES_OVERLOADED};
 use crate::problem::ApiError;
 use crate::state::AppState;
 
@@ -67,10 +67,9 @@ async fn admit(State(state): State<AppState>, request: Request, next: Next) -> R
     if state.body_budget.refuses_before_continue(request.headers()) {
         return ApiError::Overloaded(BODIES_OVERLOADED).into_response();
     }
-    let charge = BodyCharge::default();
-    let (timeout, budget) = (state.config.body_read_timeout, state.body_budget.clone());
-    let response =
-        next.run(request.map(|body| Body::new(AdmittedBody::new(body, timeout, budget, charge.clone())))).await;
+    let charge = state.body_budget.charge();
+    let timeout = state.config.body_read_timeout;
+    let response = next.run(request.map(|body| Body::new(AdmittedBody::new(body, timeout, charge.clone())))).await;
     drop(charge); // held until here: the body's bytes live until the handler returns
     response
 }

@@ -83,10 +83,7 @@ impl Job {
             other => StoreError::Task(other.to_string()),
         };
         match self {
-            Job::Append { events, reply, _queued } => {
-                drop((events, _queued)); // freed before the caller hears
-                drop(reply.send(Err(err())))
-            }
+            Job::Append { events, reply, _queued } => answer_append(reply, Err(err()), (events, _queued)),
             Job::Write(command) => command.answer(Err(err())),
             Job::Shutdown => {}
         }
@@ -96,13 +93,19 @@ impl Job {
     fn deliver(self, appended: Option<Vec<AppendOutcome>>) {
         match (self, appended) {
             (Job::Append { events, reply, _queued }, Some(outcomes)) => {
-                drop((events, _queued)); // freed before the caller hears
-                drop(reply.send(Ok(outcomes)))
+                answer_append(reply, Ok(outcomes), (events, _queued))
             }
             (Job::Write(command), None) => command.answer(Ok(())),
             _ => unreachable!("appends produce outcomes, other writes do not"),
         }
     }
+}
+
+/// Answers an append with its events and queue share freed first: a caller
+/// that appends again at once finds the share back.
+fn answer_append(reply: Reply<Vec<AppendOutcome>>, result: Result<Vec<AppendOutcome>, StoreError>, freed: impl Sized) {
+    drop(freed);
+    let _ = reply.send(result);
 }
 
 /// A group that could not be committed, with its jobs to answer.
