@@ -1,6 +1,6 @@
 //! Reading request bodies: size limit first, then media type, then JSON;
 //! the deadline a body must arrive by, and the budget all bodies held in
-//! memory at once share.
+//! memory at once share, their bytes and what parsing them will take.
 
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -30,6 +30,8 @@ pub async fn read_limited(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiE
             ApiError::TimedOut(late.to_string())
         } else if caused_by::<OverBudget>(&e).is_some() {
             ApiError::Overloaded(BODIES_OVERLOADED)
+        } else if let Some(beyond) = caused_by::<BeyondBudget>(&e) {
+            ApiError::TooLarge(beyond.to_string())
         } else if caused_by::<http_body_util::LengthLimitError>(&e).is_some() || caused_by::<TooLarge>(&e).is_some() {
             too_large()
         } else {
@@ -56,7 +58,9 @@ fn caused_by<E: std::error::Error + 'static>(err: &axum::Error) -> Option<&E> {
 /// The answer when the [`BodyBudget`] has no room for a body.
 pub const BODIES_OVERLOADED: &str = "too many request bodies are being read at once; retry after Retry-After seconds";
 
-/// The bytes of request bodies held in memory at once, over every request.
+/// The memory request bodies take at once, over every request: their bytes,
+/// and an estimate of the `serde_json::Value`s parsed from them (see
+/// [`parsed_cost`]), which for a hostile body is 80 times its size.
 ///
 /// A request is charged for its body as the bytes arrive, not for the length
 /// it declares: a client must send bytes to hold any of the budget, so
@@ -93,7 +97,7 @@ impl BodyBudget {
 
     /// A new request's charge, holding nothing yet.
     pub fn charge(&self) -> BodyCharge {
-        BodyCharge(Arc::new(Charge { bytes: self.bytes.clone(), held: Mutex::new(None) }))
+        BodyCharge(Arc::new(Charge { bytes: self.bytes.clone(), limit: self.limit, held: Mutex::new(None) }))
     }
 
     /// Bytes charged to requests now.
@@ -106,41 +110,82 @@ fn count_refusal() {
     metrics::counter!("herald_request_bodies_refused_total").increment(1);
 }
 
-/// What one request holds of the [`BodyBudget`]: the raw bytes of its body
+/// What one request holds of the [`BodyBudget`] for the part of its body
 /// read so far, kept until the last clone is dropped (when its handler
-/// returns: the bytes live that long). What is parsed from them is not
-/// counted.
+/// returns: the bytes, and what is parsed from them, live that long).
 #[derive(Clone)]
 pub struct BodyCharge(Arc<Charge>);
 
 struct Charge {
     /// The budget's bytes.
     bytes: Arc<Semaphore>,
+    /// The budget's size: a body charged more could never fit.
+    limit: usize,
     held: Mutex<Option<OwnedSemaphorePermit>>,
 }
 
+/// Why a charge was refused.
+#[derive(Debug)]
+enum Refusal {
+    /// Other requests hold the budget: the body may fit later.
+    Full,
+    /// The body alone would take more than the whole budget.
+    Never,
+}
+
 impl BodyCharge {
-    /// Charges `bytes` more, or returns false (charging nothing) when the
-    /// budget has not that much left.
-    fn try_charge(&self, bytes: usize) -> bool {
-        let Some(permit) = u32::try_from(bytes).ok().and_then(|n| self.0.bytes.clone().try_acquire_many_owned(n).ok())
-        else {
-            return false;
-        };
+    /// Charges `bytes` more, or charges nothing and says why not.
+    fn try_charge(&self, bytes: usize) -> Result<(), Refusal> {
         let mut held = self.0.held.lock().unwrap_or_else(PoisonError::into_inner);
+        let charged = held.as_ref().map_or(0, |p| p.num_permits());
+        if charged.saturating_add(bytes) > self.0.limit {
+            return Err(Refusal::Never);
+        }
+        // More than a u32 in one frame is far past any body's limit.
+        let permits = u32::try_from(bytes).map_err(|_| Refusal::Never)?;
+        let Ok(permit) = self.0.bytes.clone().try_acquire_many_owned(permits) else {
+            return Err(Refusal::Full);
+        };
         match held.as_mut() {
             Some(charged) => charged.merge(permit),
             None => *held = Some(permit),
         }
-        true
+        Ok(())
     }
+}
+
+/// What parsing `data` into `serde_json::Value`s may take beyond its own
+/// bytes, from the bytes that begin a value or a container: a value is 32
+/// bytes in a `Vec` that doubles as it grows, up to 96 while it moves (96 per
+/// `,` and `:`); a new array holds 4 (128 per `[`); an object's first B-tree
+/// node is ~630 bytes (640 per `{`). A string takes no more than its share
+/// of the body. Commas inside strings count too, so it may overestimate,
+/// never under: a test holds it to what a counting allocator sees, for
+/// bodies that take 5x (ordinary events) to 80x (arrays of tiny objects)
+/// their size once parsed.
+fn parsed_cost(data: &[u8]) -> usize {
+    let (mut members, mut arrays, mut objects) = (0usize, 0usize, 0usize);
+    // Byte-wide counters over 255-byte chunks let the compiler count 32 bytes
+    // at a time (~8 GB/s, against ~60 MB/s for the parse itself).
+    for chunk in data.chunks(255) {
+        let (mut m, mut a, mut o) = (0u8, 0u8, 0u8);
+        for &b in chunk {
+            m += u8::from(b == b',' || b == b':');
+            a += u8::from(b == b'[');
+            o += u8::from(b == b'{');
+        }
+        members += usize::from(m);
+        arrays += usize::from(a);
+        objects += usize::from(o);
+    }
+    members * 96 + arrays * 128 + objects * 640
 }
 
 /// A request body as the API reads it: it must arrive whole within a time
 /// limit, so a client trickling its body (slowloris past the head) cannot
 /// hold a request, and its place among those in flight, forever; and its
-/// bytes are charged to the [`BodyBudget`] as they arrive. (The size limit
-/// is [`read_limited`]'s.)
+/// bytes, with what parsing them will take, are charged to the
+/// [`BodyBudget`] as they arrive. (The size limit is [`read_limited`]'s.)
 pub struct AdmittedBody {
     inner: Body,
     read_timeout: Duration,
@@ -152,13 +197,13 @@ pub struct AdmittedBody {
     /// Bytes read so far, charged or discarded.
     read: usize,
     /// The budget ran out: the rest is read and discarded, then refused.
-    refused: bool,
+    refused: Option<Refusal>,
 }
 
 impl AdmittedBody {
     pub fn new(inner: Body, read_timeout: Duration, charge: BodyCharge) -> Self {
         let deadline = Instant::now() + read_timeout;
-        Self { inner, read_timeout, deadline, timer: None, charge, read: 0, refused: false }
+        Self { inner, read_timeout, deadline, timer: None, charge, read: 0, refused: None }
     }
 }
 
@@ -173,6 +218,13 @@ struct OverBudget;
 #[derive(Debug, thiserror::Error)]
 #[error("the body limit is {MAX_BODY_BYTES} bytes")]
 struct TooLarge;
+
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "once parsed, this body would take more memory than the server's budget for request bodies \
+     ({} MiB, --max-body-buffer-mib): send fewer events per request", .0 >> 20
+)]
+struct BeyondBudget(usize);
 
 impl http_body::Body for AdmittedBody {
     type Data = Bytes;
@@ -190,19 +242,27 @@ impl http_body::Body for AdmittedBody {
             };
             let frame = match frame {
                 Some(Ok(frame)) => frame,
-                // Refused, and now read to its end: the client is answered
-                // 503 without being reset while still sending.
-                None if this.refused => return Poll::Ready(Some(Err(OverBudget.into()))),
-                other => return Poll::Ready(other.map(|f| f.map_err(Into::into))),
-            };
-            let len = frame.data_ref().map_or(0, Bytes::len);
-            this.read += len;
-            if !this.refused {
-                if this.charge.try_charge(len) {
-                    return Poll::Ready(Some(Ok(frame)));
+                Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
+                // A refused body, now read to its end: the client is
+                // answered without being reset while still sending.
+                None => {
+                    let refused: Option<BoxError> = this.refused.as_ref().map(|refusal| match refusal {
+                        Refusal::Full => OverBudget.into(),
+                        Refusal::Never => BeyondBudget(this.charge.0.limit).into(),
+                    });
+                    return Poll::Ready(refused.map(Err));
                 }
-                count_refusal();
-                this.refused = true;
+            };
+            let data = frame.data_ref().map_or(&[][..], |data| &data[..]);
+            this.read += data.len();
+            if this.refused.is_none() {
+                match this.charge.try_charge(data.len() + parsed_cost(data)) {
+                    Ok(()) => return Poll::Ready(Some(Ok(frame))),
+                    Err(refusal) => {
+                        count_refusal();
+                        this.refused = Some(refusal);
+                    }
+                }
             }
             // Discarding is bounded too.
             if this.read > MAX_BODY_BYTES {
@@ -213,11 +273,11 @@ impl http_body::Body for AdmittedBody {
 
     fn is_end_stream(&self) -> bool {
         // A refused body still has its error to yield.
-        !self.refused && self.inner.is_end_stream()
+        self.refused.is_none() && self.inner.is_end_stream()
     }
 
     fn size_hint(&self) -> SizeHint {
-        if self.refused { SizeHint::with_exact(0) } else { self.inner.size_hint() }
+        if self.refused.is_some() { SizeHint::with_exact(0) } else { self.inner.size_hint() }
     }
 }
 
@@ -275,7 +335,7 @@ mod tests {
     async fn a_body_past_the_budget_is_refused_and_its_charge_released_with_the_request() {
         let budget = BodyBudget::new(0); // one body's limit
         let other = budget.charge();
-        assert!(other.try_charge(MAX_BODY_BYTES - 100_000));
+        assert!(other.try_charge(MAX_BODY_BYTES - 100_000).is_ok());
         let charge = budget.charge();
         let admitted = AdmittedBody::new(chunked(200_000), Duration::from_secs(5), charge.clone());
         let err = read_limited(&HeaderMap::new(), Body::new(admitted)).await.unwrap_err();
@@ -291,7 +351,7 @@ mod tests {
     async fn a_refused_body_is_discarded_only_up_to_the_body_limit() {
         let budget = BodyBudget::new(0);
         let full = budget.charge();
-        assert!(full.try_charge(MAX_BODY_BYTES));
+        assert!(full.try_charge(MAX_BODY_BYTES).is_ok());
         for (len, too_large) in [(MAX_BODY_BYTES, false), (MAX_BODY_BYTES + 1, true)] {
             let admitted = AdmittedBody::new(chunked(len), Duration::from_secs(5), budget.charge());
             match read_limited(&HeaderMap::new(), Body::new(admitted)).await.unwrap_err() {
@@ -300,6 +360,109 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_body_that_would_take_more_than_the_whole_budget_once_parsed_is_too_large() {
+        let budget = BodyBudget::new(0);
+        // 1 MiB of tiny objects: ~80 MiB once parsed, past a 10 MiB budget.
+        let body = format!("[{}{{}}]", "{\"a\":0},".repeat(1 << 17));
+        let charge = budget.charge();
+        let admitted = AdmittedBody::new(Body::from(body), Duration::from_secs(5), charge.clone());
+        match read_limited(&HeaderMap::new(), Body::new(admitted)).await.unwrap_err() {
+            ApiError::TooLarge(message) => assert!(message.contains("10 MiB, --max-body-buffer-mib"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(budget.held(), 0, "nothing is charged for a body that cannot fit");
+
+        // A body of the same size that parses into one string fits.
+        let body = serde_json::to_string(&"x".repeat(8 << 17)).unwrap();
+        let admitted = AdmittedBody::new(Body::from(body.clone()), Duration::from_secs(5), budget.charge());
+        assert_eq!(read_limited(&HeaderMap::new(), Body::new(admitted)).await.unwrap(), body);
+    }
+
+    #[test]
+    fn the_parse_estimate_covers_what_parsing_allocates() {
+        let n = (1 << 14) + 1; // just past a doubling: the arrays' worst case
+        let event = serde_json::json!({
+            "id": "0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "detail-type": "order.placed", "source": "shop",
+            "detail": {"order": {"id": 42, "lines": [{"sku": "a-1", "qty": 2}]}, "tags": ["new", "web"], "note": "x".repeat(800)}
+        })
+        .to_string();
+        let ordinary = [
+            format!("[{}]", vec![event; 100].join(",")),
+            format!("[{}0]", "0,".repeat(n)),
+            format!("[{}[0]]", "[0],".repeat(n)),
+            format!("[{}{{\"a\":0}}]", "{\"a\":0},".repeat(n)),
+            format!("{{{}\"end\":0}}", (0..n).map(|i| format!("\"{i}\":0,")).collect::<String>()),
+            format!("[{}\"\"]", "\"\",".repeat(n)),
+            format!("{}{}", "[".repeat(127), "]".repeat(127)),
+        ];
+        for body in &ordinary {
+            let peak = allocation::peak_while(|| drop(parse_json(body.as_bytes()).unwrap()));
+            let charged = body.len() + parsed_cost(body.as_bytes());
+            let shape = &body[..body.len().min(30)];
+            assert!(charged >= peak, "{shape}...: charged {charged} for a parse that took {peak}");
+            assert!(charged <= 2 * peak, "{shape}...: charged {charged}, more than twice the {peak} it took");
+        }
+    }
+
+    /// A global allocator that counts the bytes each thread holds, so a test
+    /// can see the peak its own code reached while other tests run.
+    mod allocation {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+
+        thread_local! {
+            static HELD: Cell<usize> = const { Cell::new(0) };
+            static PEAK: Cell<usize> = const { Cell::new(0) };
+        }
+
+        /// The most bytes `f` held at once on this thread, beyond what was held before.
+        pub fn peak_while(f: impl FnOnce()) -> usize {
+            let before = HELD.get();
+            PEAK.set(before);
+            f();
+            PEAK.get() - before
+        }
+
+        fn add(bytes: usize) {
+            // `try_with`: a thread being torn down has no counters left.
+            let _ = HELD.try_with(|held| {
+                held.set(held.get() + bytes);
+                let _ = PEAK.try_with(|peak| peak.set(peak.get().max(held.get())));
+            });
+        }
+
+        fn sub(bytes: usize) {
+            let _ = HELD.try_with(|held| held.set(held.get().saturating_sub(bytes)));
+        }
+
+        struct Counting;
+
+        // SAFETY: every call is passed on to the system allocator unchanged.
+        unsafe impl GlobalAlloc for Counting {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                add(layout.size());
+                unsafe { System.alloc(layout) }
+            }
+
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                sub(layout.size());
+                unsafe { System.dealloc(ptr, layout) }
+            }
+
+            unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+                // Counted as moving: the old and the new block are both held for a moment.
+                add(new_size);
+                let moved = unsafe { System.realloc(ptr, layout, new_size) };
+                sub(layout.size());
+                moved
+            }
+        }
+
+        #[global_allocator]
+        static COUNTING: Counting = Counting;
     }
 
     #[test]

@@ -325,22 +325,26 @@ async fn until_metric(h: &Herald, name: &str, ok: impl Fn(f64) -> bool) {
 #[tokio::test]
 async fn bodies_past_the_buffer_budget_get_a_503_and_nothing_is_held_for_bytes_not_sent() {
     const LIMIT: usize = 10 << 20; // one body's limit, and the budget here
+    // A `[` is charged its byte and the array it parses into (128 bytes).
+    const ARRAY: usize = 128;
+    // The big body below is charged the whole budget.
+    const BODY: usize = LIMIT - ARRAY;
     let dir = data_dir();
     let h = Herald::start_with_env(dir.path(), &[("HERALD_MAX_BODY_BUFFER_MIB", "10")]);
     let head = format!(
-        "POST /v1/events HTTP/1.1\r\nhost: herald\r\ncontent-type: application/json\r\ncontent-length: {LIMIT}\r\n\r\n["
+        "POST /v1/events HTTP/1.1\r\nhost: herald\r\ncontent-type: application/json\r\ncontent-length: {BODY}\r\n\r\n["
     );
     let padded = |id: &str| event(id, json!({"pad": "x".repeat(200_000)}));
 
     // Declaring bodies of the whole budget, and sending one byte of each,
-    // holds one byte each: others still publish.
+    // holds what that byte costs: others still publish.
     let mut declared = Vec::new();
     for _ in 0..3 {
         let mut tcp = TcpStream::connect(h.addr()).await.unwrap();
         tcp.write_all(head.as_bytes()).await.unwrap();
         declared.push(tcp);
     }
-    until_metric(&h, "herald_request_body_bytes_held", |held| held == 3.0).await;
+    until_metric(&h, "herald_request_body_bytes_held", |held| held == (3 * (1 + ARRAY)) as f64).await;
     assert_eq!(h.post("/v1/events", &padded("declared-only")).await.0, 201);
 
     // One client sends all but 100,000 bytes of its body: a 200 KB body no
@@ -370,11 +374,41 @@ async fn bodies_past_the_buffer_budget_get_a_503_and_nothing_is_held_for_bytes_n
     // fits the budget exactly, and once it is answered its bytes are free.
     let mut big = declared.swap_remove(0);
     drop(declared);
-    until_metric(&h, "herald_request_body_bytes_held", |held| held == sent as f64).await;
-    big.write_all(&[vec![b' '; LIMIT - sent - 1], b"]".to_vec()].concat()).await.unwrap();
+    until_metric(&h, "herald_request_body_bytes_held", |held| held == (sent + ARRAY) as f64).await;
+    big.write_all(&[vec![b' '; BODY - sent - 1], b"]".to_vec()].concat()).await.unwrap();
     let mut status = [0u8; 12];
     timeout(Duration::from_secs(10), big.read_exact(&mut status)).await.unwrap().unwrap();
     assert_eq!(&status, b"HTTP/1.1 422", "the body that fit is read and answered");
     until_metric(&h, "herald_request_body_bytes_held", |held| held == 0.0).await;
     assert_eq!(h.post("/v1/events", &padded("refused")).await.0, 201, "a retry is stored");
+}
+
+#[tokio::test]
+async fn a_body_that_would_parse_into_more_than_the_budget_gets_a_413_and_stores_nothing() {
+    let dir = data_dir();
+    let h = Herald::start_with_env(dir.path(), &[("HERALD_MAX_BODY_BUFFER_MIB", "10")]);
+    // 1 MiB of tiny objects parses into ~80 MiB of values.
+    let tiny = vec![json!({"b": 0}); 1 << 17];
+    let hostile = json!([event("hostile", json!({"a": tiny}))]);
+    let response = h.http.post(h.url("/v1/events")).json(&hostile).send().await.unwrap();
+    assert_eq!(response.status(), 413);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:herald:problem:too-large", "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("--max-body-buffer-mib"), "{problem}");
+    until_metric(&h, "herald_request_body_bytes_held", |held| held == 0.0).await;
+
+    // A batch of a thousand ordinary events, as large, fits beside it.
+    let ordinary: Vec<Value> = (0..1000)
+        .map(|i| {
+            event(
+                &format!("e{i}"),
+                json!({"user": {"id": i, "name": "ada"}, "tags": ["a", "b"], "note": "x".repeat(900)}),
+            )
+        })
+        .collect();
+    let (status, answer) = h.post("/v1/events", &Value::Array(ordinary)).await;
+    assert_eq!((status, answer["failed"].clone()), (200, json!(0)));
+    let stored = h.all_events().await;
+    assert_eq!(stored.len(), 1000);
+    assert!(stored.iter().all(|e| e["id"] != "hostile"));
 }
