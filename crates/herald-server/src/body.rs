@@ -72,7 +72,8 @@ pub struct BodyBudget {
 }
 
 impl BodyBudget {
-    /// At least one body's limit, so any acceptable body can be read alone.
+    /// At least one body's size limit, so a body of that size can be read
+    /// alone unless it would take more once parsed (then it gets a 413).
     pub fn new(limit: usize) -> Self {
         let limit = limit.max(MAX_BODY_BYTES);
         Self { bytes: Arc::new(Semaphore::new(limit)), limit }
