@@ -58,13 +58,19 @@ fn caused_by<E: std::error::Error + 'static>(err: &axum::Error) -> Option<&E> {
 /// The answer when the [`BodyBudget`] has no room for a body.
 pub const BODIES_OVERLOADED: &str = "too many request bodies are being read at once; retry after Retry-After seconds";
 
+/// The smallest body budget: a body of the largest size that parses into
+/// strings with escapes (its bytes, the strings, and the parser's scratch
+/// copy of one) fits alone.
+pub const MIN_BODY_BUDGET: usize = 32 << 20;
+
 /// The memory request bodies take at once, over every request: their bytes,
-/// and an estimate of the `serde_json::Value`s parsed from them (see
-/// [`parsed_cost`]), which for a hostile body is 80 times its size.
+/// and an estimate of what parsing them into `serde_json::Value`s takes
+/// (see [`Shape`]), which for a hostile body is 80 times its size.
 ///
-/// A request is charged for its body as the bytes arrive, not for the length
-/// it declares: a client must send bytes to hold any of the budget, so
-/// declaring large bodies and sending nothing costs the server nothing.
+/// A request is charged for its body's bytes as they arrive, not for the
+/// length it declares, and for the parse only once the body is whole, just
+/// before it is parsed: a client must send bytes to hold any of the budget,
+/// and no more than it sends until it has sent them all.
 #[derive(Clone)]
 pub struct BodyBudget {
     bytes: Arc<Semaphore>,
@@ -72,17 +78,17 @@ pub struct BodyBudget {
 }
 
 impl BodyBudget {
-    /// At least one body's size limit, so a body of that size can be read
-    /// alone unless it would take more once parsed (then it gets a 413).
+    /// At least [`MIN_BODY_BUDGET`].
     pub fn new(limit: usize) -> Self {
-        let limit = limit.max(MAX_BODY_BYTES);
+        let limit = limit.max(MIN_BODY_BUDGET);
         Self { bytes: Arc::new(Semaphore::new(limit)), limit }
     }
 
     /// Whether a client waiting for `100 Continue` before it sends its body
     /// should be refused at once: the budget has no room for the length it
-    /// declares. A hint only, nothing is reserved; but it spares the client
-    /// sending a body that would be discarded.
+    /// declares. A hint only, nothing is reserved (a client told to go on
+    /// may still be refused); but it spares most clients sending a body that
+    /// would be discarded.
     pub fn refuses_before_continue(&self, headers: &HeaderMap) -> bool {
         let expects_continue =
             headers.get(header::EXPECT).is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
@@ -126,7 +132,7 @@ struct Charge {
 }
 
 /// Why a charge was refused.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 enum Refusal {
     /// Other requests hold the budget: the body may fit later.
     Full,
@@ -135,18 +141,12 @@ enum Refusal {
 }
 
 impl BodyCharge {
-    /// Charges `bytes` more, or charges nothing and says why not.
+    /// Charges `bytes` more, or charges nothing: the budget is full.
     fn try_charge(&self, bytes: usize) -> Result<(), Refusal> {
-        let mut held = self.0.held.lock().unwrap_or_else(PoisonError::into_inner);
-        let charged = held.as_ref().map_or(0, |p| p.num_permits());
-        if charged.saturating_add(bytes) > self.0.limit {
-            return Err(Refusal::Never);
-        }
-        // More than a u32 in one frame is far past any body's limit.
+        // Never more than the limit, which fits a u32 (`--max-body-buffer-mib`).
         let permits = u32::try_from(bytes).map_err(|_| Refusal::Never)?;
-        let Ok(permit) = self.0.bytes.clone().try_acquire_many_owned(permits) else {
-            return Err(Refusal::Full);
-        };
+        let permit = self.0.bytes.clone().try_acquire_many_owned(permits).map_err(|_| Refusal::Full)?;
+        let mut held = self.0.held.lock().unwrap_or_else(PoisonError::into_inner);
         match held.as_mut() {
             Some(charged) => charged.merge(permit),
             None => *held = Some(permit),
@@ -155,38 +155,56 @@ impl BodyCharge {
     }
 }
 
-/// What parsing `data` into `serde_json::Value`s may take beyond its own
-/// bytes, from the bytes that begin a value or a container: a value is 32
-/// bytes in a `Vec` that doubles as it grows, up to 96 while it moves (96 per
-/// `,` and `:`); a new array holds 4 (128 per `[`); an object's first B-tree
-/// node is ~630 bytes (640 per `{`). A string takes no more than its share
-/// of the body. Commas inside strings count too, so it may overestimate,
-/// never under: a test holds it to what a counting allocator sees, for
-/// bodies that take 5x (ordinary events) to 80x (arrays of tiny objects)
-/// their size once parsed.
-fn parsed_cost(data: &[u8]) -> usize {
-    let (mut members, mut arrays, mut objects) = (0usize, 0usize, 0usize);
-    // Byte-wide counters over 255-byte chunks let the compiler count 32 bytes
-    // at a time (~8 GB/s, against ~60 MB/s for the parse itself).
-    for chunk in data.chunks(255) {
-        let (mut m, mut a, mut o) = (0u8, 0u8, 0u8);
-        for &b in chunk {
-            m += u8::from(b == b',' || b == b':');
-            a += u8::from(b == b'[');
-            o += u8::from(b == b'{');
+/// What a body's bytes so far hold that its parse into `serde_json::Value`s
+/// turns into memory: each string is copied out (at most the body's size),
+/// and once more through the parser's scratch buffer if it has escapes; a
+/// value is 32 bytes in a `Vec` that doubles as it grows, up to 96 while it
+/// moves (96 per `,` and `:`); a new array holds 4 (128 per `[`); an
+/// object's first B-tree node is ~630 bytes (640 per `{`). Commas inside
+/// strings count too: it may overestimate, never under. A test holds it to
+/// what a counting allocator sees for bodies that take from 1x (one string)
+/// to 80x (arrays of tiny objects) their size once parsed.
+#[derive(Default)]
+struct Shape {
+    bytes: usize,
+    members: usize,
+    arrays: usize,
+    objects: usize,
+    escapes: bool,
+}
+
+impl Shape {
+    fn add(&mut self, data: &[u8]) {
+        self.bytes += data.len();
+        // Byte-wide counters over 255-byte chunks let the compiler count 32
+        // bytes at a time (~8 GB/s, against ~60 MB/s for the parse itself).
+        for chunk in data.chunks(255) {
+            let (mut members, mut arrays, mut objects, mut escapes) = (0u8, 0u8, 0u8, 0u8);
+            for &b in chunk {
+                members += u8::from(b == b',' || b == b':');
+                arrays += u8::from(b == b'[');
+                objects += u8::from(b == b'{');
+                escapes += u8::from(b == b'\\');
+            }
+            self.members += usize::from(members);
+            self.arrays += usize::from(arrays);
+            self.objects += usize::from(objects);
+            self.escapes |= escapes > 0;
         }
-        members += usize::from(m);
-        arrays += usize::from(a);
-        objects += usize::from(o);
     }
-    members * 96 + arrays * 128 + objects * 640
+
+    /// What parsing takes beyond the body's own bytes.
+    fn parse_cost(&self) -> usize {
+        let strings = if self.escapes { 2 * self.bytes } else { self.bytes };
+        strings + self.members * 96 + self.arrays * 128 + self.objects * 640
+    }
 }
 
 /// A request body as the API reads it: it must arrive whole within a time
 /// limit, so a client trickling its body (slowloris past the head) cannot
-/// hold a request, and its place among those in flight, forever; and its
-/// bytes, with what parsing them will take, are charged to the
-/// [`BodyBudget`] as they arrive. (The size limit is [`read_limited`]'s.)
+/// hold a request, and its place among those in flight, forever; and it is
+/// charged to the [`BodyBudget`]: its bytes as they arrive, what parsing
+/// them takes once it is whole. (The size limit is [`read_limited`]'s.)
 pub struct AdmittedBody {
     inner: Body,
     read_timeout: Duration,
@@ -195,16 +213,52 @@ pub struct AdmittedBody {
     /// its head, as most do, costs no timer.
     timer: Option<Pin<Box<Sleep>>>,
     charge: BodyCharge,
-    /// Bytes read so far, charged or discarded.
-    read: usize,
+    /// What the bytes read so far, charged or discarded, hold.
+    shape: Shape,
     /// The budget ran out: the rest is read and discarded, then refused.
     refused: Option<Refusal>,
+    /// The whole body is read: its parse is charged, or its refusal yielded.
+    whole: bool,
 }
 
 impl AdmittedBody {
     pub fn new(inner: Body, read_timeout: Duration, charge: BodyCharge) -> Self {
         let deadline = Instant::now() + read_timeout;
-        Self { inner, read_timeout, deadline, timer: None, charge, read: 0, refused: None }
+        Self {
+            inner,
+            read_timeout,
+            deadline,
+            timer: None,
+            charge,
+            shape: Shape::default(),
+            refused: None,
+            whole: false,
+        }
+    }
+
+    fn refuse(&mut self, refusal: Refusal) {
+        if self.refused.is_none() {
+            count_refusal();
+        }
+        self.refused = Some(refusal);
+    }
+
+    /// At the end of the body: the answer to a refused body (read to its
+    /// end, so the client is answered without being reset while still
+    /// sending), or the parse charged.
+    fn finish(&mut self) -> Result<(), BoxError> {
+        if self.refused.is_none()
+            && !self.whole
+            && let Err(refusal) = self.charge.try_charge(self.shape.parse_cost())
+        {
+            self.refuse(refusal);
+        }
+        self.whole = true;
+        match self.refused {
+            None => Ok(()),
+            Some(Refusal::Full) => Err(OverBudget.into()),
+            Some(Refusal::Never) => Err(BeyondBudget(self.charge.0.limit).into()),
+        }
     }
 }
 
@@ -223,7 +277,7 @@ struct TooLarge;
 #[derive(Debug, thiserror::Error)]
 #[error(
     "once parsed, this body would take more memory than the server's budget for request bodies \
-     ({} MiB, --max-body-buffer-mib): send fewer events per request", .0 >> 20
+     ({} MiB, --max-body-buffer-mib): send it in smaller parts", .0 >> 20
 )]
 struct BeyondBudget(usize);
 
@@ -244,37 +298,34 @@ impl http_body::Body for AdmittedBody {
             let frame = match frame {
                 Some(Ok(frame)) => frame,
                 Some(Err(e)) => return Poll::Ready(Some(Err(e.into()))),
-                // A refused body, now read to its end: the client is
-                // answered without being reset while still sending.
-                None => {
-                    let refused: Option<BoxError> = this.refused.as_ref().map(|refusal| match refusal {
-                        Refusal::Full => OverBudget.into(),
-                        Refusal::Never => BeyondBudget(this.charge.0.limit).into(),
-                    });
-                    return Poll::Ready(refused.map(Err));
-                }
+                None => return Poll::Ready(this.finish().err().map(Err)),
             };
             let data = frame.data_ref().map_or(&[][..], |data| &data[..]);
-            this.read += data.len();
-            if this.refused.is_none() {
-                match this.charge.try_charge(data.len() + parsed_cost(data)) {
-                    Ok(()) => return Poll::Ready(Some(Ok(frame))),
-                    Err(refusal) => {
-                        count_refusal();
-                        this.refused = Some(refusal);
-                    }
-                }
+            this.shape.add(data);
+            // Costed even while discarding: a body too large for the whole
+            // budget gets a 413, not a 503 that would be retried forever.
+            let refusal = if this.shape.bytes + this.shape.parse_cost() > this.charge.0.limit {
+                Some(Refusal::Never)
+            } else if this.refused.is_none() {
+                this.charge.try_charge(data.len()).err()
+            } else {
+                None
+            };
+            match refusal {
+                Some(refusal) => this.refuse(refusal),
+                None if this.refused.is_none() => return Poll::Ready(Some(Ok(frame))),
+                None => {}
             }
             // Discarding is bounded too.
-            if this.read > MAX_BODY_BYTES {
+            if this.shape.bytes > MAX_BODY_BYTES {
                 return Poll::Ready(Some(Err(TooLarge.into())));
             }
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        // A refused body still has its error to yield.
-        self.refused.is_none() && self.inner.is_end_stream()
+        // The end is where the parse is charged, or a refusal yielded.
+        self.whole
     }
 
     fn size_hint(&self) -> SizeHint {
@@ -332,19 +383,56 @@ mod tests {
         assert_eq!(read_limited(&HeaderMap::new(), chunked(MAX_BODY_BYTES)).await.unwrap().len(), MAX_BODY_BYTES);
     }
 
+    /// A body whose frames are sent one by one on the returned channel.
+    fn sent_frames() -> (tokio::sync::mpsc::Sender<Bytes>, Body) {
+        let (tx, rx) = tokio::sync::mpsc::channel(4);
+        let frames = futures_util::stream::unfold(rx, |mut rx| async {
+            rx.recv().await.map(|frame| (Ok::<_, std::io::Error>(frame), rx))
+        });
+        (tx, Body::from_stream(frames))
+    }
+
     #[tokio::test]
     async fn a_body_past_the_budget_is_refused_and_its_charge_released_with_the_request() {
-        let budget = BodyBudget::new(0); // one body's limit
+        let budget = BodyBudget::new(0); // the smallest there is
         let other = budget.charge();
-        assert!(other.try_charge(MAX_BODY_BYTES - 100_000).is_ok());
+        assert!(other.try_charge(MIN_BODY_BUDGET - 100_000).is_ok());
         let charge = budget.charge();
         let admitted = AdmittedBody::new(chunked(200_000), Duration::from_secs(5), charge.clone());
         let err = read_limited(&HeaderMap::new(), Body::new(admitted)).await.unwrap_err();
         assert!(matches!(err, ApiError::Overloaded(_)), "{err:?}");
-        assert_eq!(budget.held(), MAX_BODY_BYTES - 100_000 + 65536, "the first chunk fit and is held");
+        assert_eq!(budget.held(), MIN_BODY_BUDGET - 100_000 + 65536, "the first chunk fit and is held");
         drop(charge);
-        assert_eq!(budget.held(), MAX_BODY_BYTES - 100_000);
+        assert_eq!(budget.held(), MIN_BODY_BUDGET - 100_000);
         drop(other);
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_parse_is_charged_once_the_body_is_whole() {
+        use http_body::Body as _;
+        use http_body_util::BodyExt;
+        let budget = BodyBudget::new(0);
+        let charge = budget.charge();
+        let (tx, body) = sent_frames();
+        let mut admitted = AdmittedBody::new(body, Duration::from_secs(5), charge.clone());
+        // 16 KB of `{` would parse into ~10 MB: a client holds only what it
+        // has sent until it has sent all of it.
+        tx.send(Bytes::from(vec![b'{'; 16 << 10])).await.unwrap();
+        admitted.frame().await.unwrap().unwrap();
+        assert_eq!(budget.held(), 16 << 10);
+        tx.send(Bytes::from(vec![b'}'; 16 << 10])).await.unwrap();
+        admitted.frame().await.unwrap().unwrap();
+        assert!(!admitted.is_end_stream());
+        drop(tx);
+        assert!(admitted.frame().await.is_none());
+        assert!(admitted.is_end_stream());
+        assert_eq!(
+            budget.held(),
+            (32 << 10) + (32 << 10) + (16 << 10) * 640,
+            "its bytes, its strings' bound, its objects"
+        );
+        drop((admitted, charge));
         assert_eq!(budget.held(), 0);
     }
 
@@ -352,7 +440,7 @@ mod tests {
     async fn a_refused_body_is_discarded_only_up_to_the_body_limit() {
         let budget = BodyBudget::new(0);
         let full = budget.charge();
-        assert!(full.try_charge(MAX_BODY_BYTES).is_ok());
+        assert!(full.try_charge(MIN_BODY_BUDGET).is_ok());
         for (len, too_large) in [(MAX_BODY_BYTES, false), (MAX_BODY_BYTES + 1, true)] {
             let admitted = AdmittedBody::new(chunked(len), Duration::from_secs(5), budget.charge());
             match read_limited(&HeaderMap::new(), Body::new(admitted)).await.unwrap_err() {
@@ -366,20 +454,37 @@ mod tests {
     #[tokio::test]
     async fn a_body_that_would_take_more_than_the_whole_budget_once_parsed_is_too_large() {
         let budget = BodyBudget::new(0);
-        // 1 MiB of tiny objects: ~80 MiB once parsed, past a 10 MiB budget.
+        // 1 MiB of tiny objects: ~90 MiB once parsed, past a 32 MiB budget.
         let body = format!("[{}{{}}]", "{\"a\":0},".repeat(1 << 17));
         let charge = budget.charge();
-        let admitted = AdmittedBody::new(Body::from(body), Duration::from_secs(5), charge.clone());
+        let admitted = AdmittedBody::new(Body::from(body.clone()), Duration::from_secs(5), charge.clone());
         match read_limited(&HeaderMap::new(), Body::new(admitted)).await.unwrap_err() {
-            ApiError::TooLarge(message) => assert!(message.contains("10 MiB, --max-body-buffer-mib"), "{message}"),
+            ApiError::TooLarge(message) => assert!(message.contains("32 MiB, --max-body-buffer-mib"), "{message}"),
             other => panic!("{other:?}"),
         }
         assert_eq!(budget.held(), 0, "nothing is charged for a body that cannot fit");
 
-        // A body of the same size that parses into one string fits.
-        let body = serde_json::to_string(&"x".repeat(8 << 17)).unwrap();
-        let admitted = AdmittedBody::new(Body::from(body.clone()), Duration::from_secs(5), budget.charge());
+        // Also when it began while the budget was full: a 503 would be retried forever.
+        let full = budget.charge();
+        assert!(full.try_charge(MIN_BODY_BUDGET).is_ok());
+        let (tx, frames) = sent_frames();
+        let admitted = AdmittedBody::new(frames, Duration::from_secs(5), budget.charge());
+        let read = tokio::spawn(async move { read_limited(&HeaderMap::new(), Body::new(admitted)).await });
+        tx.send(Bytes::from_static(b" ")).await.unwrap();
+        tx.send(Bytes::from(body)).await.unwrap();
+        drop(tx);
+        assert!(matches!(read.await.unwrap(), Err(ApiError::TooLarge(_))));
+        drop(full);
+
+        // A body of the same size that parses into one string fits, and is
+        // charged its bytes and its string until the request ends.
+        let body = serde_json::to_string(&"x".repeat(1 << 20)).unwrap();
+        let charge = budget.charge();
+        let admitted = AdmittedBody::new(Body::from(body.clone()), Duration::from_secs(5), charge.clone());
         assert_eq!(read_limited(&HeaderMap::new(), Body::new(admitted)).await.unwrap(), body);
+        assert_eq!(budget.held(), 2 * body.len());
+        drop(charge);
+        assert_eq!(budget.held(), 0);
     }
 
     #[test]
@@ -398,10 +503,14 @@ mod tests {
             format!("{{{}\"end\":0}}", (0..n).map(|i| format!("\"{i}\":0,")).collect::<String>()),
             format!("[{}\"\"]", "\"\",".repeat(n)),
             format!("{}{}", "[".repeat(127), "]".repeat(127)),
+            serde_json::to_string(&"x".repeat(n)).unwrap(),
+            serde_json::to_string(&format!("\n{}", "x".repeat(n))).unwrap(),
         ];
         for body in &ordinary {
             let peak = allocation::peak_while(|| drop(parse_json(body.as_bytes()).unwrap()));
-            let charged = body.len() + parsed_cost(body.as_bytes());
+            let mut shape = Shape::default();
+            shape.add(body.as_bytes());
+            let charged = shape.parse_cost();
             let shape = &body[..body.len().min(30)];
             assert!(charged >= peak, "{shape}...: charged {charged} for a parse that took {peak}");
             assert!(charged <= 2 * peak, "{shape}...: charged {charged}, more than twice the {peak} it took");

@@ -26,8 +26,8 @@ pub struct ServerConfig {
     /// Time a request's body has to arrive in full, once its head has.
     pub body_read_timeout: Duration,
     /// Bytes of request bodies held in memory at once, with what parsing
-    /// them takes (at least one body's limit); a body arriving past it is
-    /// answered 503 with `Retry-After`, one that alone would take more 413.
+    /// them takes (at least `body::MIN_BODY_BUDGET`); a body arriving past it
+    /// is answered 503 with `Retry-After`, one that alone would take more 413.
     pub max_body_buffer: usize,
     /// Live (SSE) readers at once; more are answered 503 with `Retry-After`.
     pub max_live_readers: usize,

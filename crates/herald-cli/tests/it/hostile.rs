@@ -324,34 +324,40 @@ async fn until_metric(h: &Herald, name: &str, ok: impl Fn(f64) -> bool) {
 
 #[tokio::test]
 async fn bodies_past_the_buffer_budget_get_a_503_and_nothing_is_held_for_bytes_not_sent() {
-    const LIMIT: usize = 10 << 20; // one body's limit, and the budget here
-    // A `[` is charged its byte and the array it parses into (128 bytes).
-    const ARRAY: usize = 128;
-    // The big body below is charged the whole budget.
-    const BODY: usize = LIMIT - ARRAY;
+    const LIMIT: usize = 10 << 20; // one body's limit
+    const BUDGET: usize = 32 << 20; // the smallest budget
     let dir = data_dir();
-    let h = Herald::start_with_env(dir.path(), &[("HERALD_MAX_BODY_BUFFER_MIB", "10")]);
-    let head = format!(
-        "POST /v1/events HTTP/1.1\r\nhost: herald\r\ncontent-type: application/json\r\ncontent-length: {BODY}\r\n\r\n["
-    );
+    let h = Herald::start_with_env(dir.path(), &[("HERALD_MAX_BODY_BUFFER_MIB", "32")]);
+    let open = |declared: usize, sent: usize| {
+        let head = format!(
+            "POST /v1/events HTTP/1.1\r\nhost: herald\r\ncontent-type: application/json\r\ncontent-length: {declared}\r\n\r\n["
+        );
+        let addr = h.addr();
+        async move {
+            let mut tcp = TcpStream::connect(addr).await.unwrap();
+            tcp.write_all(&[head.into_bytes(), vec![b' '; sent - 1]].concat()).await.unwrap();
+            tcp
+        }
+    };
     let padded = |id: &str| event(id, json!({"pad": "x".repeat(200_000)}));
 
-    // Declaring bodies of the whole budget, and sending one byte of each,
-    // holds what that byte costs: others still publish.
+    // Declaring bodies of the largest size, and sending one byte of each,
+    // holds one byte each: others still publish.
     let mut declared = Vec::new();
     for _ in 0..3 {
-        let mut tcp = TcpStream::connect(h.addr()).await.unwrap();
-        tcp.write_all(head.as_bytes()).await.unwrap();
-        declared.push(tcp);
+        declared.push(open(LIMIT, 1).await);
     }
-    until_metric(&h, "herald_request_body_bytes_held", |held| held == (3 * (1 + ARRAY)) as f64).await;
+    until_metric(&h, "herald_request_body_bytes_held", |held| held == 3.0).await;
     assert_eq!(h.post("/v1/events", &padded("declared-only")).await.0, 201);
 
-    // One client sends all but 100,000 bytes of its body: a 200 KB body no
-    // longer fits beside it.
-    let sent = LIMIT - 100_000;
-    declared[0].write_all(&vec![b' '; sent - 1]).await.unwrap();
-    until_metric(&h, "herald_request_body_bytes_held", |held| held >= sent as f64).await;
+    // Those three send all but the last byte of their bodies, a fourth all
+    // but 100,000 bytes of what is left: a 200 KB body no longer fits.
+    for tcp in &mut declared {
+        tcp.write_all(&vec![b' '; LIMIT - 2]).await.unwrap();
+    }
+    let fourth = BUDGET - 3 * (LIMIT - 1) - 100_000;
+    declared.push(open(LIMIT, fourth).await);
+    until_metric(&h, "herald_request_body_bytes_held", |held| held == (BUDGET - 100_000) as f64).await;
     let response = h.http.post(h.url("/v1/events")).json(&padded("refused")).send().await.unwrap();
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "1");
@@ -370,12 +376,13 @@ async fn bodies_past_the_buffer_budget_get_a_503_and_nothing_is_held_for_bytes_n
     let answer = read_to_close(&mut waiting).await;
     assert!(answer.starts_with("HTTP/1.1 503") && answer.contains("request bodies"), "{answer}");
 
-    // The other clients leave, and the big body ends (an empty batch): it
-    // fits the budget exactly, and once it is answered its bytes are free.
+    // The others leave, and the first body ends (an empty batch): whole, it
+    // is charged what parsing it takes as well, and still fits; once it is
+    // answered, nothing is held.
     let mut big = declared.swap_remove(0);
     drop(declared);
-    until_metric(&h, "herald_request_body_bytes_held", |held| held == (sent + ARRAY) as f64).await;
-    big.write_all(&[vec![b' '; BODY - sent - 1], b"]".to_vec()].concat()).await.unwrap();
+    until_metric(&h, "herald_request_body_bytes_held", |held| held == (LIMIT - 1) as f64).await;
+    big.write_all(b"]").await.unwrap();
     let mut status = [0u8; 12];
     timeout(Duration::from_secs(10), big.read_exact(&mut status)).await.unwrap().unwrap();
     assert_eq!(&status, b"HTTP/1.1 422", "the body that fit is read and answered");
@@ -386,18 +393,20 @@ async fn bodies_past_the_buffer_budget_get_a_503_and_nothing_is_held_for_bytes_n
 #[tokio::test]
 async fn a_body_that_would_parse_into_more_than_the_budget_gets_a_413_and_stores_nothing() {
     let dir = data_dir();
-    let h = Herald::start_with_env(dir.path(), &[("HERALD_MAX_BODY_BUFFER_MIB", "10")]);
-    // 1 MiB of tiny objects parses into ~80 MiB of values.
-    let tiny = vec![json!({"b": 0}); 1 << 17];
-    let hostile = json!([event("hostile", json!({"a": tiny}))]);
+    let h = Herald::start_with_env(dir.path(), &[("HERALD_MAX_BODY_BUFFER_MIB", "32")]);
+    // Eight events, each valid alone (128 KiB of tiny objects in `detail`,
+    // under its 256 KiB limit): 1 MiB that parses into ~100 MiB of values.
+    let tiny = vec![json!({"b": 0}); 16 << 10];
+    let hostile: Vec<Value> = (0..8).map(|i| event(&format!("hostile-{i}"), json!({"a": tiny}))).collect();
     let response = h.http.post(h.url("/v1/events")).json(&hostile).send().await.unwrap();
     assert_eq!(response.status(), 413);
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["type"], "urn:herald:problem:too-large", "{problem}");
     assert!(problem["detail"].as_str().unwrap().contains("--max-body-buffer-mib"), "{problem}");
     until_metric(&h, "herald_request_body_bytes_held", |held| held == 0.0).await;
+    assert_eq!(h.post("/v1/events", &hostile[0]).await.0, 201, "one of them alone is stored");
 
-    // A batch of a thousand ordinary events, as large, fits beside it.
+    // A batch of a thousand ordinary events, as large, is stored.
     let ordinary: Vec<Value> = (0..1000)
         .map(|i| {
             event(
@@ -408,7 +417,8 @@ async fn a_body_that_would_parse_into_more_than_the_budget_gets_a_413_and_stores
         .collect();
     let (status, answer) = h.post("/v1/events", &Value::Array(ordinary)).await;
     assert_eq!((status, answer["failed"].clone()), (200, json!(0)));
-    let stored = h.all_events().await;
-    assert_eq!(stored.len(), 1000);
-    assert!(stored.iter().all(|e| e["id"] != "hostile"));
+    let stored: Vec<Value> = h.all_events().await.iter().map(|e| e["id"].clone()).collect();
+    assert_eq!(stored.len(), 1001);
+    assert_eq!(stored[0], "hostile-0");
+    assert!(!stored.contains(&json!("hostile-1")));
 }
