@@ -162,8 +162,9 @@ impl BodyCharge {
 /// moves (96 per `,` and `:`); a new array holds 4 (128 per `[`); an
 /// object's first B-tree node is ~630 bytes (640 per `{`). Commas inside
 /// strings count too: it may overestimate, never under. A test holds it to
-/// what a counting allocator sees for bodies that take from 1x (one string)
-/// to 80x (arrays of tiny objects) their size once parsed.
+/// the bytes a counting allocator sees requested for bodies that take from
+/// 1x (one string) to 80x (arrays of tiny objects) their size once parsed;
+/// the allocator rounds small blocks up by a few bytes more.
 #[derive(Default)]
 struct Shape {
     bytes: usize,
