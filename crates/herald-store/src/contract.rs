@@ -11,7 +11,7 @@ use herald_core::IdRule;
 
 use herald_core::subscription::SubscriptionState;
 
-use crate::{AppendOutcome, Attempt, AttemptQuery, Delivery, ListQuery, NewEvent, Settlement, Store};
+use crate::{AppendOutcome, Attempt, AttemptQuery, Delivery, ListQuery, MAX_PAGE_BYTES, NewEvent, Settlement, Store};
 
 /// Builds test events without pulling a clock into the contract.
 mod chrono_free {
@@ -116,6 +116,29 @@ pub async fn list_pages_in_position_order_with_filters(store: impl Store) {
     assert_eq!(none.next, 10, "a fruitless filtered read still moves the reader on");
     let caught_up = store.list(page(10, 100)).await.unwrap();
     assert_eq!((caught_up.events.len(), caught_up.next), (0, 10));
+}
+
+pub async fn a_page_ends_early_at_max_page_bytes_and_skips_nothing(store: impl Store) {
+    let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(100_000));
+    let count = 3 * MAX_PAGE_BYTES / 100_000; // 31 events: pages of 11, 11 and 9
+    let events = (0..count).map(|i| event(&format!("e{i}"), "big", &big, None));
+    store.append(events.collect()).await.unwrap();
+    // Unfiltered, and filtered (a bounded scan, whose `next` may run ahead of its events).
+    for source in [None, Some("big".to_owned())] {
+        let (mut after, mut seen, mut pages) = (0, Vec::new(), 0);
+        loop {
+            let page = store.list(ListQuery { source: source.clone(), ..page(after, 1000) }).await.unwrap();
+            let Some(last) = page.events.last() else { break };
+            let bytes: usize = page.events.iter().map(|e| e.body.len()).sum();
+            assert!(bytes - last.body.len() < MAX_PAGE_BYTES, "{bytes} bytes in {} events", page.events.len());
+            assert_eq!(page.cut_short, bytes >= MAX_PAGE_BYTES);
+            assert_eq!(page.next, last.position);
+            seen.extend(page.events.iter().map(|e| e.position));
+            (after, pages) = (page.next, pages + 1);
+        }
+        assert_eq!(seen, (1..=count as u64).collect::<Vec<_>>(), "filter {source:?}");
+        assert_eq!(pages, 3, "filter {source:?}");
+    }
 }
 
 pub async fn concurrent_appends_get_unique_increasing_positions(store: impl Store) {
@@ -386,6 +409,7 @@ macro_rules! store_contract_tests {
             same_id_other_content_is_a_conflict_and_changes_nothing,
             get_returns_the_stored_body,
             list_pages_in_position_order_with_filters,
+            a_page_ends_early_at_max_page_bytes_and_skips_nothing,
             concurrent_appends_get_unique_increasing_positions,
             head_notifies_live_readers,
             id_rules_are_upserted_listed_and_deleted,

@@ -108,6 +108,12 @@ pub struct ListQuery {
     pub stream: Option<String>,
 }
 
+/// The most bytes of event bodies a page holds, past which it ends early
+/// (with one event at least, whatever its size). A page is read whole into
+/// memory and written out whole, for every reader at once: 1,000 events of
+/// 256 KiB each would be 256 MiB per reader.
+pub const MAX_PAGE_BYTES: usize = 1 << 20;
+
 /// One page of the log.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Page {
@@ -117,6 +123,9 @@ pub struct Page {
     /// or how far a filtered scan got when it found fewer. Equal to the
     /// query's `after` with no events means the reader is caught up.
     pub next: Position,
+    /// The page ended at [`MAX_PAGE_BYTES`] before `limit` events: more may
+    /// follow right after `next`.
+    pub cut_short: bool,
 }
 
 #[async_trait]

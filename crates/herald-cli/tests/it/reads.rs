@@ -29,6 +29,20 @@ async fn get_by_id_returns_the_envelope_with_its_position() {
 }
 
 #[tokio::test]
+async fn a_page_of_large_events_ends_at_a_mebibyte_and_next_reads_on() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+    let batch: Vec<Value> = (0..12).map(|i| event(&format!("big-{i}"), json!({"pad": "x".repeat(200_000)}))).collect();
+    assert_eq!(h.post("/v1/events", &Value::Array(batch)).await.1["failed"], 0);
+    let (_, page) = h.get("/v1/events?limit=1000").await;
+    let first = page["events"].as_array().unwrap();
+    assert_eq!(first.len(), 6, "five events of 200 KB are under 1 MiB, the sixth passes it");
+    assert_eq!(page["next"], 6);
+    let ids: Vec<Value> = h.all_events().await.iter().map(|e| e["id"].clone()).collect();
+    assert_eq!(ids, (0..12).map(|i| json!(format!("big-{i}"))).collect::<Vec<_>>());
+}
+
+#[tokio::test]
 async fn list_pages_in_position_order_with_filters() {
     let dir = data_dir();
     let h = Herald::start(dir.path());

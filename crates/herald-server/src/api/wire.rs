@@ -107,7 +107,8 @@ pub struct EventPage {
 pub struct ListParams {
     /// Only events after this position (default 0).
     pub after: Option<String>,
-    /// At most this many events (1-1000, default 100).
+    /// At most this many events (1-1000, default 100); a page also ends
+    /// once it holds 1 MiB of events, so read on from `next` until a page is empty.
     pub limit: Option<String>,
     pub source: Option<String>,
     #[serde(rename = "detail-type")]

@@ -24,6 +24,9 @@ use tokio::sync::{Notify, watch};
 /// Events kept in memory (positions are gap-free, so this is a window of
 /// the log's newest positions).
 const CAPACITY: usize = 4096;
+/// And at most this many bytes of their bodies (with their parsed values,
+/// several times that): 4,096 events of 256 KiB would be gigabytes.
+const CAPACITY_BYTES: usize = 16 << 20;
 /// Events read from the store per step.
 const PAGE: usize = 1024;
 
@@ -46,8 +49,33 @@ impl TailEvent {
     }
 }
 
+/// The newest events, and the bytes of their bodies.
+#[derive(Default)]
+struct Window {
+    events: VecDeque<Arc<TailEvent>>,
+    bytes: usize,
+}
+
+impl Window {
+    fn extend(&mut self, events: &[Arc<TailEvent>]) {
+        for event in events {
+            self.bytes += event.body.len();
+            self.events.push_back(event.clone());
+        }
+        while self.events.len() > CAPACITY || self.bytes > CAPACITY_BYTES {
+            let Some(oldest) = self.events.pop_front() else { break };
+            self.bytes -= oldest.body.len();
+        }
+    }
+
+    fn clear(&mut self) {
+        self.events.clear();
+        self.bytes = 0;
+    }
+}
+
 pub struct Tail {
-    events: RwLock<VecDeque<Arc<TailEvent>>>,
+    events: RwLock<Window>,
     /// The newest position in the window (the head once it has caught up).
     newest: watch::Sender<Position>,
     interest: RwLock<Interest>,
@@ -131,10 +159,7 @@ impl Tail {
     fn push(&self, events: impl Iterator<Item = TailEvent>) {
         let events: Vec<Arc<TailEvent>> = events.map(Arc::new).collect();
         if let Ok(mut window) = self.events.write() {
-            window.extend(events.iter().cloned());
-            while window.len() > CAPACITY {
-                window.pop_front();
-            }
+            window.extend(&events);
         }
         if let Some(last) = events.last() {
             self.newest.send_replace(last.position);
@@ -239,6 +264,7 @@ impl Tail {
     /// cursor is older than the window and the store must be read instead.
     pub fn after(&self, cursor: Position, limit: usize) -> Option<Vec<Arc<TailEvent>>> {
         let window = self.events.read().ok()?;
+        let window = &window.events;
         let Some(oldest) = window.front().map(|e| e.position) else {
             return (cursor >= *self.newest.borrow()).then(Vec::new);
         };
@@ -321,6 +347,24 @@ mod tests {
         assert_eq!(tail.nothing_matched_after("late", &late, 0), None, "events before it registered");
         tail.push([event(5, "billing")].into_iter());
         assert_eq!(tail.nothing_matched_after("late", &late, 4), Some(5));
+    }
+
+    #[test]
+    fn the_window_is_bounded_in_events_and_in_bytes() {
+        let tail = tail();
+        tail.register("shop", wants("shop"), Arc::new(Notify::new()));
+        tail.push((1..=CAPACITY as u64 + 10).map(|p| event(p, "shop")));
+        assert!(tail.after(9, 1).is_none(), "the oldest ten left the window");
+        assert_eq!(tail.after(10, CAPACITY + 1).unwrap().len(), CAPACITY);
+
+        // Bodies of 1 MiB: the window keeps 16 of them, not 4,096.
+        let big = |position| TailEvent { body: Bytes::from(vec![b'x'; 1 << 20]), ..event(position, "shop") };
+        let newest = CAPACITY as u64 + 10;
+        tail.push((newest + 1..=newest + 20).map(big));
+        let window = tail.events.read().unwrap();
+        assert_eq!(window.events.len(), CAPACITY_BYTES >> 20);
+        assert_eq!(window.bytes, CAPACITY_BYTES);
+        assert_eq!(window.events.front().unwrap().position, newest + 20 - (CAPACITY_BYTES >> 20) as u64 + 1);
     }
 
     #[test]

@@ -264,12 +264,12 @@ impl Worker {
             }
             return Ok(FanOut::Moved { to, full_page: true, persisted: false });
         }
-        let (events, from_store) = match self.tail.after(cursor, FAN_OUT_PAGE) {
-            Some(events) => (events, false),
+        let (events, from_store, cut_short) = match self.tail.after(cursor, FAN_OUT_PAGE) {
+            Some(events) => (events, false, false),
             None => {
                 let page =
                     self.store.list(ListQuery { after: cursor, limit: FAN_OUT_PAGE, ..Default::default() }).await?;
-                (page.events.iter().map(|e| Arc::new(TailEvent::from_stored(e))).collect(), true)
+                (page.events.iter().map(|e| Arc::new(TailEvent::from_stored(e))).collect(), true, page.cut_short)
             }
         };
         let Some(to) = events.last().map(|e| e.position) else {
@@ -289,7 +289,7 @@ impl Worker {
                 self.bodies.insert(event.position, event.body.clone());
             }
         }
-        let full_page = events.len() == FAN_OUT_PAGE;
+        let full_page = events.len() == FAN_OUT_PAGE || cut_short;
         if owed.is_empty() && !persist_due && !from_store {
             return Ok(FanOut::Moved { to, full_page, persisted: false });
         }

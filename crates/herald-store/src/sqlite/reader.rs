@@ -9,7 +9,7 @@ use herald_core::Position;
 use rusqlite::{Connection, OptionalExtension, params_from_iter, types::Value as SqlValue};
 
 use super::{classify, schema};
-use crate::{ListQuery, Page, StoreError, StoredEvent};
+use crate::{ListQuery, MAX_PAGE_BYTES, Page, StoreError, StoredEvent};
 
 /// Read connections, reused. At most [`MAX_READERS`] reads run at once (the
 /// others wait their turn), so connections, threads and page caches stay
@@ -104,10 +104,21 @@ pub fn list(conn: &Connection, query: &ListQuery) -> rusqlite::Result<Page> {
     // One snapshot for the page and the head, so `next` never skips a commit
     // that landed between the two reads.
     let tx = conn.unchecked_transaction()?;
-    let events: Vec<StoredEvent> =
-        tx.prepare_cached(&sql)?.query_map(params_from_iter(args), stored_event)?.collect::<Result<_, _>>()?;
+    let (mut events, mut bytes) = (Vec::new(), 0);
+    {
+        let mut stmt = tx.prepare_cached(&sql)?;
+        let mut rows = stmt.query(params_from_iter(args))?;
+        while bytes < MAX_PAGE_BYTES
+            && let Some(row) = rows.next()?
+        {
+            let event = stored_event(row)?;
+            bytes += event.body.len();
+            events.push(event);
+        }
+    }
+    let cut_short = bytes >= MAX_PAGE_BYTES && events.len() < query.limit;
     let next = match events.last() {
-        Some(last) if events.len() == query.limit || !bounded => last.position,
+        Some(last) if cut_short || events.len() == query.limit || !bounded => last.position,
         _ if bounded => {
             let head: i64 =
                 tx.prepare_cached("SELECT coalesce(max(position), 0) FROM events")?.query_row([], |r| r.get(0))?;
@@ -116,7 +127,7 @@ pub fn list(conn: &Connection, query: &ListQuery) -> rusqlite::Result<Page> {
         _ => query.after,
     };
     tx.commit()?;
-    Ok(Page { events, next })
+    Ok(Page { events, next, cut_short })
 }
 
 pub fn stored_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
