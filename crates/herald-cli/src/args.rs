@@ -152,10 +152,10 @@ pub struct ServeArgs {
     #[arg(long, env = "HERALD_BODY_READ_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub body_read_timeout: u64,
     /// MiB of request bodies held in memory at once, over all requests: their
-    /// bytes and, once whole, an estimate of what parsing them takes (32 to
+    /// bytes and, once whole, an estimate of what parsing them takes (48 to
     /// 4,095). A body arriving past it gets a 503; one that alone would take
     /// more, a 413.
-    #[arg(long, env = "HERALD_MAX_BODY_BUFFER_MIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(32..=4095))]
+    #[arg(long, env = "HERALD_MAX_BODY_BUFFER_MIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(48..=4095))]
     pub max_body_buffer_mib: u32,
     /// Webhook deliveries in flight at once, over every subscription (each
     /// has its own `concurrency`, and takes at most half of these).

@@ -59,9 +59,9 @@ fn caused_by<E: std::error::Error + 'static>(err: &axum::Error) -> Option<&E> {
 pub const BODIES_OVERLOADED: &str = "too many request bodies are being read at once; retry after Retry-After seconds";
 
 /// The smallest body budget: a body of the largest size that parses into
-/// strings with escapes (its bytes, the strings, and the parser's scratch
-/// copy of one) fits alone.
-pub const MIN_BODY_BUDGET: usize = 32 << 20;
+/// strings with escapes (its bytes, and three times them: see [`Shape`])
+/// fits alone.
+pub const MIN_BODY_BUDGET: usize = 48 << 20;
 
 /// The memory request bodies take at once, over every request: their bytes,
 /// and an estimate of what parsing them into `serde_json::Value`s takes
@@ -117,9 +117,10 @@ fn count_refusal() {
     metrics::counter!("herald_request_bodies_refused_total").increment(1);
 }
 
-/// What one request holds of the [`BodyBudget`] for the part of its body
-/// read so far, kept until the last clone is dropped (when its handler
-/// returns: the bytes, and what is parsed from them, live that long).
+/// What one request holds of the [`BodyBudget`]: the bytes of its body read
+/// so far and, once it is whole, the estimate of its parse; kept until the
+/// last clone is dropped (when its handler returns: the bytes, and what is
+/// parsed from them, live that long).
 #[derive(Clone)]
 pub struct BodyCharge(Arc<Charge>);
 
@@ -141,7 +142,7 @@ enum Refusal {
 }
 
 impl BodyCharge {
-    /// Charges `bytes` more, or charges nothing: the budget is full.
+    /// Charges `bytes` more, or charges nothing and says why not.
     fn try_charge(&self, bytes: usize) -> Result<(), Refusal> {
         // Never more than the limit, which fits a u32 (`--max-body-buffer-mib`).
         let permits = u32::try_from(bytes).map_err(|_| Refusal::Never)?;
@@ -157,7 +158,8 @@ impl BodyCharge {
 
 /// What a body's bytes so far hold that its parse into `serde_json::Value`s
 /// turns into memory: each string is copied out (at most the body's size),
-/// and once more through the parser's scratch buffer if it has escapes; a
+/// and a string with escapes goes through the parser's scratch buffer
+/// first, which doubles as it grows (up to twice the body's size more); a
 /// value is 32 bytes in a `Vec` that doubles as it grows, up to 96 while it
 /// moves (96 per `,` and `:`); a new array holds 4 (128 per `[`); an
 /// object's first B-tree node is ~630 bytes (640 per `{`). Commas inside
@@ -196,7 +198,7 @@ impl Shape {
 
     /// What parsing takes beyond the body's own bytes.
     fn parse_cost(&self) -> usize {
-        let strings = if self.escapes { 2 * self.bytes } else { self.bytes };
+        let strings = if self.escapes { 3 * self.bytes } else { self.bytes };
         strings + self.members * 96 + self.arrays * 128 + self.objects * 640
     }
 }
@@ -249,7 +251,6 @@ impl AdmittedBody {
     /// sending), or the parse charged.
     fn finish(&mut self) -> Result<(), BoxError> {
         if self.refused.is_none()
-            && !self.whole
             && let Err(refusal) = self.charge.try_charge(self.shape.parse_cost())
         {
             self.refuse(refusal);
@@ -288,6 +289,9 @@ impl http_body::Body for AdmittedBody {
 
     fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = &mut *self;
+        if this.whole {
+            return Poll::Ready(None);
+        }
         loop {
             let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) else {
                 let deadline = this.deadline;
@@ -455,12 +459,12 @@ mod tests {
     #[tokio::test]
     async fn a_body_that_would_take_more_than_the_whole_budget_once_parsed_is_too_large() {
         let budget = BodyBudget::new(0);
-        // 1 MiB of tiny objects: ~90 MiB once parsed, past a 32 MiB budget.
+        // 1 MiB of tiny objects: ~90 MiB once parsed, past a 48 MiB budget.
         let body = format!("[{}{{}}]", "{\"a\":0},".repeat(1 << 17));
         let charge = budget.charge();
         let admitted = AdmittedBody::new(Body::from(body.clone()), Duration::from_secs(5), charge.clone());
         match read_limited(&HeaderMap::new(), Body::new(admitted)).await.unwrap_err() {
-            ApiError::TooLarge(message) => assert!(message.contains("32 MiB, --max-body-buffer-mib"), "{message}"),
+            ApiError::TooLarge(message) => assert!(message.contains("48 MiB, --max-body-buffer-mib"), "{message}"),
             other => panic!("{other:?}"),
         }
         assert_eq!(budget.held(), 0, "nothing is charged for a body that cannot fit");
@@ -506,6 +510,9 @@ mod tests {
             format!("{}{}", "[".repeat(127), "]".repeat(127)),
             serde_json::to_string(&"x".repeat(n)).unwrap(),
             serde_json::to_string(&format!("\n{}", "x".repeat(n))).unwrap(),
+            // The first escape just before half way: the scratch buffer has
+            // doubled past the string's length by its end.
+            serde_json::to_string(&format!("{}\n{}", "x".repeat(n / 2 - 8), "x".repeat(n / 2 + 8))).unwrap(),
         ];
         for body in &ordinary {
             let peak = allocation::peak_while(|| drop(parse_json(body.as_bytes()).unwrap()));

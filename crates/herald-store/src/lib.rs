@@ -120,8 +120,9 @@ pub struct Page {
     /// Matching events in position order.
     pub events: Vec<StoredEvent>,
     /// Where to continue (`after` of the next query): the last event returned,
-    /// or how far a filtered scan got when it found fewer. Equal to the
-    /// query's `after` with no events means the reader is caught up.
+    /// or how far a filtered scan got when it found fewer than `limit` (and
+    /// the page was not cut short). Equal to the query's `after` with no
+    /// events means the reader is caught up.
     pub next: Position,
     /// The page ended at [`MAX_PAGE_BYTES`] before `limit` events: more may
     /// follow right after `next`.

@@ -325,9 +325,10 @@ async fn until_metric(h: &Herald, name: &str, ok: impl Fn(f64) -> bool) {
 #[tokio::test]
 async fn bodies_past_the_buffer_budget_get_a_503_and_nothing_is_held_for_bytes_not_sent() {
     const LIMIT: usize = 10 << 20; // one body's limit
-    const BUDGET: usize = 32 << 20; // the smallest budget
+    const BUDGET: usize = 48 << 20; // the smallest budget
+    const FULL: usize = BUDGET / LIMIT; // bodies of the largest size that fit in it
     let dir = data_dir();
-    let h = Herald::start_with_env(dir.path(), &[("HERALD_MAX_BODY_BUFFER_MIB", "32")]);
+    let h = Herald::start_with_env(dir.path(), &[("HERALD_MAX_BODY_BUFFER_MIB", "48")]);
     let open = |declared: usize, sent: usize| {
         let head = format!(
             "POST /v1/events HTTP/1.1\r\nhost: herald\r\ncontent-type: application/json\r\ncontent-length: {declared}\r\n\r\n["
@@ -344,19 +345,19 @@ async fn bodies_past_the_buffer_budget_get_a_503_and_nothing_is_held_for_bytes_n
     // Declaring bodies of the largest size, and sending one byte of each,
     // holds one byte each: others still publish.
     let mut declared = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..FULL {
         declared.push(open(LIMIT, 1).await);
     }
-    until_metric(&h, "herald_request_body_bytes_held", |held| held == 3.0).await;
+    until_metric(&h, "herald_request_body_bytes_held", |held| held == FULL as f64).await;
     assert_eq!(h.post("/v1/events", &padded("declared-only")).await.0, 201);
 
-    // Those three send all but the last byte of their bodies, a fourth all
-    // but 100,000 bytes of what is left: a 200 KB body no longer fits.
+    // Those send all but the last byte of their bodies, one more all but
+    // 100,000 bytes of what is left: a 200 KB body no longer fits.
     for tcp in &mut declared {
         tcp.write_all(&vec![b' '; LIMIT - 2]).await.unwrap();
     }
-    let fourth = BUDGET - 3 * (LIMIT - 1) - 100_000;
-    declared.push(open(LIMIT, fourth).await);
+    let rest = BUDGET - FULL * (LIMIT - 1) - 100_000;
+    declared.push(open(LIMIT, rest).await);
     until_metric(&h, "herald_request_body_bytes_held", |held| held == (BUDGET - 100_000) as f64).await;
     let response = h.http.post(h.url("/v1/events")).json(&padded("refused")).send().await.unwrap();
     assert_eq!(response.status(), 503);
@@ -393,7 +394,7 @@ async fn bodies_past_the_buffer_budget_get_a_503_and_nothing_is_held_for_bytes_n
 #[tokio::test]
 async fn a_body_that_would_parse_into_more_than_the_budget_gets_a_413_and_stores_nothing() {
     let dir = data_dir();
-    let h = Herald::start_with_env(dir.path(), &[("HERALD_MAX_BODY_BUFFER_MIB", "32")]);
+    let h = Herald::start_with_env(dir.path(), &[("HERALD_MAX_BODY_BUFFER_MIB", "48")]);
     // Eight events, each valid alone (128 KiB of tiny objects in `detail`,
     // under its 256 KiB limit): 1 MiB that parses into ~100 MiB of values.
     let tiny = vec![json!({"b": 0}); 16 << 10];
