@@ -104,7 +104,7 @@ impl BodyBudget {
 
     /// A new request's charge, holding nothing yet.
     pub fn charge(&self) -> BodyCharge {
-        BodyCharge(Arc::new(Charge { bytes: self.bytes.clone(), limit: self.limit, held: Mutex::new(None) }))
+        BodyCharge(Arc::new(Charge { budget: self.clone(), held: Mutex::new(None) }))
     }
 
     /// Bytes charged to requests now.
@@ -125,10 +125,7 @@ fn count_refusal() {
 pub struct BodyCharge(Arc<Charge>);
 
 struct Charge {
-    /// The budget's bytes.
-    bytes: Arc<Semaphore>,
-    /// The budget's size: a body charged more could never fit.
-    limit: usize,
+    budget: BodyBudget,
     held: Mutex<Option<OwnedSemaphorePermit>>,
 }
 
@@ -146,13 +143,18 @@ impl BodyCharge {
     fn try_charge(&self, bytes: usize) -> Result<(), Refusal> {
         // Never more than the limit, which fits a u32 (`--max-body-buffer-mib`).
         let permits = u32::try_from(bytes).map_err(|_| Refusal::Never)?;
-        let permit = self.0.bytes.clone().try_acquire_many_owned(permits).map_err(|_| Refusal::Full)?;
+        let permit = self.0.budget.bytes.clone().try_acquire_many_owned(permits).map_err(|_| Refusal::Full)?;
         let mut held = self.0.held.lock().unwrap_or_else(PoisonError::into_inner);
         match held.as_mut() {
             Some(charged) => charged.merge(permit),
             None => *held = Some(permit),
         }
         Ok(())
+    }
+
+    /// The budget's size: a body charged more could never fit.
+    fn limit(&self) -> usize {
+        self.0.budget.limit
     }
 }
 
@@ -259,7 +261,7 @@ impl AdmittedBody {
         match self.refused {
             None => Ok(()),
             Some(Refusal::Full) => Err(OverBudget.into()),
-            Some(Refusal::Never) => Err(BeyondBudget(self.charge.0.limit).into()),
+            Some(Refusal::Never) => Err(BeyondBudget(self.charge.limit()).into()),
         }
     }
 }
@@ -309,17 +311,13 @@ impl http_body::Body for AdmittedBody {
             this.shape.add(data);
             // Costed even while discarding: a body too large for the whole
             // budget gets a 413, not a 503 that would be retried forever.
-            let refusal = if this.shape.bytes + this.shape.parse_cost() > this.charge.0.limit {
-                Some(Refusal::Never)
+            if this.shape.bytes + this.shape.parse_cost() > this.charge.limit() {
+                this.refuse(Refusal::Never);
             } else if this.refused.is_none() {
-                this.charge.try_charge(data.len()).err()
-            } else {
-                None
-            };
-            match refusal {
-                Some(refusal) => this.refuse(refusal),
-                None if this.refused.is_none() => return Poll::Ready(Some(Ok(frame))),
-                None => {}
+                match this.charge.try_charge(data.len()) {
+                    Ok(()) => return Poll::Ready(Some(Ok(frame))),
+                    Err(refusal) => this.refuse(refusal),
+                }
             }
             // Discarding is bounded too.
             if this.shape.bytes > MAX_BODY_BYTES {
@@ -519,9 +517,9 @@ mod tests {
             let mut shape = Shape::default();
             shape.add(body.as_bytes());
             let charged = shape.parse_cost();
-            let shape = &body[..body.len().min(30)];
-            assert!(charged >= peak, "{shape}...: charged {charged} for a parse that took {peak}");
-            assert!(charged <= 2 * peak, "{shape}...: charged {charged}, more than twice the {peak} it took");
+            let start = &body[..body.len().min(30)];
+            assert!(charged >= peak, "{start}...: charged {charged} for a parse that took {peak}");
+            assert!(charged <= 2 * peak, "{start}...: charged {charged}, more than twice the {peak} it took");
         }
     }
 
