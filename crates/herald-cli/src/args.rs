@@ -157,6 +157,11 @@ pub struct ServeArgs {
     /// more, a 413.
     #[arg(long, env = "HERALD_MAX_BODY_BUFFER_MIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(48..=4095))]
     pub max_body_buffer_mib: u32,
+    /// MiB of responses carrying events held in memory until their clients
+    /// read them, over all requests (16 to 4,095). A read past it gets a 503
+    /// with Retry-After; a live stream waits.
+    #[arg(long, env = "HERALD_MAX_RESPONSE_BUFFER_MIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(16..=4095))]
+    pub max_response_buffer_mib: u32,
     /// Webhook deliveries in flight at once, over every subscription (each
     /// has its own `concurrency`, and takes at most half of these).
     #[arg(long, env = "HERALD_MAX_DELIVERIES_IN_FLIGHT", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]

@@ -29,6 +29,10 @@ pub struct ServerConfig {
     /// them takes (at least `body::MIN_BODY_BUDGET`); a body arriving past it
     /// is answered 503 with `Retry-After`, one that alone would take more 413.
     pub max_body_buffer: usize,
+    /// Bytes of responses carrying events held in memory until their
+    /// clients read them (at least `response::MIN_RESPONSE_BUDGET`); a read
+    /// past it is answered 503 with `Retry-After`, a live stream waits.
+    pub max_response_buffer: usize,
     /// Live (SSE) readers at once; more are answered 503 with `Retry-After`.
     pub max_live_readers: usize,
     /// Webhook deliveries in flight at once, over every subscription.
@@ -51,6 +55,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(60),
             max_body_buffer: 256 << 20,
+            max_response_buffer: 256 << 20,
             max_live_readers: 512,
             max_deliveries_in_flight: 1024,
             egress: EgressPolicy::default(),

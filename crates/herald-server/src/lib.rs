@@ -5,6 +5,7 @@
 //!   (native JSON, CloudEvents, AWS PutEvents);
 //! - [`dispatch`]: per-subscription workers delivering to webhook targets;
 //! - [`problem`]: the one place errors become RFC 9457 problem+json;
+//! - [`body`] and [`response`]: the memory request and response bodies may hold;
 //! - [`serve`]: start-up, shutdown and the store's lifetime;
 //! - [`connections`]: accepting connections, their limits, draining.
 
@@ -16,6 +17,7 @@ pub mod dispatch;
 pub mod ingest;
 pub mod metrics;
 pub mod problem;
+pub mod response;
 pub mod serve;
 pub mod state;
 

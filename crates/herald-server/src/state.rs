@@ -8,6 +8,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::body::BodyBudget;
 use crate::config::ServerConfig;
 use crate::dispatch::Dispatcher;
+use crate::response::ResponseBudget;
 
 /// What every handler shares: a handle, cloned for every request, so it is
 /// one reference count rather than one per field.
@@ -30,6 +31,7 @@ pub struct Shared {
     pub config: ServerConfig,
     pub in_flight: Arc<Semaphore>,
     pub body_budget: BodyBudget,
+    pub response_budget: ResponseBudget,
     pub live_readers: Arc<Semaphore>,
     pub dispatcher: Arc<Dispatcher>,
     /// Turns true when the server begins to shut down; live streams end on it.
@@ -49,6 +51,7 @@ impl AppState {
             id_rules: RwLock::new(rules),
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
             body_budget: BodyBudget::new(config.max_body_buffer),
+            response_budget: ResponseBudget::new(config.max_response_buffer),
             live_readers: Arc::new(Semaphore::new(config.max_live_readers)),
             config,
             dispatcher,

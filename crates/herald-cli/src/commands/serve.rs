@@ -29,6 +29,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         header_read_timeout: Duration::from_secs(args.header_read_timeout),
         body_read_timeout: Duration::from_secs(args.body_read_timeout),
         max_body_buffer: (args.max_body_buffer_mib as usize) << 20,
+        max_response_buffer: (args.max_response_buffer_mib as usize) << 20,
         max_deliveries_in_flight: args.max_deliveries_in_flight as usize,
         egress: EgressPolicy { allow_internal: args.allow_private_targets, allowed: args.allowed_target_networks },
         ..ServerConfig::default()

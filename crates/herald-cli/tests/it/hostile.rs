@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -108,6 +109,11 @@ async fn junk_gets_a_problem_and_changes_nothing() {
 /// `content-length` body), leaving the connection ready for the next.
 async fn raw_get(tcp: &mut TcpStream, path: &str) -> String {
     tcp.write_all(format!("GET {path} HTTP/1.1\r\nhost: herald\r\n\r\n").as_bytes()).await.unwrap();
+    read_answer(tcp).await
+}
+
+/// Reads one answer (head and `content-length` body) and no more.
+async fn read_answer(tcp: &mut TcpStream) -> String {
     let mut head = Vec::new();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -422,4 +428,92 @@ async fn a_body_that_would_parse_into_more_than_the_budget_gets_a_413_and_stores
     assert_eq!(stored.len(), 1001);
     assert_eq!(stored[0], "hostile-0");
     assert!(!stored.contains(&json!("hostile-1")));
+}
+
+/// Sends `GET path` on a connection that reads nothing of the answer, with
+/// a small receive window and segments (1,460 bytes, as on an Ethernet, not
+/// loopback's 64 KiB, for which the kernel would buffer a few MB), so the
+/// server is left holding the answer.
+async fn stalled_get(addr: &str, path: &str) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket.set_tcp_mss(1460).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.connect(&addr.parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
+    socket.set_nonblocking(true).unwrap();
+    let mut tcp = TcpStream::from_std(socket.into()).unwrap();
+    tcp.write_all(format!("GET {path} HTTP/1.1\r\nhost: herald\r\n\r\n").as_bytes()).await.unwrap();
+    tcp
+}
+
+#[tokio::test]
+async fn responses_clients_do_not_read_are_bounded_by_the_budget_and_nothing_is_lost() {
+    const BUDGET: usize = 16 << 20; // the smallest budget
+    let dir = data_dir();
+    let h = Herald::start_with_env(dir.path(), &[("HERALD_MAX_RESPONSE_BUFFER_MIB", "16")]);
+    let subscription = json!({"target": {"type": "pull"}, "start": "earliest"});
+    assert_eq!(h.put("/v1/subscriptions/queue", &subscription).await.0, 201);
+    // Six events of 208 KB: a page of them (it ends past 1 MiB) is ~1.25 MB.
+    let big: Vec<Value> = (0..6).map(|i| event(&format!("big-{i}"), json!({"pad": "x".repeat(208_000)}))).collect();
+    assert_eq!(h.post("/v1/events", &Value::Array(big)).await.0, 200);
+    let herald = &h;
+    let read = move |path: &'static str| async move {
+        herald.http.get(herald.url(path)).send().await.unwrap().text().await.unwrap()
+    };
+    let page = read("/v1/events?limit=1000").await;
+    assert_eq!(serde_json::from_str::<Value>(&page).unwrap()["events"].as_array().unwrap().len(), 6);
+    until_metric(&h, "herald_response_bytes_held", |held| held == 0.0).await;
+
+    // Clients that ask for the page and read nothing hold it, each charged
+    // its size, until as many as fit hold the budget, leaving less room
+    // than a live reader's page.
+    let full = BUDGET / page.len();
+    assert!(BUDGET - full * page.len() < 1 << 20, "the sizes this test relies on");
+    let mut stalled = Vec::new();
+    for _ in 0..full {
+        stalled.push(stalled_get(h.addr(), "/v1/events?limit=1000").await);
+    }
+    until_metric(&h, "herald_response_bytes_held", |held| held == (full * page.len()) as f64).await;
+
+    // A read past it gets a 503 problem at once; so does a pull, whose
+    // messages go back to the subscription rather than being lost.
+    let response = h.http.get(h.url("/v1/events?limit=1000")).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "1");
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["type"], "urn:herald:problem:overloaded", "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("responses"), "{problem}");
+    let (status, problem) = h.post("/v1/subscriptions/queue/pull", &json!({"max": 10})).await;
+    assert_eq!(status, 503, "{problem}");
+    assert_eq!(h.metric("herald_responses_refused_total").await, Some(2.0));
+    // Publishing, and answers of less than one part (64 KiB), go on.
+    assert_eq!(h.post("/v1/events", &event("small", json!({"k": 1}))).await.0, 201);
+    assert_eq!(h.get("/v1/events/small").await.0, 200);
+    // A live reader waits for room rather than failing.
+    let live = h.http.get(h.url("/v1/events/live?after=0")).send().await.unwrap();
+    assert_eq!(live.status(), 200);
+    let mut live_body = live.bytes_stream();
+    assert!(timeout(Duration::from_millis(500), live_body.next()).await.is_err(), "the live reader waits");
+
+    // One stalled client reads its answer after all: the page, byte for
+    // byte. The others leave; their shares come back.
+    let mut reader = stalled.swap_remove(0);
+    let answer = read_answer(&mut reader).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{}", &answer[..100]);
+    assert!(answer.ends_with(&page), "the page arrives whole and unchanged");
+    drop(stalled);
+    let first = timeout(Duration::from_secs(10), live_body.next()).await.expect("the live reader goes on").unwrap();
+    assert!(String::from_utf8_lossy(&first.unwrap()).contains("id: 1"), "from the first event");
+    assert_eq!(read("/v1/events?limit=1000").await, page);
+
+    // The refused pull's messages are delivered (their second attempt).
+    let (status, pulled) = h.post("/v1/subscriptions/queue/pull", &json!({"max": 10})).await;
+    assert_eq!(status, 200, "{pulled}");
+    let messages = pulled["messages"].as_array().unwrap();
+    let ids: Vec<&str> = messages.iter().map(|m| m["event"]["id"].as_str().unwrap()).collect();
+    assert_eq!(ids[..6], ["big-0", "big-1", "big-2", "big-3", "big-4", "big-5"]);
+    assert!(
+        messages[..6].iter().all(|m| m["attempt"] == 2),
+        "{:?}",
+        messages.iter().map(|m| &m["attempt"]).collect::<Vec<_>>()
+    );
 }

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use herald_core::Invalid;
 use herald_core::formats::cloudevents;
@@ -139,10 +139,11 @@ pub async fn put(
     responses(
         (status = 200, description = "The event", body = super::wire::EventOut),
         (status = 404, description = "No such event", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Answers held for other clients fill the response budget: retry after Retry-After", body = crate::problem::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     match state.store.get(&id).await? {
-        Some(event) => Ok(json_text(event.to_json())),
+        Some(event) => state.response_budget.json(event.to_json()),
         None => Err(ApiError::NotFound(format!("no event with id {id}"))),
     }
 }
@@ -152,10 +153,11 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
     responses(
         (status = 200, description = "A page of events; pass `next` as `after` to read on", body = super::wire::EventPage),
         (status = 400, description = "Invalid parameter", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Answers held for other clients fill the response budget: retry after Retry-After", body = crate::problem::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(State(state): State<AppState>, Query(params): Query<ListParams>) -> Result<Response, ApiError> {
     let page = state.store.list(list_query(&params)?).await?;
-    Ok(json_text(page_json(&page)))
+    state.response_budget.json(page_json(&page))
 }
 
 pub fn list_query(params: &ListParams) -> Result<ListQuery, ApiError> {
@@ -195,8 +197,4 @@ fn page_json(page: &Page) -> String {
     }
     out.push_str(&format!("],\"next\":{}}}", page.next));
     out
-}
-
-fn json_text(text: String) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], text).into_response()
 }

@@ -2,8 +2,9 @@
 //!
 //! Each reader keeps only a cursor and one page of events: it reads a page
 //! from the store after its cursor, sends it, and when caught up waits for the
-//! store's head to move. A slow reader therefore costs no memory on the
-//! server; it just reads from further back.
+//! store's head to move. A slow reader therefore costs at most one page of
+//! memory, charged to the response budget while it is held (a reader waits
+//! for room before it reads); it just reads from further back.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -14,13 +15,14 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
-use herald_store::{ListQuery, Store, StoredEvent};
+use herald_store::{ListQuery, MAX_PAGE_BYTES, Store, StoredEvent};
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use super::events::list_query;
 use super::wire::ListParams;
 use crate::problem::ApiError;
+use crate::response::ResponseBudget;
 use crate::state::AppState;
 
 const PAGE: usize = 500;
@@ -50,6 +52,8 @@ pub async fn tail(
         shutdown: state.shutdown.clone(),
         query,
         buffer: VecDeque::new(),
+        budget: state.response_budget.clone(),
+        held: None,
         _permit: permit,
     };
     Ok(Sse::new(events(reader)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
@@ -61,6 +65,9 @@ struct Reader {
     shutdown: watch::Receiver<bool>,
     query: ListQuery,
     buffer: VecDeque<StoredEvent>,
+    budget: ResponseBudget,
+    /// The buffered page's share of the response budget.
+    held: Option<OwnedSemaphorePermit>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -71,17 +78,37 @@ fn events(reader: Reader) -> impl Stream<Item = Result<SseEvent, Infallible>> {
                 let event = SseEvent::default().id(e.position.to_string()).data(e.to_json());
                 return Some((Ok(event), r));
             }
+            r.held = None; // the last page is sent
             if *r.shutdown.borrow() {
                 return None;
             }
+            // Room for a page before reading it. A page ends past
+            // MAX_PAGE_BYTES by at most its last event, charged once read if
+            // there is room (waiting for it while holding a page could
+            // deadlock readers that each hold one).
+            let mut held = tokio::select! {
+                held = r.budget.wait_for(MAX_PAGE_BYTES) => held,
+                _ = r.shutdown.changed() => return None,
+            };
             // Mark the head seen before reading, so a commit during the read wakes us.
             r.head.borrow_and_update();
             match r.store.list(r.query.clone()).await {
                 Ok(page) if page.next > r.query.after => {
+                    let bytes: usize = page.events.iter().map(|e| e.body.len()).sum();
+                    match bytes.checked_sub(MAX_PAGE_BYTES) {
+                        Some(over) => {
+                            if let Some(more) = r.budget.try_hold(over) {
+                                held.merge(more);
+                            }
+                        }
+                        None => drop(held.split(MAX_PAGE_BYTES - bytes)),
+                    }
+                    r.held = Some(held);
                     r.query.after = page.next;
                     r.buffer.extend(page.events);
                 }
                 Ok(_) => {
+                    drop(held);
                     tokio::select! {
                         changed = r.head.changed() => if changed.is_err() { return None },
                         _ = r.shutdown.changed() => return None,

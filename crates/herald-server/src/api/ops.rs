@@ -42,6 +42,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics::gauge!("herald_store_head_position").set(head as f64);
     metrics::gauge!("herald_webhook_circuits_open").set(state.dispatcher.open_circuits() as f64);
     metrics::gauge!("herald_request_body_bytes_held").set(state.body_budget.held() as f64);
+    metrics::gauge!("herald_response_bytes_held").set(state.response_budget.held() as f64);
     let mut text = crate::metrics::handle().render();
     // Subscription gauges are read from the store at scrape time and written
     // here rather than through the recorder, which would keep reporting a

@@ -9,6 +9,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
+use axum::response::Response;
 use herald_core::subscription::{AfterFailure, SubscriptionSpec, SubscriptionState, Target};
 use herald_core::{FieldError, Invalid, Position};
 use herald_store::{Attempt, Delivery, Settlement};
@@ -29,13 +30,14 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
     request_body(content = Object, description = r#"{"max": 10, "wait": "5s"}"#),
     responses((status = 200, description = r#"{"messages": [{"ack_id", "attempt", "replay", "event"}]}"#, body = Object),
         (status = 404, description = "No such subscription", body = crate::problem::Problem),
-        (status = 409, description = "Not a pull subscription", body = crate::problem::Problem)))]
+        (status = 409, description = "Not a pull subscription", body = crate::problem::Problem),
+        (status = 503, description = "The response budget is full: the messages went back to the subscription; retry after Retry-After", body = crate::problem::Problem)))]
 pub async fn pull(
     State(state): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let request = object(&headers, body).await?;
     let max = match request.get("max") {
         None => 10,
@@ -63,18 +65,28 @@ pub async fn pull(
         state.shutdown.clone(),
     )
     .await?;
-    let messages: Vec<Value> = leased
-        .iter()
-        .map(|m| {
-            json!({
-                "ack_id": m.ack_id,
-                "attempt": m.delivery.attempts,
-                "replay": m.delivery.replay,
-                "event": serde_json::from_str::<Value>(&m.event.to_json()).unwrap_or(Value::Null),
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "messages": messages })))
+    let messages: Vec<String> = leased.iter().map(message_json).collect();
+    match state.response_budget.json(format!("{{\"messages\":[{}]}}", messages.join(","))) {
+        Ok(response) => Ok(response),
+        Err(refused) => {
+            // Not handed out: back to the subscription at once, the refusal
+            // recorded as a failed attempt.
+            let leases = leased.iter().map(|m| (m.delivery.position, m.lease.clone())).collect();
+            let now = now_us();
+            let decide = Box::new(move |d: &Delivery| {
+                let error = "not handed out: the server's response budget was full".to_owned();
+                (Attempt::of(d, d.attempts, now, "failed", Some(error)), Settlement::Retry { due_us: now })
+            });
+            state.store.settle_leased(&name, leases, decide).await?;
+            Err(refused)
+        }
+    }
+}
+
+/// One pulled message, the event spliced in as stored rather than re-parsed.
+fn message_json(m: &pull::Leased) -> String {
+    let head = json!({ "ack_id": m.ack_id, "attempt": m.delivery.attempts, "replay": m.delivery.replay }).to_string();
+    format!("{},\"event\":{}}}", &head[..head.len() - 1], m.event.to_json())
 }
 
 /// Acknowledge messages: they are done and never delivered again.

@@ -148,7 +148,7 @@ pub async fn attempts(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(params): Query<AttemptParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     load(&state, &name).await?;
     if let Some(outcome) = &params.outcome
         && !["delivered", "failed", "dead", "gone"].contains(&outcome.as_str())
@@ -164,7 +164,8 @@ pub async fn attempts(
         limit: parse_param("limit", params.limit.as_deref(), 100, 1000)? as usize,
     };
     let attempts = state.store.attempts(&name, query).await?;
-    Ok(Json(json!({ "attempts": attempts.iter().map(attempt_json).collect::<Vec<_>>() })))
+    // Up to 1,000 attempts with 1 KiB of response each: charged like pages.
+    state.response_budget.json(json!({ "attempts": attempts.iter().map(attempt_json).collect::<Vec<_>>() }).to_string())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -18,6 +18,7 @@ const POLL: Duration = Duration::from_millis(100);
 /// One leased message; `ack_id` names the delivery and the lease holding it.
 pub struct Leased {
     pub ack_id: String,
+    pub lease: String,
     pub delivery: Delivery,
     pub event: StoredEvent,
 }
@@ -52,6 +53,7 @@ pub async fn lease(
                     .into_iter()
                     .map(|(delivery, event)| Leased {
                         ack_id: format!("{}.{lease}", delivery.position),
+                        lease: lease.clone(),
                         delivery,
                         event,
                     })
