@@ -151,16 +151,20 @@ pub struct ServeArgs {
     /// (408 past that).
     #[arg(long, env = "HERALD_BODY_READ_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub body_read_timeout: u64,
+    /// Seconds a write may wait for the client to read any of its answer;
+    /// past that the connection is closed.
+    #[arg(long, env = "HERALD_SEND_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub send_timeout: u64,
     /// MiB of request bodies held in memory at once, over all requests: their
     /// bytes and, once whole, an estimate of what parsing them takes (48 to
     /// 4,095). A body arriving past it gets a 503; one that alone would take
     /// more, a 413.
-    #[arg(long, env = "HERALD_MAX_BODY_BUFFER_MIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(48..=4095))]
+    #[arg(long, env = "HERALD_MAX_BODY_BUFFER_MIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(mib(herald_server::body::MIN_BODY_BUDGET)..=4095))]
     pub max_body_buffer_mib: u32,
     /// MiB of responses carrying events held in memory until their clients
     /// read them, over all requests (16 to 4,095). A read past it gets a 503
     /// with Retry-After; a live stream waits.
-    #[arg(long, env = "HERALD_MAX_RESPONSE_BUFFER_MIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(16..=4095))]
+    #[arg(long, env = "HERALD_MAX_RESPONSE_BUFFER_MIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(mib(herald_server::response::MIN_RESPONSE_BUDGET)..=4095))]
     pub max_response_buffer_mib: u32,
     /// Webhook deliveries in flight at once, over every subscription (each
     /// has its own `concurrency`, and takes at most half of these).
@@ -280,4 +284,9 @@ pub struct TailArgs {
 
 fn parse_network(text: &str) -> Result<Network, String> {
     Network::parse(text)
+}
+
+/// A flag's lowest value in MiB, from the budget's own minimum in bytes.
+const fn mib(bytes: usize) -> i64 {
+    (bytes >> 20) as i64
 }

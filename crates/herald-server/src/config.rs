@@ -25,6 +25,9 @@ pub struct ServerConfig {
     pub header_read_timeout: Duration,
     /// Time a request's body has to arrive in full, once its head has.
     pub body_read_timeout: Duration,
+    /// Time a write may wait for the client to read any of its answer; past
+    /// it the connection is closed.
+    pub send_timeout: Duration,
     /// Bytes of request bodies held in memory at once, with what parsing
     /// them takes (at least `body::MIN_BODY_BUDGET`); a body arriving past it
     /// is answered 503 with `Retry-After`, one that alone would take more 413.
@@ -54,6 +57,7 @@ impl Default for ServerConfig {
             max_connections_per_client: None,
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(60),
+            send_timeout: Duration::from_secs(60),
             max_body_buffer: 256 << 20,
             max_response_buffer: 256 << 20,
             max_live_readers: 512,

@@ -10,6 +10,9 @@
 //!   connection's first byte on, which also closes keep-alive connections
 //!   idle that long, so silent or slow clients (slowloris) cannot hold
 //!   connections forever;
+//! - a deadline for each write the client's window holds back
+//!   (`send_timeout`), so a client that stops reading cannot hold its answer,
+//!   and the memory it is charged to, forever;
 //! - on shutdown: stop accepting, let every connection finish the request it
 //!   is serving, then close it.
 //!
@@ -18,8 +21,11 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::future::Future;
+use std::io;
 use std::net::{IpAddr, Ipv6Addr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -27,12 +33,14 @@ use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio::time::Sleep;
 
 use crate::config::ServerConfig;
 use crate::problem::{ApiError, RETRY_AFTER_SECONDS};
+use crate::response::PART;
 
 /// Connections being turned away at once; past this they are closed unanswered.
 const MAX_REJECTING: usize = 64;
@@ -98,7 +106,7 @@ pub async fn serve(listener: TcpListener, app: Router, config: &ServerConfig, sh
     let mut http = http1::Builder::new();
     // A connection's read buffer may grow to 64 KiB (hyper's default is
     // ~400 KiB): bytes outside the body budget, times every connection.
-    http.timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout).max_buf_size(64 << 10);
+    http.timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout).max_buf_size(PART);
     let draining = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -142,6 +150,7 @@ pub async fn serve(listener: TcpListener, app: Router, config: &ServerConfig, sh
             }
         };
         let service = TowerToHyperService::new(app.clone());
+        let tcp = SendDeadline { tcp, timeout: config.send_timeout, stalled: None };
         let connection = draining.watch(http.serve_connection(TokioIo::new(tcp), service));
         metrics::gauge!("herald_connections_open").increment(1.0);
         tokio::spawn(async move {
@@ -154,6 +163,70 @@ pub async fn serve(listener: TcpListener, app: Router, config: &ServerConfig, sh
     }
     drop(listener);
     draining.shutdown().await;
+}
+
+/// A connection whose writes must make progress: one the client's window
+/// holds back for `timeout` fails, which ends the connection (as nginx's
+/// `send_timeout` does), so a client that stops reading cannot hold its
+/// answer forever. The timer starts only when a write has to wait.
+struct SendDeadline {
+    tcp: TcpStream,
+    timeout: Duration,
+    stalled: Option<Pin<Box<Sleep>>>,
+}
+
+impl SendDeadline {
+    fn progress<T>(&mut self, cx: &mut Context<'_>, write: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if write.is_ready() {
+            self.stalled = None;
+            return write;
+        }
+        let timeout = self.timeout;
+        let stalled = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the client read nothing of its answer for {}s", timeout.as_secs()),
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncRead for SendDeadline {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SendDeadline {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let write = Pin::new(&mut this.tcp).poll_write(cx, buf);
+        this.progress(cx, write)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let write = Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
+        this.progress(cx, write)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().tcp).poll_shutdown(cx)
+    }
 }
 
 fn is_connection_error(e: &std::io::Error) -> bool {

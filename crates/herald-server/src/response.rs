@@ -5,9 +5,12 @@
 //! until the last byte is handed to the connection: a client that reads
 //! slowly, or not at all, holds it that long. Without a bound, 10,000 such
 //! connections would hold 10 GiB. Every response carrying events (pages,
-//! single events, pulled messages, live streams' pages) is charged to one
-//! [`ResponseBudget`] while it is held; past it, new reads are answered 503
-//! with `Retry-After` (and live streams wait) rather than memory growing.
+//! single events, pulled messages, attempts, live streams' pages) is charged
+//! to one [`ResponseBudget`], from before it is read from the store until its
+//! client has taken it; past the budget, new reads are answered 503 with
+//! `Retry-After` (and live streams wait) rather than memory growing. A
+//! client that stops reading altogether is cut off by the connection's send
+//! timeout (see [`crate::connections`]).
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -18,6 +21,7 @@ use axum::body::{Body, Bytes};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use bytes::Buf;
+use herald_store::MAX_PAGE_BYTES;
 use http_body::{Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -30,10 +34,19 @@ pub const RESPONSES_OVERLOADED: &str =
 /// The smallest response budget: several of the largest pages fit.
 pub const MIN_RESPONSE_BUDGET: usize = 16 << 20;
 
-/// A body is handed to its connection in copies of at most this size, so
-/// that what the connection buffers (64 KiB, `max_buf_size`) is its own and
-/// the whole body is freed, with its charge, once its last part is taken.
-const PART: usize = 64 << 10;
+/// The most a connection buffers of what it writes (hyper's `max_buf_size`,
+/// its read buffer too). A body is handed to its connection in copies of at
+/// most this size, so that what the connection buffers is its own and the
+/// whole body is freed, with its charge, once its last part is taken; an
+/// answer of one part is not charged at all, the connection holds as much.
+pub const PART: usize = 64 << 10;
+
+/// Reserved for an answer of a page (or a pull's lease) before it is read:
+/// a page ends past [`MAX_PAGE_BYTES`] by at most one event. While the
+/// answer is written out, the page's events and its text both exist for a
+/// moment, as many at once as there are threads writing answers and the
+/// store's readers; the text alone is charged once it is written.
+pub const PAGE_RESERVE: usize = MAX_PAGE_BYTES + (512 << 10);
 
 /// The bytes of responses carrying events held in memory at once.
 #[derive(Clone)]
@@ -54,36 +67,28 @@ impl ResponseBudget {
         self.limit - self.bytes.available_permits()
     }
 
-    /// A `200 application/json` response of `text`, holding its share of the
-    /// budget until the connection has taken all of it (or is gone); `503`
-    /// when the budget has no room. A text of one part is not charged: the
-    /// connection's own buffer, bounded with the connections, holds as much.
-    pub fn json(&self, text: String) -> Result<Response, ApiError> {
-        let body = if text.len() <= PART {
-            Body::from(text)
-        } else {
-            let Some(held) = self.try_hold(text.len()) else {
-                metrics::counter!("herald_responses_refused_total").increment(1);
-                return Err(ApiError::Overloaded(RESPONSES_OVERLOADED));
-            };
-            Body::new(HeldBody { rest: Bytes::from(text), held: Some(held) })
-        };
-        Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    /// Charges `bytes` before an answer is read from the store and built,
+    /// so that building it is bounded too; `503` when there is no room.
+    pub fn reserve(&self, bytes: usize) -> Result<Charge, ApiError> {
+        self.try_charge(bytes).ok_or_else(|| {
+            metrics::counter!("herald_responses_refused_total").increment(1);
+            ApiError::Overloaded(RESPONSES_OVERLOADED)
+        })
     }
 
-    /// Holds `bytes` until the permit is dropped, if they fit now.
-    pub fn try_hold(&self, bytes: usize) -> Option<OwnedSemaphorePermit> {
-        self.bytes.clone().try_acquire_many_owned(self.permits(bytes)).ok()
+    /// Charges `bytes` if they fit now.
+    pub fn try_charge(&self, bytes: usize) -> Option<Charge> {
+        let permit = self.bytes.clone().try_acquire_many_owned(self.permits(bytes)).ok()?;
+        Some(Charge { budget: self.clone(), permit })
     }
 
-    /// Waits until `bytes` fit, then holds them until the permit is dropped:
-    /// for a live stream, which waits rather than ends when reads are busy.
-    pub async fn wait_for(&self, bytes: usize) -> OwnedSemaphorePermit {
-        self.bytes
-            .clone()
-            .acquire_many_owned(self.permits(bytes))
-            .await
-            .expect("the budget's semaphore is never closed")
+    /// Waits until `bytes` fit, then charges them: for a live stream, which
+    /// waits rather than ends while reads are busy. The caller must hold no
+    /// other charge while it waits, or waiters could hold each other up.
+    pub async fn charge(&self, bytes: usize) -> Charge {
+        let permit =
+            self.bytes.clone().acquire_many_owned(self.permits(bytes)).await.expect("the semaphore is never closed");
+        Charge { budget: self.clone(), permit }
     }
 
     /// Never more than the whole budget (which fits a u32), so anything can
@@ -93,13 +98,53 @@ impl ResponseBudget {
     }
 }
 
+/// Bytes charged to the [`ResponseBudget`], given back when dropped.
+pub struct Charge {
+    budget: ResponseBudget,
+    permit: OwnedSemaphorePermit,
+}
+
+impl Charge {
+    /// Charges exactly `bytes` from now on: gives back what is over, or
+    /// takes what is missing if there is room (if not, says so and keeps
+    /// what it held).
+    pub fn resize(&mut self, bytes: usize) -> bool {
+        let wanted = self.budget.permits(bytes) as usize;
+        let held = self.permit.num_permits();
+        if wanted <= held {
+            drop(self.permit.split(held - wanted));
+            true
+        } else if let Some(more) = self.budget.try_charge(wanted - held) {
+            self.permit.merge(more.permit);
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A `200 application/json` answer of `text`, charged what the text
+    /// takes until the connection has taken all of it (or is gone); `503` if
+    /// that is more than was reserved and there is no room for the rest.
+    pub fn json(mut self, text: String) -> Result<Response, ApiError> {
+        let body = if text.len() <= PART {
+            Body::from(text)
+        } else if self.resize(text.capacity()) {
+            Body::new(HeldBody { rest: Bytes::from(text), charge: Some(self) })
+        } else {
+            metrics::counter!("herald_responses_refused_total").increment(1);
+            return Err(ApiError::Overloaded(RESPONSES_OVERLOADED));
+        };
+        Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+    }
+}
+
 /// A response body of more than one part, charged to the [`ResponseBudget`]
 /// until its last part is handed to the connection, or it is dropped with
 /// the connection. Every part is a copy: a slice would keep the whole body
 /// alive in the connection's buffer after its charge is given back.
 struct HeldBody {
     rest: Bytes,
-    held: Option<OwnedSemaphorePermit>,
+    charge: Option<Charge>,
 }
 
 impl http_body::Body for HeldBody {
@@ -117,7 +162,7 @@ impl http_body::Body for HeldBody {
         if this.rest.is_empty() {
             // Free the body and its charge now: the connection holds only its copy.
             this.rest = Bytes::new();
-            this.held = None;
+            this.charge = None;
         }
         Poll::Ready(Some(Ok(Frame::data(part))))
     }
@@ -141,14 +186,14 @@ mod tests {
     async fn a_large_body_is_handed_over_in_copied_parts_and_its_charge_given_back_with_the_last() {
         let budget = ResponseBudget::new(0);
         let text: String = (0..200_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
-        let mut body = budget.json(text.clone()).unwrap().into_body();
-        assert_eq!(budget.held(), text.len());
+        let mut body = budget.reserve(PAGE_RESERVE).unwrap().json(text.clone()).unwrap().into_body();
+        assert_eq!(budget.held(), text.capacity(), "the reservation is cut to what the text takes");
         let mut received = Vec::new();
         while let Some(frame) = body.frame().await {
             let part = frame.unwrap().into_data().unwrap();
             assert!(part.len() <= PART);
             received.extend_from_slice(&part);
-            let expected = if received.len() < text.len() { text.len() } else { 0 };
+            let expected = if received.len() < text.len() { text.capacity() } else { 0 };
             assert_eq!(budget.held(), expected, "held after {} bytes", received.len());
         }
         assert_eq!(received, text.as_bytes());
@@ -157,30 +202,51 @@ mod tests {
     #[tokio::test]
     async fn a_body_dropped_unread_gives_its_charge_back_and_small_ones_are_not_charged() {
         let budget = ResponseBudget::new(0);
-        let body = budget.json("x".repeat(PART + 1)).unwrap();
-        assert_eq!(budget.held(), PART + 1);
+        let mut text = String::with_capacity(3 * PART);
+        text.push_str(&"x".repeat(PART + 1));
+        let body = budget.reserve(PART).unwrap().json(text).unwrap();
+        assert_eq!(budget.held(), 3 * PART, "charged the text's capacity, past the reservation");
         drop(body);
         assert_eq!(budget.held(), 0);
-        let small = budget.json("x".repeat(PART)).unwrap();
+        let small = budget.reserve(PAGE_RESERVE).unwrap().json("x".repeat(PART)).unwrap();
         assert_eq!(budget.held(), 0);
         assert_eq!(small.into_body().collect().await.unwrap().to_bytes().len(), PART);
     }
 
     #[tokio::test]
-    async fn past_the_budget_a_response_is_refused_and_a_waiter_waits_for_room() {
+    async fn past_the_budget_reads_are_refused_and_a_waiter_waits_for_room() {
         let budget = ResponseBudget::new(0);
-        let held = budget.json("x".repeat(MIN_RESPONSE_BUDGET - 100)).unwrap();
-        let refused = budget.json("x".repeat(PART + 1)).unwrap_err();
+        let held = budget.reserve(MIN_RESPONSE_BUDGET - 100).unwrap();
+        let refused = budget.reserve(101).err().unwrap();
         assert!(matches!(refused, ApiError::Overloaded(RESPONSES_OVERLOADED)));
-        assert!(budget.try_hold(101).is_none());
+        // A text larger than its reservation needs room for the rest.
+        let small = budget.reserve(100).unwrap();
+        assert!(small.json("x".repeat(PART + 1)).is_err());
+        assert_eq!(budget.held(), MIN_RESPONSE_BUDGET - 100, "the refused answer holds nothing");
         let waiter = tokio::spawn({
             let budget = budget.clone();
-            async move { budget.wait_for(PART).await }
+            async move { budget.charge(PART).await }
         });
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
         drop(held);
-        let permit = waiter.await.unwrap();
-        assert_eq!((permit.num_permits(), budget.held()), (PART, PART));
+        let charge = waiter.await.unwrap();
+        assert_eq!(budget.held(), PART);
+        drop(charge);
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[test]
+    fn a_charge_resizes_down_always_and_up_only_into_room() {
+        let budget = ResponseBudget::new(0);
+        let mut charge = budget.try_charge(1000).unwrap();
+        assert!(charge.resize(10));
+        assert_eq!(budget.held(), 10);
+        let other = budget.try_charge(MIN_RESPONSE_BUDGET - 20).unwrap();
+        assert!(charge.resize(20), "the last 10 bytes of room");
+        assert!(!charge.resize(21), "no room left");
+        assert_eq!(budget.held(), MIN_RESPONSE_BUDGET);
+        drop(other);
+        assert!(charge.resize(MIN_RESPONSE_BUDGET));
     }
 }

@@ -145,5 +145,6 @@ pub struct DeadLetter {
 pub const ATTEMPTS_KEPT: u64 = 10_000;
 
 /// Most bytes of events one pull lease hands out (always at least one event):
-/// bounds the memory of a pull whatever its `max` and the events' size.
-pub const LEASE_BYTES: usize = 4 * 1024 * 1024;
+/// bounds the memory of a pull whatever its `max` and the events' size, as
+/// [`crate::MAX_PAGE_BYTES`] bounds a page's.
+pub const LEASE_BYTES: usize = crate::MAX_PAGE_BYTES;

@@ -109,12 +109,13 @@ async fn junk_gets_a_problem_and_changes_nothing() {
 /// `content-length` body), leaving the connection ready for the next.
 async fn raw_get(tcp: &mut TcpStream, path: &str) -> String {
     tcp.write_all(format!("GET {path} HTTP/1.1\r\nhost: herald\r\n\r\n").as_bytes()).await.unwrap();
-    read_answer(tcp).await
+    read_answer(tcp, b"").await
 }
 
-/// Reads one answer (head and `content-length` body) and no more.
-async fn read_answer(tcp: &mut TcpStream) -> String {
-    let mut head = Vec::new();
+/// Reads the rest of one answer (head and `content-length` body), of which
+/// `start` was read already, and no more.
+async fn read_answer(tcp: &mut TcpStream, start: &[u8]) -> String {
+    let mut head = start.to_vec();
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
         let n = timeout(Duration::from_secs(10), tcp.read(&mut byte)).await.expect("an answer in time").unwrap();
@@ -464,30 +465,44 @@ async fn responses_clients_do_not_read_are_bounded_by_the_budget_and_nothing_is_
     until_metric(&h, "herald_response_bytes_held", |held| held == 0.0).await;
 
     // Clients that ask for the page and read nothing hold it, each charged
-    // its size, until as many as fit hold the budget, leaving less room
-    // than a live reader's page.
-    let full = BUDGET / page.len();
-    assert!(BUDGET - full * page.len() < 1 << 20, "the sizes this test relies on");
+    // what its text takes, until the next is refused: a read is charged
+    // what its answer may take (1.5 MiB) before it is read.
     let mut stalled = Vec::new();
-    for _ in 0..full {
-        stalled.push(stalled_get(h.addr(), "/v1/events?limit=1000").await);
-    }
-    until_metric(&h, "herald_response_bytes_held", |held| held == (full * page.len()) as f64).await;
+    let mut refused = loop {
+        let mut tcp = stalled_get(h.addr(), "/v1/events?limit=1000").await;
+        let mut status = [0u8; 12];
+        timeout(Duration::from_secs(10), tcp.read_exact(&mut status)).await.expect("an answer begins").unwrap();
+        if &status != b"HTTP/1.1 200" {
+            assert_eq!(&status, b"HTTP/1.1 503");
+            break tcp;
+        }
+        stalled.push(tcp);
+        assert!(stalled.len() < 20, "16 MiB hold at most 13 pages");
+    };
+    let n = stalled.len();
+    // Each charged its text's capacity: its length and a little.
+    until_metric(&h, "herald_response_bytes_held", |held| {
+        held >= (n * page.len()) as f64 && held <= (n * (page.len() + 512)) as f64
+    })
+    .await;
+    let room = BUDGET as f64 - h.metric("herald_response_bytes_held").await.unwrap();
+    assert!(n >= 10 && room < page.len() as f64 - 512.0, "{n} pages held, {room} bytes of room: less than a page");
+    let refusal = read_answer(&mut refused, b"HTTP/1.1 503").await;
+    assert!(refusal.contains("responses"), "{refusal}");
 
-    // A read past it gets a 503 problem at once; so does a pull, whose
-    // messages go back to the subscription rather than being lost.
+    // Another read gets the same 503 problem at once; so does a pull, which
+    // leases nothing.
     let response = h.http.get(h.url("/v1/events?limit=1000")).send().await.unwrap();
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "1");
     let problem: Value = response.json().await.unwrap();
     assert_eq!(problem["type"], "urn:herald:problem:overloaded", "{problem}");
     assert!(problem["detail"].as_str().unwrap().contains("responses"), "{problem}");
-    let (status, problem) = h.post("/v1/subscriptions/queue/pull", &json!({"max": 10})).await;
+    let (status, problem) = h.post("/v1/subscriptions/queue/pull", &json!({"max": 10, "wait": "5s"})).await;
     assert_eq!(status, 503, "{problem}");
-    assert_eq!(h.metric("herald_responses_refused_total").await, Some(2.0));
+    assert_eq!(h.metric("herald_responses_refused_total").await, Some(3.0));
     // Publishing, and answers of less than one part (64 KiB), go on.
     assert_eq!(h.post("/v1/events", &event("small", json!({"k": 1}))).await.0, 201);
-    assert_eq!(h.get("/v1/events/small").await.0, 200);
     // A live reader waits for room rather than failing.
     let live = h.http.get(h.url("/v1/events/live?after=0")).send().await.unwrap();
     assert_eq!(live.status(), 200);
@@ -497,23 +512,39 @@ async fn responses_clients_do_not_read_are_bounded_by_the_budget_and_nothing_is_
     // One stalled client reads its answer after all: the page, byte for
     // byte. The others leave; their shares come back.
     let mut reader = stalled.swap_remove(0);
-    let answer = read_answer(&mut reader).await;
-    assert!(answer.starts_with("HTTP/1.1 200"), "{}", &answer[..100]);
+    let answer = read_answer(&mut reader, b"HTTP/1.1 200").await;
     assert!(answer.ends_with(&page), "the page arrives whole and unchanged");
     drop(stalled);
     let first = timeout(Duration::from_secs(10), live_body.next()).await.expect("the live reader goes on").unwrap();
     assert!(String::from_utf8_lossy(&first.unwrap()).contains("id: 1"), "from the first event");
+    // Only the live reader's page is still held (it is read slowly).
+    until_metric(&h, "herald_response_bytes_held", |held| held < 2.0 * page.len() as f64).await;
     assert_eq!(read("/v1/events?limit=1000").await, page);
 
-    // The refused pull's messages are delivered (their second attempt).
+    // The refused pull leased nothing: its messages come at their first attempt.
     let (status, pulled) = h.post("/v1/subscriptions/queue/pull", &json!({"max": 10})).await;
     assert_eq!(status, 200, "{pulled}");
     let messages = pulled["messages"].as_array().unwrap();
     let ids: Vec<&str> = messages.iter().map(|m| m["event"]["id"].as_str().unwrap()).collect();
-    assert_eq!(ids[..6], ["big-0", "big-1", "big-2", "big-3", "big-4", "big-5"]);
-    assert!(
-        messages[..6].iter().all(|m| m["attempt"] == 2),
-        "{:?}",
-        messages.iter().map(|m| &m["attempt"]).collect::<Vec<_>>()
-    );
+    assert_eq!(ids, ["big-0", "big-1", "big-2", "big-3", "big-4"], "up to 1 MiB of events in one pull");
+    assert!(messages.iter().all(|m| m["attempt"] == 1), "{pulled}");
+}
+
+#[tokio::test]
+async fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout_and_its_answer_freed() {
+    let dir = data_dir();
+    let h = Herald::start_with_env(dir.path(), &[("HERALD_SEND_TIMEOUT", "1")]);
+    let big: Vec<Value> = (0..6).map(|i| event(&format!("big-{i}"), json!({"pad": "x".repeat(208_000)}))).collect();
+    assert_eq!(h.post("/v1/events", &Value::Array(big)).await.0, 200);
+    let mut stalled = stalled_get(h.addr(), "/v1/events?limit=1000").await;
+    until_metric(&h, "herald_response_bytes_held", |held| held > 1e6).await;
+    // Past the timeout the connection is closed and its answer freed; the
+    // client gets what the kernel had buffered, not the page.
+    until_metric(&h, "herald_response_bytes_held", |held| held == 0.0).await;
+    let mut got = Vec::new();
+    let _ = timeout(Duration::from_secs(10), stalled.read_to_end(&mut got)).await.expect("closed");
+    assert!(got.starts_with(b"HTTP/1.1 200") && got.len() < 1_000_000, "{} bytes", got.len());
+    // A client that reads gets its page as ever.
+    let page = h.http.get(h.url("/v1/events?limit=1000")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(serde_json::from_str::<Value>(&page).unwrap()["events"].as_array().unwrap().len(), 6);
 }

@@ -15,6 +15,7 @@ use super::wire::{BatchOut, ListParams, PublishOut};
 use crate::body::{media_type, parse_json, read_limited, require_json};
 use crate::ingest::{self, Format, Offered, Outcome, Request};
 use crate::problem::ApiError;
+use crate::response::PAGE_RESERVE;
 use crate::state::AppState;
 
 /// Publish one event or a batch (a JSON array of up to 1,000).
@@ -142,8 +143,9 @@ pub async fn put(
         (status = 503, description = "Answers held for other clients fill the response budget: retry after Retry-After", body = crate::problem::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let charge = state.response_budget.reserve(PAGE_RESERVE)?;
     match state.store.get(&id).await? {
-        Some(event) => state.response_budget.json(event.to_json()),
+        Some(event) => charge.json(event.to_json()),
         None => Err(ApiError::NotFound(format!("no event with id {id}"))),
     }
 }
@@ -156,8 +158,10 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
         (status = 503, description = "Answers held for other clients fill the response budget: retry after Retry-After", body = crate::problem::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn list(State(state): State<AppState>, Query(params): Query<ListParams>) -> Result<Response, ApiError> {
-    let page = state.store.list(list_query(&params)?).await?;
-    state.response_budget.json(page_json(&page))
+    let query = list_query(&params)?;
+    let charge = state.response_budget.reserve(PAGE_RESERVE)?;
+    let page = state.store.list(query).await?;
+    charge.json(page_json(&page))
 }
 
 pub fn list_query(params: &ListParams) -> Result<ListQuery, ApiError> {
@@ -188,7 +192,10 @@ pub fn parse_param(name: &str, value: Option<&str>, default: u64, max: u64) -> R
 
 /// `{"events": [...], "next": N}`, written from the stored JSON text without re-parsing.
 fn page_json(page: &Page) -> String {
-    let mut out = String::from("{\"events\":[");
+    // Sized up front: the answer is charged what its text takes.
+    let size = page.events.iter().map(|e| e.body.len() + 40).sum::<usize>() + 64;
+    let mut out = String::with_capacity(size);
+    out.push_str("{\"events\":[");
     for (i, e) in page.events.iter().enumerate() {
         if i > 0 {
             out.push(',');

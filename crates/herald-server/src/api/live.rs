@@ -3,8 +3,8 @@
 //! Each reader keeps only a cursor and one page of events: it reads a page
 //! from the store after its cursor, sends it, and when caught up waits for the
 //! store's head to move. A slow reader therefore costs at most one page of
-//! memory, charged to the response budget while it is held (a reader waits
-//! for room before it reads); it just reads from further back.
+//! memory, charged to the response budget while it is held (a page that does
+//! not fit waits for room); it just reads from further back.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -15,14 +15,14 @@ use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
-use herald_store::{ListQuery, MAX_PAGE_BYTES, Store, StoredEvent};
+use herald_store::{ListQuery, Store, StoredEvent};
 use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use super::events::list_query;
 use super::wire::ListParams;
 use crate::problem::ApiError;
-use crate::response::ResponseBudget;
+use crate::response::{Charge, ResponseBudget};
 use crate::state::AppState;
 
 const PAGE: usize = 500;
@@ -30,7 +30,8 @@ const PAGE: usize = 500;
 /// Follow the log as Server-Sent Events: `id` is the position, `data` the
 /// event. Starts after `after`, or `Last-Event-ID`, or else at the head.
 #[utoipa::path(get, path = "/v1/events/live", tag = "events", params(ListParams),
-    responses((status = 200, description = "text/event-stream of events", content_type = "text/event-stream")))]
+    responses((status = 200, description = "text/event-stream of events", content_type = "text/event-stream"),
+        (status = 503, description = "Too many live readers: retry after Retry-After", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub async fn tail(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -53,7 +54,7 @@ pub async fn tail(
         query,
         buffer: VecDeque::new(),
         budget: state.response_budget.clone(),
-        held: None,
+        charge: None,
         _permit: permit,
     };
     Ok(Sse::new(events(reader)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
@@ -66,8 +67,9 @@ struct Reader {
     query: ListQuery,
     buffer: VecDeque<StoredEvent>,
     budget: ResponseBudget,
-    /// The buffered page's share of the response budget.
-    held: Option<OwnedSemaphorePermit>,
+    /// What the buffered page is charged; or, before a read, what was
+    /// waited for when the last one did not fit.
+    charge: Option<Charge>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -75,40 +77,43 @@ fn events(reader: Reader) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     stream::unfold(reader, |mut r| async move {
         loop {
             if let Some(e) = r.buffer.pop_front() {
+                if r.buffer.is_empty() {
+                    r.charge = None; // the page is sent but for this event
+                }
                 let event = SseEvent::default().id(e.position.to_string()).data(e.to_json());
                 return Some((Ok(event), r));
             }
-            r.held = None; // the last page is sent
             if *r.shutdown.borrow() {
                 return None;
             }
-            // Room for a page before reading it. A page ends past
-            // MAX_PAGE_BYTES by at most its last event, charged once read if
-            // there is room (waiting for it while holding a page could
-            // deadlock readers that each hold one).
-            let mut held = tokio::select! {
-                held = r.budget.wait_for(MAX_PAGE_BYTES) => held,
-                _ = r.shutdown.changed() => return None,
-            };
             // Mark the head seen before reading, so a commit during the read wakes us.
             r.head.borrow_and_update();
             match r.store.list(r.query.clone()).await {
                 Ok(page) if page.next > r.query.after => {
+                    // Charge what the page holds. With no room, give it up and
+                    // wait for room, holding nothing else meanwhile (so waiting
+                    // readers cannot hold each other up), then read again.
                     let bytes: usize = page.events.iter().map(|e| e.body.len()).sum();
-                    match bytes.checked_sub(MAX_PAGE_BYTES) {
-                        Some(over) => {
-                            if let Some(more) = r.budget.try_hold(over) {
-                                held.merge(more);
-                            }
+                    let fits = match &mut r.charge {
+                        Some(reserved) => reserved.resize(bytes),
+                        None => {
+                            r.charge = r.budget.try_charge(bytes);
+                            r.charge.is_some()
                         }
-                        None => drop(held.split(MAX_PAGE_BYTES - bytes)),
+                    };
+                    if !fits {
+                        drop((page, r.charge.take()));
+                        r.charge = tokio::select! {
+                            charge = r.budget.charge(bytes) => Some(charge),
+                            _ = r.shutdown.changed() => return None,
+                        };
+                        continue;
                     }
-                    r.held = Some(held);
                     r.query.after = page.next;
                     r.buffer.extend(page.events);
                 }
                 Ok(_) => {
-                    drop(held);
+                    r.charge = None;
                     tokio::select! {
                         changed = r.head.changed() => if changed.is_err() { return None },
                         _ = r.shutdown.changed() => return None,

@@ -9,7 +9,7 @@ use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use herald_core::subscription::{AfterFailure, SubscriptionSpec, SubscriptionState, Target};
 use herald_core::{FieldError, Invalid, Position};
 use herald_store::{Attempt, Delivery, Settlement};
@@ -31,7 +31,7 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
     responses((status = 200, description = r#"{"messages": [{"ack_id", "attempt", "replay", "event"}]}"#, body = Object),
         (status = 404, description = "No such subscription", body = crate::problem::Problem),
         (status = 409, description = "Not a pull subscription", body = crate::problem::Problem),
-        (status = 503, description = "The response budget is full: the messages went back to the subscription; retry after Retry-After", body = crate::problem::Problem)))]
+        (status = 503, description = "Answers held for other clients fill the response budget: nothing was leased; retry after Retry-After", body = crate::problem::Problem)))]
 pub async fn pull(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -55,7 +55,7 @@ pub async fn pull(
         return Err(ApiError::InvalidRequest(Invalid::one(format!("/{key}"), "unknown field; expected max and wait")));
     }
     let spec = pull_spec(&state, &name, true).await?;
-    let leased = pull::lease(
+    let Some((leased, charge)) = pull::lease(
         state.store.as_ref(),
         &name,
         &spec,
@@ -63,24 +63,13 @@ pub async fn pull(
         wait,
         state.dispatcher.deliveries_added(),
         state.shutdown.clone(),
+        &state.response_budget,
     )
-    .await?;
-    let messages: Vec<String> = leased.iter().map(message_json).collect();
-    match state.response_budget.json(format!("{{\"messages\":[{}]}}", messages.join(","))) {
-        Ok(response) => Ok(response),
-        Err(refused) => {
-            // Not handed out: back to the subscription at once, the refusal
-            // recorded as a failed attempt.
-            let leases = leased.iter().map(|m| (m.delivery.position, m.lease.clone())).collect();
-            let now = now_us();
-            let decide = Box::new(move |d: &Delivery| {
-                let error = "not handed out: the server's response budget was full".to_owned();
-                (Attempt::of(d, d.attempts, now, "failed", Some(error)), Settlement::Retry { due_us: now })
-            });
-            state.store.settle_leased(&name, leases, decide).await?;
-            Err(refused)
-        }
-    }
+    .await?
+    else {
+        return Ok(Json(json!({ "messages": [] })).into_response());
+    };
+    charge.json(format!("{{\"messages\":[{}]}}", leased.iter().map(message_json).collect::<Vec<_>>().join(",")))
 }
 
 /// One pulled message, the event spliced in as stored rather than re-parsed.

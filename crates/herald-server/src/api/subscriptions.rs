@@ -138,12 +138,17 @@ pub struct AttemptParams {
     pub limit: Option<String>,
 }
 
+/// What one attempt's answer is charged to the response budget while it is
+/// read and written: its fields and up to 1 KiB of the target's response.
+const ATTEMPT_RESERVE: usize = 4 << 10;
+
 /// Delivery attempts, newest first: time, status code, latency, error and the
 /// start of the answer's body.
 #[utoipa::path(get, path = "/v1/subscriptions/{name}/attempts", tag = "subscriptions",
     params(("name" = String, Path), AttemptParams),
     responses((status = 200, description = "Attempts", body = Object),
-        (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
+        (status = 404, description = "No such subscription", body = crate::problem::Problem),
+        (status = 503, description = "Answers held for other clients fill the response budget: retry after Retry-After", body = crate::problem::Problem)))]
 pub async fn attempts(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -163,9 +168,10 @@ pub async fn attempts(
         outcome: params.outcome,
         limit: parse_param("limit", params.limit.as_deref(), 100, 1000)? as usize,
     };
+    // Each attempt keeps up to 1 KiB of its response: up to ~4 MiB for 1,000.
+    let charge = state.response_budget.reserve(query.limit * ATTEMPT_RESERVE)?;
     let attempts = state.store.attempts(&name, query).await?;
-    // Up to 1,000 attempts with 1 KiB of response each: charged like pages.
-    state.response_budget.json(json!({ "attempts": attempts.iter().map(attempt_json).collect::<Vec<_>>() }).to_string())
+    charge.json(json!({ "attempts": attempts.iter().map(attempt_json).collect::<Vec<_>>() }).to_string())
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

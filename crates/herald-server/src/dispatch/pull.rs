@@ -5,11 +5,13 @@
 use std::time::Duration;
 
 use herald_core::subscription::{DEFAULT_ACK_TIMEOUT, Ordering, SubscriptionSpec, Target};
-use herald_store::{Delivery, Store, StoreError, StoredEvent};
+use herald_store::{Delivery, Store, StoredEvent};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::worker::now_us;
+use crate::problem::ApiError;
+use crate::response::{Charge, PAGE_RESERVE, ResponseBudget};
 
 /// How often a waiting pull looks again without being woken: messages also
 /// fall due by time (a lease that ran out, a nack's delay).
@@ -18,14 +20,15 @@ const POLL: Duration = Duration::from_millis(100);
 /// One leased message; `ack_id` names the delivery and the lease holding it.
 pub struct Leased {
     pub ack_id: String,
-    pub lease: String,
     pub delivery: Delivery,
     pub event: StoredEvent,
 }
 
 /// Leases up to `max` due messages for `ack_timeout`, waiting up to `wait`
 /// (or until shutdown) for the first one; `added` wakes it when a worker
-/// records new deliveries.
+/// records new deliveries; `None` if none came. Their answer is charged to
+/// `budget` before they are leased (a 503 leases nothing), not while waiting.
+#[allow(clippy::too_many_arguments)]
 pub async fn lease(
     store: &dyn Store,
     name: &str,
@@ -34,7 +37,8 @@ pub async fn lease(
     wait: Duration,
     mut added: watch::Receiver<u64>,
     mut shutdown: watch::Receiver<bool>,
-) -> Result<Vec<Leased>, StoreError> {
+    budget: &ResponseBudget,
+) -> Result<Option<(Vec<Leased>, Charge)>, ApiError> {
     let per_stream = spec.ordering == Ordering::Stream;
     let ack_timeout = match spec.target {
         Target::Pull { ack_timeout } => ack_timeout,
@@ -44,24 +48,25 @@ pub async fn lease(
     loop {
         // Look before leasing: a lease is a write (a commit), an empty look is a read.
         if !store.due_deliveries(name, now_us(), 1, per_stream).await?.is_empty() {
+            let charge = budget.reserve(PAGE_RESERVE)?;
             let lease = format!("{:016x}", rand::random::<u64>());
             let lease_us = ack_timeout.as_micros() as i64;
             let leased =
                 store.lease(name, lease.clone(), now_us(), lease_us, max, per_stream, spec.retry.max_attempts).await?;
             if !leased.is_empty() {
-                return Ok(leased
+                let leased = leased
                     .into_iter()
                     .map(|(delivery, event)| Leased {
                         ack_id: format!("{}.{lease}", delivery.position),
-                        lease: lease.clone(),
                         delivery,
                         event,
                     })
-                    .collect());
+                    .collect();
+                return Ok(Some((leased, charge)));
             }
         }
         if Instant::now() >= deadline || *shutdown.borrow() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         tokio::select! {
             _ = added.changed() => {}
