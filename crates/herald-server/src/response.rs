@@ -16,6 +16,7 @@ use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::http::header;
@@ -48,6 +49,11 @@ pub const PART: usize = 64 << 10;
 /// store's readers; the text alone is charged once it is written.
 pub const PAGE_RESERVE: usize = MAX_PAGE_BYTES + (512 << 10);
 
+/// How long a read waits for room before it is refused: reads being
+/// answered give theirs back within milliseconds (so many reads at once
+/// queue rather than fail), answers held by slow readers do not.
+pub const RESERVE_WAIT: Duration = Duration::from_secs(1);
+
 /// The bytes of responses carrying events held in memory at once.
 #[derive(Clone)]
 pub struct ResponseBudget {
@@ -68,9 +74,10 @@ impl ResponseBudget {
     }
 
     /// Charges `bytes` before an answer is read from the store and built,
-    /// so that building it is bounded too; `503` when there is no room.
-    pub fn reserve(&self, bytes: usize) -> Result<Charge, ApiError> {
-        self.try_charge(bytes).ok_or_else(|| {
+    /// so that building it is bounded too; waits up to [`RESERVE_WAIT`] for
+    /// room, then `503`.
+    pub async fn reserve(&self, bytes: usize) -> Result<Charge, ApiError> {
+        tokio::time::timeout(RESERVE_WAIT, self.charge(bytes)).await.map_err(|_| {
             metrics::counter!("herald_responses_refused_total").increment(1);
             ApiError::Overloaded(RESPONSES_OVERLOADED)
         })
@@ -82,9 +89,9 @@ impl ResponseBudget {
         Some(Charge { budget: self.clone(), permit })
     }
 
-    /// Waits until `bytes` fit, then charges them: for a live stream, which
-    /// waits rather than ends while reads are busy. The caller must hold no
-    /// other charge while it waits, or waiters could hold each other up.
+    /// Waits until `bytes` fit, then charges them (first come, first
+    /// served). The caller must hold no other charge while it waits, or
+    /// waiters could hold each other up.
     pub async fn charge(&self, bytes: usize) -> Charge {
         let permit =
             self.bytes.clone().acquire_many_owned(self.permits(bytes)).await.expect("the semaphore is never closed");
@@ -186,7 +193,7 @@ mod tests {
     async fn a_large_body_is_handed_over_in_copied_parts_and_its_charge_given_back_with_the_last() {
         let budget = ResponseBudget::new(0);
         let text: String = (0..200_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
-        let mut body = budget.reserve(PAGE_RESERVE).unwrap().json(text.clone()).unwrap().into_body();
+        let mut body = budget.reserve(PAGE_RESERVE).await.unwrap().json(text.clone()).unwrap().into_body();
         assert_eq!(budget.held(), text.capacity(), "the reservation is cut to what the text takes");
         let mut received = Vec::new();
         while let Some(frame) = body.frame().await {
@@ -204,33 +211,36 @@ mod tests {
         let budget = ResponseBudget::new(0);
         let mut text = String::with_capacity(3 * PART);
         text.push_str(&"x".repeat(PART + 1));
-        let body = budget.reserve(PART).unwrap().json(text).unwrap();
+        let body = budget.reserve(PART).await.unwrap().json(text).unwrap();
         assert_eq!(budget.held(), 3 * PART, "charged the text's capacity, past the reservation");
         drop(body);
         assert_eq!(budget.held(), 0);
-        let small = budget.reserve(PAGE_RESERVE).unwrap().json("x".repeat(PART)).unwrap();
+        let small = budget.reserve(PAGE_RESERVE).await.unwrap().json("x".repeat(PART)).unwrap();
         assert_eq!(budget.held(), 0);
         assert_eq!(small.into_body().collect().await.unwrap().to_bytes().len(), PART);
     }
 
     #[tokio::test]
-    async fn past_the_budget_reads_are_refused_and_a_waiter_waits_for_room() {
+    async fn past_the_budget_a_read_waits_a_while_for_room_then_is_refused() {
         let budget = ResponseBudget::new(0);
-        let held = budget.reserve(MIN_RESPONSE_BUDGET - 100).unwrap();
-        let refused = budget.reserve(101).err().unwrap();
+        let held = budget.reserve(MIN_RESPONSE_BUDGET - 100).await.unwrap();
+        let started = std::time::Instant::now();
+        let refused = budget.reserve(101).await.err().unwrap();
+        assert!(started.elapsed() >= RESERVE_WAIT);
         assert!(matches!(refused, ApiError::Overloaded(RESPONSES_OVERLOADED)));
-        // A text larger than its reservation needs room for the rest.
-        let small = budget.reserve(100).unwrap();
+        // A text larger than its reservation needs room for the rest, now.
+        let small = budget.reserve(100).await.unwrap();
         assert!(small.json("x".repeat(PART + 1)).is_err());
         assert_eq!(budget.held(), MIN_RESPONSE_BUDGET - 100, "the refused answer holds nothing");
+        // A read that finds no room is served once room comes back.
         let waiter = tokio::spawn({
             let budget = budget.clone();
-            async move { budget.charge(PART).await }
+            async move { budget.reserve(PART).await }
         });
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
         drop(held);
-        let charge = waiter.await.unwrap();
+        let charge = waiter.await.unwrap().unwrap();
         assert_eq!(budget.held(), PART);
         drop(charge);
         assert_eq!(budget.held(), 0);

@@ -143,7 +143,7 @@ pub async fn put(
         (status = 503, description = "Answers held for other clients fill the response budget: retry after Retry-After", body = crate::problem::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let charge = state.response_budget.reserve(PAGE_RESERVE)?;
+    let charge = state.response_budget.reserve(PAGE_RESERVE).await?;
     match state.store.get(&id).await? {
         Some(event) => charge.json(event.to_json()),
         None => Err(ApiError::NotFound(format!("no event with id {id}"))),
@@ -159,7 +159,7 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
     ))]
 pub async fn list(State(state): State<AppState>, Query(params): Query<ListParams>) -> Result<Response, ApiError> {
     let query = list_query(&params)?;
-    let charge = state.response_budget.reserve(PAGE_RESERVE)?;
+    let charge = state.response_budget.reserve(PAGE_RESERVE).await?;
     let page = state.store.list(query).await?;
     charge.json(page_json(&page))
 }

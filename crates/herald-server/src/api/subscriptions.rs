@@ -169,7 +169,7 @@ pub async fn attempts(
         limit: parse_param("limit", params.limit.as_deref(), 100, 1000)? as usize,
     };
     // Each attempt keeps up to 1 KiB of its response: up to ~4 MiB for 1,000.
-    let charge = state.response_budget.reserve(query.limit * ATTEMPT_RESERVE)?;
+    let charge = state.response_budget.reserve(query.limit * ATTEMPT_RESERVE).await?;
     let attempts = state.store.attempts(&name, query).await?;
     charge.json(json!({ "attempts": attempts.iter().map(attempt_json).collect::<Vec<_>>() }).to_string())
 }

@@ -48,7 +48,7 @@ pub async fn lease(
     loop {
         // Look before leasing: a lease is a write (a commit), an empty look is a read.
         if !store.due_deliveries(name, now_us(), 1, per_stream).await?.is_empty() {
-            let charge = budget.reserve(PAGE_RESERVE)?;
+            let charge = budget.reserve(PAGE_RESERVE).await?;
             let lease = format!("{:016x}", rand::random::<u64>());
             let lease_us = ack_timeout.as_micros() as i64;
             let leased =
