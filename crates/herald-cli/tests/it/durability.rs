@@ -67,16 +67,29 @@ async fn publish_until(h: &Herald, stop: Arc<AtomicBool>, workers: usize, batch:
     all
 }
 
-/// Starts Herald on `dir`, publishes from `workers` connections for 1.5 s and
-/// kills the server with SIGKILL mid-stream; returns what was acknowledged.
-async fn publish_then_kill_9(dir: &std::path::Path, workers: usize, batch: usize) -> Vec<(String, u64, Instant)> {
+/// Starts Herald on `dir`, publishes from `workers` connections for at least
+/// 1.5 s and until `under_way()`, and kills the server with SIGKILL
+/// mid-stream; returns what was acknowledged.
+async fn publish_then_kill_9(
+    dir: &std::path::Path,
+    workers: usize,
+    batch: usize,
+    under_way: impl Fn() -> bool,
+) -> Vec<(String, u64, Instant)> {
     let h = Arc::new(Herald::start(dir));
     let stop = Arc::new(AtomicBool::new(false));
     let publisher = {
         let (h, stop) = (h.clone(), stop.clone());
         tokio::spawn(async move { publish_until(&h, stop, workers, batch).await })
     };
+    // At least 1.5 s, and until what the test is about is under way (on a
+    // slow machine that takes longer).
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !under_way() {
+        assert!(Instant::now() < deadline, "not under way after a minute of publishing");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     crate::harness::signal(h.pid(), "KILL");
     stop.store(true, Ordering::Relaxed);
     publisher.await.unwrap()
@@ -120,7 +133,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_stream_loses_no_acknowledged_event() {
     let dir = data_dir();
-    let acked = publish_then_kill_9(dir.path(), 16, 1).await;
+    let acked = publish_then_kill_9(dir.path(), 16, 1, || true).await;
     assert!(acked.len() > 100, "the stream was under way: {} acknowledged", acked.len());
 
     let h = Herald::start(dir.path());
@@ -154,12 +167,11 @@ async fn kill_9_mid_stream_loses_no_acknowledged_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_while_checkpoints_copy_the_wal_keeps_the_store_whole() {
     let dir = data_dir();
-    // Batches write WAL frames fast, so checkpoint rounds run all along.
-    let acked = publish_then_kill_9(dir.path(), 8, 200).await;
-
-    // The database file only grows when a checkpoint copies pages into it.
-    let db = std::fs::metadata(dir.path().join("herald.db")).unwrap().len();
-    assert!(db > 1 << 20, "checkpoints had copied the WAL into the database file: {db} bytes");
+    // Batches write WAL frames fast, so checkpoint rounds run all along; the
+    // database file only grows when a checkpoint copies pages into it.
+    let db_size = || std::fs::metadata(dir.path().join("herald.db")).map_or(0, |m| m.len());
+    let acked = publish_then_kill_9(dir.path(), 8, 200, || db_size() > 1 << 20).await;
+    assert!(db_size() > 1 << 20, "checkpoints had copied the WAL into the database file");
     let check = std::process::Command::new(BIN).args(["check", "--data-dir"]).arg(dir.path()).output().unwrap();
     assert!(check.status.success(), "intact after kill -9: {}", String::from_utf8_lossy(&check.stderr));
 
