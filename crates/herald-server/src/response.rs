@@ -133,15 +133,28 @@ impl Charge {
     /// takes until the connection has taken all of it (or is gone); `503` if
     /// that is more than was reserved and there is no room for the rest.
     pub fn json(mut self, text: String) -> Result<Response, ApiError> {
-        let body = if text.len() <= PART {
-            Body::from(text)
-        } else if self.resize(text.capacity()) {
-            Body::new(HeldBody { rest: Bytes::from(text), charge: Some(self) })
-        } else {
+        if text.len() > PART && !self.resize(text.capacity()) {
             metrics::counter!("herald_responses_refused_total").increment(1);
             return Err(ApiError::Overloaded(RESPONSES_OVERLOADED));
+        }
+        Ok(self.held_json(text))
+    }
+
+    /// The answer of a read that has changed something (a pull's lease), so
+    /// it is never refused: charged what its text takes if there is room,
+    /// else what was reserved (short of it by at most one large event).
+    pub fn json_after_write(mut self, text: String) -> Response {
+        self.resize(text.capacity());
+        self.held_json(text)
+    }
+
+    fn held_json(self, text: String) -> Response {
+        let body = if text.len() <= PART {
+            Body::from(text)
+        } else {
+            Body::new(HeldBody { rest: Bytes::from(text), charge: Some(self) })
         };
-        Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+        ([(header::CONTENT_TYPE, "application/json")], body).into_response()
     }
 }
 
@@ -243,6 +256,18 @@ mod tests {
         let charge = waiter.await.unwrap().unwrap();
         assert_eq!(budget.held(), PART);
         drop(charge);
+        assert_eq!(budget.held(), 0);
+    }
+
+    #[tokio::test]
+    async fn the_answer_to_a_write_is_never_refused() {
+        let budget = ResponseBudget::new(0);
+        let charge = budget.reserve(PART).await.unwrap();
+        let rest = budget.try_charge(MIN_RESPONSE_BUDGET - PART).unwrap();
+        let response = charge.json_after_write("x".repeat(2 * PART));
+        assert_eq!(budget.held(), MIN_RESPONSE_BUDGET, "charged what was reserved: there is no room for more");
+        drop(rest);
+        assert_eq!(response.into_body().collect().await.unwrap().to_bytes().len(), 2 * PART);
         assert_eq!(budget.held(), 0);
     }
 

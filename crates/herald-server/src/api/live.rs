@@ -77,8 +77,12 @@ fn events(reader: Reader) -> impl Stream<Item = Result<SseEvent, Infallible>> {
     stream::unfold(reader, |mut r| async move {
         loop {
             if let Some(e) = r.buffer.pop_front() {
-                if r.buffer.is_empty() {
-                    r.charge = None; // the page is sent but for this event
+                if r.buffer.is_empty()
+                    && let Some(charge) = &mut r.charge
+                {
+                    // The page is sent but for this event, on its way to the
+                    // connection; the charge is the next read's reservation.
+                    charge.resize(e.body.len());
                 }
                 let event = SseEvent::default().id(e.position.to_string()).data(e.to_json());
                 return Some((Ok(event), r));

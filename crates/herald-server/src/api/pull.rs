@@ -69,13 +69,29 @@ pub async fn pull(
     else {
         return Ok(Json(json!({ "messages": [] })).into_response());
     };
-    charge.json(format!("{{\"messages\":[{}]}}", leased.iter().map(message_json).collect::<Vec<_>>().join(",")))
+    Ok(charge.json_after_write(messages_json(&leased)))
 }
 
-/// One pulled message, the event spliced in as stored rather than re-parsed.
-fn message_json(m: &pull::Leased) -> String {
-    let head = json!({ "ack_id": m.ack_id, "attempt": m.delivery.attempts, "replay": m.delivery.replay }).to_string();
-    format!("{},\"event\":{}}}", &head[..head.len() - 1], m.event.to_json())
+/// `{"messages": [{"ack_id", "attempt", "replay", "event"}]}`, the events
+/// spliced in as stored rather than re-parsed, in a text sized up front
+/// (it is charged what it takes: within what a lease reserves).
+fn messages_json(leased: &[pull::Leased]) -> String {
+    let size = leased.iter().map(|m| m.event.body.len() + 160).sum::<usize>() + 16;
+    let mut out = String::with_capacity(size);
+    out.push_str("{\"messages\":[");
+    for (i, m) in leased.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let head = json!({ "ack_id": m.ack_id, "attempt": m.delivery.attempts, "replay": m.delivery.replay });
+        let head = head.to_string();
+        out.push_str(&head[..head.len() - 1]);
+        out.push_str(",\"event\":");
+        out.push_str(&m.event.to_json());
+        out.push('}');
+    }
+    out.push_str("]}");
+    out
 }
 
 /// Acknowledge messages: they are done and never delivered again.
@@ -185,4 +201,38 @@ fn ack_ids(request: &Map<String, Value>, known: &[&str]) -> Result<Vec<(Position
         }
     }
     if errors.is_empty() { Ok(leases) } else { Err(ApiError::InvalidRequest(Invalid { errors })) }
+}
+
+#[cfg(test)]
+mod tests {
+    use herald_store::StoredEvent;
+
+    use super::*;
+
+    #[test]
+    fn a_pull_answer_is_sized_up_front_and_splices_the_stored_events() {
+        // The widest message there is: the largest position, attempt and ack_id.
+        let message = |i: u64| pull::Leased {
+            ack_id: format!("{}.{:016x}", u64::MAX, u64::MAX),
+            delivery: Delivery {
+                position: u64::MAX,
+                event_id: format!("e{i}"),
+                stream: None,
+                attempts: u32::MAX,
+                due_us: 0,
+                first_due_us: 0,
+                replay: false,
+            },
+            event: StoredEvent { position: u64::MAX - i, body: format!(r#"{{"id":"e{i}","detail":{{}}}}"#) },
+        };
+        let leased: Vec<pull::Leased> = (0..MAX_MESSAGES).map(message).collect();
+        let size = leased.iter().map(|m| m.event.body.len() + 160).sum::<usize>() + 16;
+        let text = messages_json(&leased);
+        assert_eq!(text.capacity(), size, "never grown: charged no more than a lease reserves");
+        let parsed: Value = serde_json::from_str(&text).unwrap();
+        let first = &parsed["messages"][0];
+        assert_eq!(first["event"], json!({"position": u64::MAX, "id": "e0", "detail": {}}));
+        assert_eq!((first["attempt"].as_u64(), first["replay"].as_bool()), (Some(u32::MAX as u64), Some(false)));
+        assert_eq!(parsed["messages"].as_array().unwrap().len(), MAX_MESSAGES as usize);
+    }
 }
