@@ -104,8 +104,9 @@ pub async fn serve(listener: TcpListener, app: Router, config: &ServerConfig, sh
     let overloaded = overloaded_answer("too many connections; retry after Retry-After seconds");
     let client_overloaded = overloaded_answer("too many connections from this client; retry after Retry-After seconds");
     let mut http = http1::Builder::new();
-    // A connection's read buffer may grow to 64 KiB (hyper's default is
-    // ~400 KiB): bytes outside the body budget, times every connection.
+    // A connection's read buffer, and what it queues to write, may grow to
+    // 64 KiB (hyper's default is ~400 KiB): bytes outside the body and
+    // response budgets, times every connection.
     http.timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout).max_buf_size(PART);
     let draining = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
