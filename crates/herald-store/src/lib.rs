@@ -77,18 +77,28 @@ pub struct StoredEvent {
 }
 
 impl StoredEvent {
+    /// Most bytes [`Self::write_json`] adds to the body: `"position":N,`
+    /// with N of up to 20 digits.
+    pub const POSITION_FIELD_MAX: usize = 33;
+
     /// The envelope with `"position"` added as its first field. Splices text
     /// rather than re-serializing: reads are the hot path of every consumer.
     pub fn to_json(&self) -> String {
+        let mut out = String::with_capacity(self.body.len() + Self::POSITION_FIELD_MAX);
+        self.write_json(&mut out);
+        out
+    }
+
+    /// [`Self::to_json`] appended to `out`: an answer of many events is
+    /// written in one buffer, without a string per event.
+    pub fn write_json(&self, out: &mut String) {
+        use std::fmt::Write;
         let rest = self.body.strip_prefix('{').unwrap_or(&self.body);
-        let mut out = String::with_capacity(self.body.len() + 24);
-        out.push_str("{\"position\":");
-        out.push_str(&self.position.to_string());
+        let _ = write!(out, "{{\"position\":{}", self.position);
         if rest.trim_start() != "}" {
             out.push(',');
         }
         out.push_str(rest);
-        out
     }
 
     pub fn json_value(&self) -> Result<serde_json::Value, StoreError> {

@@ -431,6 +431,13 @@ async fn a_body_that_would_parse_into_more_than_the_budget_gets_a_413_and_stores
     assert!(!stored.contains(&json!("hostile-1")));
 }
 
+/// Six events of 208 KB, `big-0` to `big-5`: a page of them (it ends past
+/// 1 MiB) is ~1.25 MB.
+async fn publish_six_big_events(h: &Herald) {
+    let big: Vec<Value> = (0..6).map(|i| event(&format!("big-{i}"), json!({"pad": "x".repeat(208_000)}))).collect();
+    assert_eq!(h.post("/v1/events", &Value::Array(big)).await.0, 200);
+}
+
 /// Sends `GET path` on a connection that reads nothing of the answer, with
 /// a small receive window and segments (1,460 bytes, as on an Ethernet, not
 /// loopback's 64 KiB, for which the kernel would buffer a few MB), so the
@@ -453,9 +460,7 @@ async fn responses_clients_do_not_read_are_bounded_by_the_budget_and_nothing_is_
     let h = Herald::start_with_env(dir.path(), &[("HERALD_MAX_RESPONSE_BUFFER_MIB", "16")]);
     let subscription = json!({"target": {"type": "pull"}, "start": "earliest"});
     assert_eq!(h.put("/v1/subscriptions/queue", &subscription).await.0, 201);
-    // Six events of 208 KB: a page of them (it ends past 1 MiB) is ~1.25 MB.
-    let big: Vec<Value> = (0..6).map(|i| event(&format!("big-{i}"), json!({"pad": "x".repeat(208_000)}))).collect();
-    assert_eq!(h.post("/v1/events", &Value::Array(big)).await.0, 200);
+    publish_six_big_events(&h).await;
     let herald = &h;
     let read = move |path: &'static str| async move {
         herald.http.get(herald.url(path)).send().await.unwrap().text().await.unwrap()
@@ -534,8 +539,7 @@ async fn responses_clients_do_not_read_are_bounded_by_the_budget_and_nothing_is_
 async fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout_and_its_answer_freed() {
     let dir = data_dir();
     let h = Herald::start_with_env(dir.path(), &[("HERALD_SEND_TIMEOUT", "3")]);
-    let big: Vec<Value> = (0..6).map(|i| event(&format!("big-{i}"), json!({"pad": "x".repeat(208_000)}))).collect();
-    assert_eq!(h.post("/v1/events", &Value::Array(big)).await.0, 200);
+    publish_six_big_events(&h).await;
     let mut stalled = stalled_get(h.addr(), "/v1/events?limit=1000").await;
     until_metric(&h, "herald_response_bytes_held", |held| held > 1e6).await;
     // Past the timeout the connection is closed and its answer freed; the

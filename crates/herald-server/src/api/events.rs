@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use herald_core::Invalid;
 use herald_core::formats::cloudevents;
 use herald_core::limits::MAX_BATCH_EVENTS;
-use herald_store::{ListQuery, Page};
+use herald_store::{ListQuery, Page, StoredEvent};
 use serde_json::Value;
 
 use super::wire::{BatchOut, ListParams, PublishOut};
@@ -193,14 +193,15 @@ pub fn parse_param(name: &str, value: Option<&str>, default: u64, max: u64) -> R
 /// `{"events": [...], "next": N}`, written from the stored JSON text without re-parsing.
 fn page_json(page: &Page) -> String {
     // Sized up front: the answer is charged what its text takes.
-    let size = page.events.iter().map(|e| e.body.len() + 40).sum::<usize>() + 64;
+    let per_event = StoredEvent::POSITION_FIELD_MAX + 1; // and a comma
+    let size = page.events.iter().map(|e| e.body.len() + per_event).sum::<usize>() + 64;
     let mut out = String::with_capacity(size);
     out.push_str("{\"events\":[");
     for (i, e) in page.events.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&e.to_json());
+        e.write_json(&mut out);
     }
     out.push_str(&format!("],\"next\":{}}}", page.next));
     out

@@ -72,11 +72,15 @@ pub async fn pull(
     Ok(charge.json_after_write(messages_json(&leased)))
 }
 
+/// Most bytes a message adds to its event's body: `ack_id`, `attempt`,
+/// `replay`, the event's position and the separators.
+const MESSAGE_FIELDS_MAX: usize = 160;
+
 /// `{"messages": [{"ack_id", "attempt", "replay", "event"}]}`, the events
 /// spliced in as stored rather than re-parsed, in a text sized up front
 /// (it is charged what it takes: within what a lease reserves).
 fn messages_json(leased: &[pull::Leased]) -> String {
-    let size = leased.iter().map(|m| m.event.body.len() + 160).sum::<usize>() + 16;
+    let size = leased.iter().map(|m| m.event.body.len() + MESSAGE_FIELDS_MAX).sum::<usize>() + 16;
     let mut out = String::with_capacity(size);
     out.push_str("{\"messages\":[");
     for (i, m) in leased.iter().enumerate() {
@@ -87,7 +91,7 @@ fn messages_json(leased: &[pull::Leased]) -> String {
         let head = head.to_string();
         out.push_str(&head[..head.len() - 1]);
         out.push_str(",\"event\":");
-        out.push_str(&m.event.to_json());
+        m.event.write_json(&mut out);
         out.push('}');
     }
     out.push_str("]}");
@@ -226,7 +230,7 @@ mod tests {
             event: StoredEvent { position: u64::MAX - i, body: format!(r#"{{"id":"e{i}","detail":{{}}}}"#) },
         };
         let leased: Vec<pull::Leased> = (0..MAX_MESSAGES).map(message).collect();
-        let size = leased.iter().map(|m| m.event.body.len() + 160).sum::<usize>() + 16;
+        let size = leased.iter().map(|m| m.event.body.len() + MESSAGE_FIELDS_MAX).sum::<usize>() + 16;
         let text = messages_json(&leased);
         assert_eq!(text.capacity(), size, "never grown: charged no more than a lease reserves");
         let parsed: Value = serde_json::from_str(&text).unwrap();
