@@ -155,6 +155,11 @@ pub struct ServeArgs {
     /// past that the connection is closed.
     #[arg(long, env = "HERALD_SEND_TIMEOUT", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..=3600))]
     pub send_timeout: u64,
+    /// Seconds connections have, after SIGTERM, to finish the requests they
+    /// are serving; past that those still open are closed. Queued writes are
+    /// committed either way.
+    #[arg(long, env = "HERALD_SHUTDOWN_TIMEOUT", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub shutdown_timeout: u64,
     /// MiB of request bodies held in memory at once, over all requests: their
     /// bytes and, once whole, an estimate of what parsing them takes (48 to
     /// 4,095). A body arriving past it gets a 503; one that alone would take

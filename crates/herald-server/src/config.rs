@@ -28,6 +28,9 @@ pub struct ServerConfig {
     /// Time a write may wait for the client to read any of its answer; past
     /// it the connection is closed.
     pub send_timeout: Duration,
+    /// Time connections have, once shutdown begins, to finish what they
+    /// are serving; past it those still open are closed.
+    pub shutdown_timeout: Duration,
     /// Bytes of request bodies held in memory at once, with what parsing
     /// them takes (at least `body::MIN_BODY_BUDGET`); a body arriving past it
     /// is answered 503 with `Retry-After`, one that alone would take more 413.
@@ -58,6 +61,7 @@ impl Default for ServerConfig {
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(60),
             send_timeout: Duration::from_secs(60),
+            shutdown_timeout: Duration::from_secs(20),
             max_body_buffer: 256 << 20,
             max_response_buffer: 256 << 20,
             max_live_readers: 512,

@@ -14,7 +14,9 @@
 //!   (`send_timeout`), so a client that stops reading cannot hold its answer,
 //!   and the memory it is charged to, forever;
 //! - on shutdown: stop accepting, let every connection finish the request it
-//!   is serving, then close it.
+//!   is serving, then close it; connections still open `shutdown_timeout`
+//!   later (a client reading a trickle of a large answer) are closed anyway,
+//!   so a stop always ends.
 //!
 //! HTTP/1.1 only: that is Herald's API (no HTTP/2, no upgrades).
 
@@ -35,7 +37,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio::time::Sleep;
 
 use crate::config::ServerConfig;
@@ -109,6 +111,7 @@ pub async fn serve(listener: TcpListener, app: Router, config: &ServerConfig, sh
     // response budgets, times every connection.
     http.timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout).max_buf_size(PART);
     let draining = GracefulShutdown::new();
+    let (close_now, closing) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (tcp, peer) = tokio::select! {
@@ -154,16 +157,31 @@ pub async fn serve(listener: TcpListener, app: Router, config: &ServerConfig, sh
         let tcp = SendDeadline { tcp, timeout: config.send_timeout, stalled: None };
         let connection = draining.watch(http.serve_connection(TokioIo::new(tcp), service));
         metrics::gauge!("herald_connections_open").increment(1.0);
+        let mut closing = closing.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!(error = %e, "connection ended with an error");
+            tokio::select! {
+                ended = connection => if let Err(e) = ended {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                },
+                // Dropping the connection closes it, with any request it serves.
+                _ = closing.wait_for(|close| *close) => {}
             }
             metrics::gauge!("herald_connections_open").decrement(1.0);
             drop(slot);
         });
     }
     drop(listener);
-    draining.shutdown().await;
+    if tokio::time::timeout(config.shutdown_timeout, draining.shutdown()).await.is_err() {
+        let open = max_connections - slots.available_permits();
+        tracing::warn!(
+            open,
+            "connections still open {}s after shutdown began: closing them",
+            config.shutdown_timeout.as_secs()
+        );
+        let _ = close_now.send(true);
+        // Every slot back means every connection's task has ended.
+        let _ = slots.acquire_many(max_connections as u32).await;
+    }
 }
 
 /// A connection whose writes must make progress: one the client's window

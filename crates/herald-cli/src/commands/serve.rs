@@ -29,6 +29,7 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         header_read_timeout: Duration::from_secs(args.header_read_timeout),
         body_read_timeout: Duration::from_secs(args.body_read_timeout),
         send_timeout: Duration::from_secs(args.send_timeout),
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         max_body_buffer: (args.max_body_buffer_mib as usize) << 20,
         max_response_buffer: (args.max_response_buffer_mib as usize) << 20,
         max_deliveries_in_flight: args.max_deliveries_in_flight as usize,

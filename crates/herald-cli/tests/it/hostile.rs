@@ -552,3 +552,21 @@ async fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout_and_its_a
     let page = h.http.get(h.url("/v1/events?limit=1000")).send().await.unwrap().text().await.unwrap();
     assert_eq!(serde_json::from_str::<Value>(&page).unwrap()["events"].as_array().unwrap().len(), 6);
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_holds_up_sigterm_only_until_the_shutdown_timeout() {
+    let dir = data_dir();
+    // The send timeout alone would hold the stop up for a minute.
+    let h = Herald::start_with_env(dir.path(), &[("HERALD_SHUTDOWN_TIMEOUT", "2")]);
+    publish_six_big_events(&h).await;
+    let mut stalled = stalled_get(h.addr(), "/v1/events?limit=1000").await;
+    until_metric(&h, "herald_response_bytes_held", |held| held > 1e6).await;
+    let signalled = Instant::now();
+    let h = h.restart();
+    let stop = signalled.elapsed();
+    assert!(stop >= Duration::from_secs(2) && stop < Duration::from_secs(15), "stopped after {stop:?}");
+    let mut got = Vec::new();
+    let _ = timeout(Duration::from_secs(10), stalled.read_to_end(&mut got)).await.expect("closed");
+    assert!(got.starts_with(b"HTTP/1.1 200") && got.len() < 1_000_000, "{} bytes", got.len());
+    assert_eq!(h.all_events().await.len(), 6, "everything published is there after the restart");
+}
