@@ -124,7 +124,22 @@ async fn matching_events_are_delivered_signed_with_their_id() {
     };
     let delivered = line("herald_deliveries_total", &[r#"subscription="big-orders""#, r#"outcome="delivered""#]);
     assert!(delivered.as_deref().is_some_and(|l| l.ends_with(" 2")), "{metrics}");
+    let timed = line("herald_delivery_seconds_count", &[r#"subscription="big-orders""#]);
+    assert!(timed.as_deref().is_some_and(|l| l.ends_with(" 2")), "{metrics}");
     assert!(line("herald_subscription_lag", &[r#"subscription="big-orders""#]).is_some(), "{metrics}");
+
+    // A deleted subscription's series go with it (kept, they would grow
+    // memory with every subscription ever created).
+    assert_eq!(h.delete("/v1/subscriptions/big-orders").await.0, 204);
+    let start = std::time::Instant::now();
+    loop {
+        let metrics = h.http.get(h.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        if !metrics.contains(r#"subscription="big-orders""#) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "series of a deleted subscription remain:\n{metrics}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]

@@ -44,9 +44,10 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     metrics::gauge!("herald_request_body_bytes_held").set(state.body_budget.held() as f64);
     metrics::gauge!("herald_response_bytes_held").set(state.response_budget.held() as f64);
     let mut text = crate::metrics::handle().render();
-    // Subscription gauges are read from the store at scrape time and written
-    // here rather than through the recorder, which would keep reporting a
-    // deleted subscription's last values.
+    // Subscription gauges are read from the store at scrape time, and
+    // delivery counts from the workers, and written here rather than through
+    // the recorder, which would keep reporting a deleted subscription's last
+    // values (and keep its label sets forever).
     let rows: Vec<(String, [u64; 4])> = state
         .store
         .subscriptions()
@@ -67,6 +68,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
             }
         }
     }
+    crate::metrics::write_delivery_stats(&mut text, &state.dispatcher.delivery_stats());
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
 

@@ -24,10 +24,12 @@ use self::circuit::{Breakers, CircuitState};
 use self::tail::Tail;
 use self::webhook::WebhookClient;
 use self::worker::Worker;
+use crate::metrics::DeliveryStats;
 
 struct Handle {
     nudge: Arc<Notify>,
     in_flight: Arc<AtomicUsize>,
+    stats: Arc<DeliveryStats>,
     task: JoinHandle<()>,
 }
 
@@ -84,6 +86,7 @@ impl Dispatcher {
         }
         let nudge = Arc::new(Notify::new());
         let in_flight = Arc::new(AtomicUsize::new(0));
+        let stats = Arc::new(DeliveryStats::default());
         let worker = Worker {
             name: name.to_owned(),
             store: self.store.clone(),
@@ -92,6 +95,7 @@ impl Dispatcher {
             nudge: nudge.clone(),
             hint: Arc::new(Notify::new()),
             in_flight: in_flight.clone(),
+            stats: stats.clone(),
             bodies: self.bodies.clone(),
             dispatcher: self.me.clone(),
             added: self.added.clone(),
@@ -99,7 +103,7 @@ impl Dispatcher {
             shutdown: self.shutdown.clone(),
         };
         let task = tokio::spawn(worker.run());
-        workers.insert(name.to_owned(), Handle { nudge, in_flight, task });
+        workers.insert(name.to_owned(), Handle { nudge, in_flight, stats, task });
     }
 
     /// Forgets the worker whose nudge is `nudge` (it is leaving), unless
@@ -121,6 +125,14 @@ impl Dispatcher {
     pub fn in_flight(&self, name: &str) -> usize {
         let workers = self.workers.lock().ok();
         workers.and_then(|w| w.get(name).map(|h| h.in_flight.load(Ordering::Relaxed))).unwrap_or(0)
+    }
+
+    /// Each subscription's delivery attempts so far, by name.
+    pub fn delivery_stats(&self) -> Vec<(String, Arc<DeliveryStats>)> {
+        let Ok(workers) = self.workers.lock() else { return Vec::new() };
+        let mut rows: Vec<_> = workers.iter().map(|(name, h)| (name.clone(), h.stats.clone())).collect();
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows
     }
 
     /// The circuit breaker of a webhook URL (see [`circuit`]).

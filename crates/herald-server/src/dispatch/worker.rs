@@ -23,6 +23,7 @@ use super::bodies::BodyCache;
 use super::circuit::{Admission, Breakers};
 use super::tail::{Tail, TailEvent};
 use super::webhook::{Answer, Request, WebhookClient};
+use crate::metrics::DeliveryStats;
 
 /// Events read from the log per fan-out step.
 const FAN_OUT_PAGE: usize = 512;
@@ -45,6 +46,7 @@ pub struct Worker {
     /// Woken by the tail when a new event matches this worker's pattern.
     pub hint: Arc<Notify>,
     pub in_flight: Arc<AtomicUsize>,
+    pub stats: Arc<DeliveryStats>,
     pub bodies: Arc<BodyCache>,
     pub dispatcher: std::sync::Weak<super::Dispatcher>,
     pub added: Arc<watch::Sender<u64>>,
@@ -489,10 +491,7 @@ impl Worker {
                     AfterFailure::GiveUp(reason) => ("dead", Settlement::Dead { reason }),
                 }
             };
-            metrics::counter!("herald_deliveries_total", "subscription" => self.name.clone(), "outcome" => outcome)
-                .increment(1);
-            metrics::histogram!("herald_delivery_seconds", "subscription" => self.name.clone())
-                .record(answer.latency.as_secs_f64());
+            self.stats.record(outcome, answer.latency);
             let mut attempt = Attempt::of(&delivery, attempts, now, outcome, answer.error.clone());
             attempt.status = answer.status;
             attempt.latency_us = answer.latency.as_micros() as i64;
