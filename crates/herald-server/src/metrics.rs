@@ -56,6 +56,11 @@ pub fn published(outcome: &'static str, count: usize) {
 /// What a webhook delivery attempt came to.
 pub const DELIVERY_OUTCOMES: [&str; 4] = ["delivered", "failed", "dead", "gone"];
 
+/// Upper bounds of `herald_delivery_seconds`' buckets: up to the longest
+/// delivery timeout (60 s), since slow targets are what it is watched for.
+const DELIVERY_BUCKETS: [f64; 15] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+
 /// One subscription's webhook delivery attempts, exported as
 /// `herald_deliveries_total` and `herald_delivery_seconds`. Its worker keeps
 /// them, not the recorder, which cannot forget a label set: a deleted
@@ -66,7 +71,7 @@ pub struct DeliveryStats {
     outcomes: [AtomicU64; DELIVERY_OUTCOMES.len()],
     /// Attempts whose latency fell in each bucket (not cumulative; past the
     /// last bound only in `count`).
-    buckets: [AtomicU64; SECONDS_BUCKETS.len()],
+    buckets: [AtomicU64; DELIVERY_BUCKETS.len()],
     count: AtomicU64,
     sum_us: AtomicU64,
 }
@@ -74,11 +79,11 @@ pub struct DeliveryStats {
 impl DeliveryStats {
     /// `outcome` is one of [`DELIVERY_OUTCOMES`].
     pub fn record(&self, outcome: &str, latency: Duration) {
-        if let Some(i) = DELIVERY_OUTCOMES.iter().position(|o| *o == outcome) {
-            self.outcomes[i].fetch_add(1, Ordering::Relaxed);
-        }
+        let i = DELIVERY_OUTCOMES.iter().position(|o| *o == outcome);
+        debug_assert!(i.is_some(), "unknown delivery outcome {outcome}");
+        self.outcomes[i.unwrap_or(1)].fetch_add(1, Ordering::Relaxed);
         let seconds = latency.as_secs_f64();
-        if let Some(i) = SECONDS_BUCKETS.iter().position(|bound| seconds <= *bound) {
+        if let Some(i) = DELIVERY_BUCKETS.iter().position(|bound| seconds <= *bound) {
             self.buckets[i].fetch_add(1, Ordering::Relaxed);
         }
         self.count.fetch_add(1, Ordering::Relaxed);
@@ -86,23 +91,25 @@ impl DeliveryStats {
     }
 }
 
-/// Appends every subscription's [`DeliveryStats`] in the Prometheus text format.
+/// Appends the [`DeliveryStats`] of every subscription that has attempted a
+/// delivery (pull subscriptions never do) in the Prometheus text format.
 pub fn write_delivery_stats(text: &mut String, rows: &[(String, Arc<DeliveryStats>)]) {
+    let rows: Vec<_> = rows.iter().filter(|(_, stats)| stats.count.load(Ordering::Relaxed) > 0).collect();
     if rows.is_empty() {
         return;
     }
     // Subscription names are limited to A-Z a-z 0-9 . _ -: nothing to escape in a label.
     let _ = writeln!(text, "# TYPE herald_deliveries_total counter");
-    for (name, stats) in rows {
+    for (name, stats) in &rows {
         for (outcome, n) in DELIVERY_OUTCOMES.iter().zip(&stats.outcomes) {
             let n = n.load(Ordering::Relaxed);
             let _ = writeln!(text, "herald_deliveries_total{{subscription=\"{name}\",outcome=\"{outcome}\"}} {n}");
         }
     }
     let _ = writeln!(text, "# TYPE herald_delivery_seconds histogram");
-    for (name, stats) in rows {
+    for (name, stats) in &rows {
         let mut below = 0;
-        for (bound, n) in SECONDS_BUCKETS.iter().zip(&stats.buckets) {
+        for (bound, n) in DELIVERY_BUCKETS.iter().zip(&stats.buckets) {
             below += n.load(Ordering::Relaxed);
             let _ = writeln!(text, "herald_delivery_seconds_bucket{{subscription=\"{name}\",le=\"{bound}\"}} {below}");
         }
@@ -126,15 +133,18 @@ mod tests {
         stats.record("delivered", Duration::from_millis(7));
         stats.record("failed", Duration::from_secs(3));
         let mut text = String::new();
-        write_delivery_stats(&mut text, &[("orders".to_owned(), stats)]);
+        let idle = Arc::new(DeliveryStats::default());
+        write_delivery_stats(&mut text, &[("orders".to_owned(), stats), ("queue".to_owned(), idle)]);
+        assert!(!text.contains("queue"), "a subscription that never delivered has no series:\n{text}");
         for line in [
             r#"herald_deliveries_total{subscription="orders",outcome="delivered"} 2"#,
             r#"herald_deliveries_total{subscription="orders",outcome="failed"} 1"#,
             r#"herald_deliveries_total{subscription="orders",outcome="dead"} 0"#,
-            r#"herald_delivery_seconds_bucket{subscription="orders",le="0.00025"} 0"#,
-            r#"herald_delivery_seconds_bucket{subscription="orders",le="0.0005"} 1"#,
+            r#"herald_delivery_seconds_bucket{subscription="orders",le="0.001"} 1"#,
+            r#"herald_delivery_seconds_bucket{subscription="orders",le="0.005"} 1"#,
             r#"herald_delivery_seconds_bucket{subscription="orders",le="0.01"} 2"#,
-            r#"herald_delivery_seconds_bucket{subscription="orders",le="1"} 2"#,
+            r#"herald_delivery_seconds_bucket{subscription="orders",le="2.5"} 2"#,
+            r#"herald_delivery_seconds_bucket{subscription="orders",le="5"} 3"#,
             r#"herald_delivery_seconds_bucket{subscription="orders",le="+Inf"} 3"#,
             r#"herald_delivery_seconds_sum{subscription="orders"} 3.0073"#,
             r#"herald_delivery_seconds_count{subscription="orders"} 3"#,
