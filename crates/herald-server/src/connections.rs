@@ -22,15 +22,18 @@
 
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::Router;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::{Extension, Router};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -39,6 +42,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::time::Sleep;
+use tower::Layer;
 
 use crate::config::ServerConfig;
 use crate::problem::{ApiError, RETRY_AFTER_SECONDS};
@@ -153,7 +157,7 @@ pub async fn serve(listener: TcpListener, app: Router, config: &ServerConfig, sh
                 continue;
             }
         };
-        let service = TowerToHyperService::new(app.clone());
+        let service = TowerToHyperService::new(Extension(Client::of(peer.ip())).layer(app.clone()));
         let tcp = SendDeadline { tcp, timeout: config.send_timeout, stalled: None };
         let connection = draining.watch(http.serve_connection(TokioIo::new(tcp), service));
         metrics::gauge!("herald_connections_open").increment(1.0);
@@ -289,6 +293,33 @@ impl Drop for ClientSlot {
                 count.remove();
             }
         }
+    }
+}
+
+/// The client a request came from: an IPv4 address or an IPv6 /64, as
+/// connections are counted (see [`ClientSlots`]). Each connection's
+/// requests carry it; a request that came through no connection (the router
+/// called in-process) is the unspecified address's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Client(IpAddr);
+
+impl Client {
+    pub fn of(peer: IpAddr) -> Self {
+        Self(client_of(peer))
+    }
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Self(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(parts.extensions.get::<Client>().copied().unwrap_or_default())
     }
 }
 

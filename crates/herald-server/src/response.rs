@@ -10,11 +10,16 @@
 //! client has taken it; past the budget, new reads are answered 503 with
 //! `Retry-After` (and live streams wait) rather than memory growing. A
 //! client that stops reading altogether is cut off by the connection's send
-//! timeout (see [`crate::connections`]).
+//! timeout (see [`crate::connections`]). One client (an address, as
+//! connections count them) may hold only its share of the budget, so a
+//! client that reads nothing of many answers cannot turn everyone else's
+//! reads away.
 
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -26,14 +31,23 @@ use herald_store::MAX_PAGE_BYTES;
 use http_body::{Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::connections::Client;
 use crate::problem::ApiError;
 
 /// The answer when the [`ResponseBudget`] has no room for a response.
 pub const RESPONSES_OVERLOADED: &str =
     "too many responses are waiting for their clients to read them; retry after Retry-After seconds";
 
+/// The answer when one client's answers fill its share of the budget.
+pub const CLIENT_SHARE_OVERLOADED: &str = "answers held for this client fill its share of the response budget; \
+     read them, or retry after Retry-After seconds";
+
 /// The smallest response budget: several of the largest pages fit.
 pub const MIN_RESPONSE_BUDGET: usize = 16 << 20;
+
+/// The smallest share of the budget a client may hold: half the smallest
+/// budget, room for the largest reservation (1,000 attempts) and then some.
+pub const MIN_CLIENT_SHARE: usize = MIN_RESPONSE_BUDGET / 2;
 
 /// The most a connection buffers of what it writes (hyper's `max_buf_size`,
 /// its read buffer too). A body is handed to its connection in copies of at
@@ -54,18 +68,36 @@ pub const PAGE_RESERVE: usize = MAX_PAGE_BYTES + (512 << 10);
 /// queue rather than fail), answers held by slow readers do not.
 pub const RESERVE_WAIT: Duration = Duration::from_secs(1);
 
-/// The bytes of responses carrying events held in memory at once.
+/// The bytes of responses carrying events held in memory at once. A handle
+/// charges one client's answers ([`ResponseBudget::for_client`]).
 #[derive(Clone)]
 pub struct ResponseBudget {
     bytes: Arc<Semaphore>,
     limit: usize,
+    /// The most one client may hold.
+    share: usize,
+    /// What each client holding anything holds (clients at 0 have no entry).
+    clients: Arc<Mutex<HashMap<Client, usize>>>,
+    client: Client,
 }
 
 impl ResponseBudget {
-    /// At least [`MIN_RESPONSE_BUDGET`].
-    pub fn new(limit: usize) -> Self {
+    /// At least [`MIN_RESPONSE_BUDGET`], of which one client may hold
+    /// `share` (at least [`MIN_CLIENT_SHARE`], at most all of it).
+    pub fn new(limit: usize, share: usize) -> Self {
         let limit = limit.max(MIN_RESPONSE_BUDGET);
-        Self { bytes: Arc::new(Semaphore::new(limit)), limit }
+        Self {
+            bytes: Arc::new(Semaphore::new(limit)),
+            limit,
+            share: share.clamp(MIN_CLIENT_SHARE, limit),
+            clients: Arc::default(),
+            client: Client::default(),
+        }
+    }
+
+    /// The same budget, charging `client`'s answers.
+    pub fn for_client(&self, client: Client) -> Self {
+        Self { client, ..self.clone() }
     }
 
     /// Bytes charged to responses now.
@@ -75,39 +107,108 @@ impl ResponseBudget {
 
     /// Charges `bytes` before an answer is read from the store and built,
     /// so that building it is bounded too; waits up to [`RESERVE_WAIT`] for
-    /// room, then `503`.
+    /// room in the budget and in the client's share, then `503`.
     pub async fn reserve(&self, bytes: usize) -> Result<Charge, ApiError> {
-        tokio::time::timeout(RESERVE_WAIT, self.charge(bytes)).await.map_err(|_| {
-            metrics::counter!("herald_responses_refused_total").increment(1);
-            ApiError::Overloaded(RESPONSES_OVERLOADED)
-        })
+        tokio::time::timeout(RESERVE_WAIT, self.charge(bytes))
+            .await
+            .map_err(|_| refuse(if self.over_share(bytes) { CLIENT_SHARE_OVERLOADED } else { RESPONSES_OVERLOADED }))
     }
 
-    /// Charges `bytes` if they fit now.
+    /// Charges `bytes` if they fit now, in the budget and the client's share.
     pub fn try_charge(&self, bytes: usize) -> Option<Charge> {
-        let permit = self.bytes.clone().try_acquire_many_owned(self.permits(bytes)).ok()?;
-        Some(Charge { budget: self.clone(), permit })
+        let claim = self.claim(bytes)?;
+        let permit = self.bytes.clone().try_acquire_many_owned(claim.bytes as u32).ok()?;
+        Some(Charge { claim, permit })
     }
 
     /// Waits until `bytes` fit, then charges them (first come, first
     /// served). The caller must hold no other charge while it waits, or
     /// waiters could hold each other up.
     pub async fn charge(&self, bytes: usize) -> Charge {
+        let claim = loop {
+            match self.claim(bytes) {
+                Some(claim) => break claim,
+                // Only the client's own answers can make room: look again soon.
+                None => tokio::time::sleep(SHARE_POLL).await,
+            }
+        };
         let permit =
-            self.bytes.clone().acquire_many_owned(self.permits(bytes)).await.expect("the semaphore is never closed");
-        Charge { budget: self.clone(), permit }
+            self.bytes.clone().acquire_many_owned(claim.bytes as u32).await.expect("the semaphore is never closed");
+        Charge { claim, permit }
     }
 
-    /// Never more than the whole budget (which fits a u32), so anything can
-    /// be charged once the budget is free.
-    fn permits(&self, bytes: usize) -> u32 {
-        bytes.min(self.limit) as u32
+    /// Whether it is the client's share (not the whole budget, when a
+    /// client may hold all of it) that has no room for `bytes`.
+    fn over_share(&self, bytes: usize) -> bool {
+        let clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        self.share < self.limit && clients.get(&self.client).copied().unwrap_or(0) + bytes > self.share
+    }
+
+    /// Counts `bytes` (never more than the whole budget, which fits a u32,
+    /// so anything can be charged once the budget is free) against the
+    /// client's share, if they fit in it.
+    fn claim(&self, bytes: usize) -> Option<Claim> {
+        let bytes = bytes.min(self.limit);
+        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        let held = clients.entry(self.client).or_insert(0);
+        if *held + bytes > self.share {
+            if *held == 0 {
+                clients.remove(&self.client);
+            }
+            return None;
+        }
+        *held += bytes;
+        Some(Claim { budget: self.clone(), bytes })
     }
 }
 
-/// Bytes charged to the [`ResponseBudget`], given back when dropped.
-pub struct Charge {
+/// How often a live stream waiting for its client's share looks again.
+const SHARE_POLL: Duration = Duration::from_millis(50);
+
+fn refuse(detail: &'static str) -> ApiError {
+    metrics::counter!("herald_responses_refused_total").increment(1);
+    ApiError::Overloaded(detail)
+}
+
+/// Bytes counted against a client's share, given back when dropped.
+struct Claim {
     budget: ResponseBudget,
+    bytes: usize,
+}
+
+impl Claim {
+    /// Gives `bytes` of the claim back.
+    fn shrink(&mut self, bytes: usize) {
+        let bytes = bytes.min(self.bytes);
+        if bytes == 0 {
+            return;
+        }
+        self.bytes -= bytes;
+        let mut clients = self.budget.clients.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Entry::Occupied(mut held) = clients.entry(self.budget.client) {
+            *held.get_mut() -= bytes;
+            if *held.get() == 0 {
+                held.remove();
+            }
+        }
+    }
+
+    /// Takes `other`'s bytes into this claim.
+    fn absorb(&mut self, mut other: Claim) {
+        self.bytes += std::mem::take(&mut other.bytes);
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        self.shrink(self.bytes);
+    }
+}
+
+/// Bytes charged to the [`ResponseBudget`] and to a client's share, given
+/// back when dropped.
+pub struct Charge {
+    claim: Claim,
     permit: OwnedSemaphorePermit,
 }
 
@@ -116,13 +217,15 @@ impl Charge {
     /// takes what is missing if there is room (if not, says so and keeps
     /// what it held).
     pub fn resize(&mut self, bytes: usize) -> bool {
-        let wanted = self.budget.permits(bytes) as usize;
+        let wanted = bytes.min(self.claim.budget.limit);
         let held = self.permit.num_permits();
         if wanted <= held {
             drop(self.permit.split(held - wanted));
+            self.claim.shrink(held - wanted);
             true
-        } else if let Some(more) = self.budget.try_charge(wanted - held) {
+        } else if let Some(more) = self.claim.budget.try_charge(wanted - held) {
             self.permit.merge(more.permit);
+            self.claim.absorb(more.claim);
             true
         } else {
             false
@@ -134,8 +237,7 @@ impl Charge {
     /// that is more than was reserved and there is no room for the rest.
     pub fn json(mut self, text: String) -> Result<Response, ApiError> {
         if text.len() > PART && !self.resize(text.capacity()) {
-            metrics::counter!("herald_responses_refused_total").increment(1);
-            return Err(ApiError::Overloaded(RESPONSES_OVERLOADED));
+            return Err(refuse(RESPONSES_OVERLOADED));
         }
         Ok(self.held_json(text))
     }
@@ -204,7 +306,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_large_body_is_handed_over_in_copied_parts_and_its_charge_given_back_with_the_last() {
-        let budget = ResponseBudget::new(0);
+        let budget = ResponseBudget::new(0, usize::MAX);
         let text: String = (0..200_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
         let mut body = budget.reserve(PAGE_RESERVE).await.unwrap().json(text.clone()).unwrap().into_body();
         assert_eq!(budget.held(), text.capacity(), "the reservation is cut to what the text takes");
@@ -221,7 +323,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_body_dropped_unread_gives_its_charge_back_and_small_ones_are_not_charged() {
-        let budget = ResponseBudget::new(0);
+        let budget = ResponseBudget::new(0, usize::MAX);
         let mut text = String::with_capacity(3 * PART);
         text.push_str(&"x".repeat(PART + 1));
         let body = budget.reserve(PART).await.unwrap().json(text).unwrap();
@@ -235,7 +337,7 @@ mod tests {
 
     #[tokio::test]
     async fn past_the_budget_a_read_waits_a_while_for_room_then_is_refused() {
-        let budget = ResponseBudget::new(0);
+        let budget = ResponseBudget::new(0, usize::MAX);
         let held = budget.reserve(MIN_RESPONSE_BUDGET - 100).await.unwrap();
         let started = std::time::Instant::now();
         let refused = budget.reserve(101).await.err().unwrap();
@@ -261,7 +363,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_answer_to_a_write_is_never_refused() {
-        let budget = ResponseBudget::new(0);
+        let budget = ResponseBudget::new(0, usize::MAX);
         let charge = budget.reserve(PART).await.unwrap();
         let rest = budget.try_charge(MIN_RESPONSE_BUDGET - PART).unwrap();
         let response = charge.json_after_write("x".repeat(2 * PART));
@@ -271,9 +373,35 @@ mod tests {
         assert_eq!(budget.held(), 0);
     }
 
+    #[tokio::test]
+    async fn a_client_holds_at_most_its_share_and_others_read_on() {
+        let budget = ResponseBudget::new(0, MIN_CLIENT_SHARE);
+        let [greedy, other] = ["192.0.2.1", "192.0.2.2"].map(|ip| budget.for_client(Client::of(ip.parse().unwrap())));
+        let held = greedy.reserve(MIN_CLIENT_SHARE - 100).await.unwrap();
+        let started = std::time::Instant::now();
+        let refused = greedy.reserve(101).await.err().unwrap();
+        assert!(matches!(refused, ApiError::Overloaded(CLIENT_SHARE_OVERLOADED)));
+        assert!(started.elapsed() >= RESERVE_WAIT, "a read waits a while for its client's answers to be read");
+        assert!(greedy.try_charge(101).is_none());
+        let mut charge = greedy.reserve(100).await.unwrap();
+        assert!(!charge.resize(101), "a resize stays within the share");
+        // Another client reads as ever, up to its own share.
+        let others = other.reserve(MIN_CLIENT_SHARE).await.unwrap();
+        assert_eq!(budget.held(), 2 * MIN_CLIENT_SHARE);
+        // What a client gives back, shrunk or dropped, it may take again.
+        assert!(charge.resize(50));
+        assert!(greedy.try_charge(50).is_some());
+        drop((held, charge, others));
+        assert_eq!(budget.held(), 0);
+        assert!(budget.clients.lock().unwrap().is_empty(), "clients holding nothing leave no entry");
+        let waiting = greedy.charge(MIN_CLIENT_SHARE).await;
+        assert_eq!(budget.held(), MIN_CLIENT_SHARE);
+        drop(waiting);
+    }
+
     #[test]
     fn a_charge_resizes_down_always_and_up_only_into_room() {
-        let budget = ResponseBudget::new(0);
+        let budget = ResponseBudget::new(0, usize::MAX);
         let mut charge = budget.try_charge(1000).unwrap();
         assert!(charge.resize(10));
         assert_eq!(budget.held(), 10);

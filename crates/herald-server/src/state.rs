@@ -51,13 +51,21 @@ impl AppState {
             id_rules: RwLock::new(rules),
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
             body_budget: BodyBudget::new(config.max_body_buffer),
-            response_budget: ResponseBudget::new(config.max_response_buffer),
+            response_budget: ResponseBudget::new(config.max_response_buffer, client_share(&config)),
             live_readers: Arc::new(Semaphore::new(config.max_live_readers)),
             config,
             dispatcher,
             shutdown,
         })))
     }
+}
+
+/// A client's share of the response budget: as large a part of it as the
+/// part of all connections a client may hold (half, by default).
+fn client_share(config: &ServerConfig) -> usize {
+    let connections = config.max_connections.max(1);
+    let per_client = config.max_connections_per_client.unwrap_or(connections / 2).min(connections);
+    (config.max_response_buffer as u128 * per_client as u128 / connections as u128) as usize
 }
 
 impl Shared {

@@ -443,14 +443,36 @@ async fn publish_six_big_events(h: &Herald) {
 /// loopback's 64 KiB, for which the kernel would buffer a few MB), so the
 /// server is left holding the answer.
 async fn stalled_get(addr: &str, path: &str) -> TcpStream {
+    stalled_get_from([127, 0, 0, 1], addr, path).await
+}
+
+/// [`stalled_get`] from the loopback address `source`: another client.
+async fn stalled_get_from(source: [u8; 4], addr: &str, path: &str) -> TcpStream {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.set_tcp_mss(1460).unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
+    socket.bind(&std::net::SocketAddr::from((source, 0)).into()).unwrap();
     socket.connect(&addr.parse::<std::net::SocketAddr>().unwrap().into()).unwrap();
     socket.set_nonblocking(true).unwrap();
     let mut tcp = TcpStream::from_std(socket.into()).unwrap();
     tcp.write_all(format!("GET {path} HTTP/1.1\r\nhost: herald\r\n\r\n").as_bytes()).await.unwrap();
     tcp
+}
+
+/// Asks for the page from `source`, reading nothing, until a read is
+/// refused; returns the refusal's text. The stalled connections go to `stalled`.
+async fn stall_until_refused(h: &Herald, source: [u8; 4], stalled: &mut Vec<TcpStream>) -> String {
+    loop {
+        let mut tcp = stalled_get_from(source, h.addr(), "/v1/events?limit=1000").await;
+        let mut status = [0u8; 12];
+        timeout(Duration::from_secs(10), tcp.read_exact(&mut status)).await.expect("an answer begins").unwrap();
+        if &status != b"HTTP/1.1 200" {
+            assert_eq!(&status, b"HTTP/1.1 503");
+            return read_answer(&mut tcp, &status).await;
+        }
+        stalled.push(tcp);
+        assert!(stalled.len() < 20, "16 MiB hold at most 13 pages");
+    }
 }
 
 #[tokio::test]
@@ -471,19 +493,24 @@ async fn responses_clients_do_not_read_are_bounded_by_the_budget_and_nothing_is_
 
     // Clients that ask for the page and read nothing hold it, each charged
     // what its text takes, until the next is refused: a read is charged
-    // what its answer may take (1.5 MiB) before it is read.
+    // what its answer may take (1.5 MiB) before it is read. One client holds
+    // at most its share, half the budget; others read on.
     let mut stalled = Vec::new();
-    let mut refused = loop {
-        let mut tcp = stalled_get(h.addr(), "/v1/events?limit=1000").await;
-        let mut status = [0u8; 12];
-        timeout(Duration::from_secs(10), tcp.read_exact(&mut status)).await.expect("an answer begins").unwrap();
-        if &status != b"HTTP/1.1 200" {
-            assert_eq!(&status, b"HTTP/1.1 503");
-            break tcp;
+    let refusal = stall_until_refused(&h, [127, 0, 0, 2], &mut stalled).await;
+    assert!(refusal.contains("this client") && refusal.contains("share"), "{refusal}");
+    let held = h.metric("herald_response_bytes_held").await.unwrap();
+    assert!(stalled.len() >= 5 && held <= (BUDGET / 2) as f64, "{} pages, {held} bytes held", stalled.len());
+    assert_eq!(read("/v1/events?limit=1000").await, page, "another client reads on");
+    // Clients filling their shares fill the budget: then anyone's read is refused.
+    let mut refusals = 1;
+    for source in 3.. {
+        let refusal = stall_until_refused(&h, [127, 0, 0, source], &mut stalled).await;
+        refusals += 1;
+        if !refusal.contains("share") {
+            assert!(refusal.contains("responses"), "{refusal}");
+            break;
         }
-        stalled.push(tcp);
-        assert!(stalled.len() < 20, "16 MiB hold at most 13 pages");
-    };
+    }
     let n = stalled.len();
     // Each charged its text's capacity: its length and a little.
     until_metric(&h, "herald_response_bytes_held", |held| {
@@ -492,8 +519,6 @@ async fn responses_clients_do_not_read_are_bounded_by_the_budget_and_nothing_is_
     .await;
     let room = BUDGET as f64 - h.metric("herald_response_bytes_held").await.unwrap();
     assert!(n >= 10 && room < page.len() as f64 - 512.0, "{n} pages held, {room} bytes of room: less than a page");
-    let refusal = read_answer(&mut refused, b"HTTP/1.1 503").await;
-    assert!(refusal.contains("responses"), "{refusal}");
 
     // Another read gets the same 503 problem at once; so does a pull, which
     // leases nothing.
@@ -505,7 +530,7 @@ async fn responses_clients_do_not_read_are_bounded_by_the_budget_and_nothing_is_
     assert!(problem["detail"].as_str().unwrap().contains("responses"), "{problem}");
     let (status, problem) = h.post("/v1/subscriptions/queue/pull", &json!({"max": 10, "wait": "5s"})).await;
     assert_eq!(status, 503, "{problem}");
-    assert_eq!(h.metric("herald_responses_refused_total").await, Some(3.0));
+    assert_eq!(h.metric("herald_responses_refused_total").await, Some(refusals as f64 + 2.0));
     // Publishing, and answers of less than one part (64 KiB), go on.
     assert_eq!(h.post("/v1/events", &event("small", json!({"k": 1}))).await.0, 201);
     // A live reader waits for room rather than failing.

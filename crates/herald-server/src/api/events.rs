@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::wire::{BatchOut, ListParams, PublishOut};
 use crate::body::{media_type, parse_json, read_limited, require_json};
+use crate::connections::Client;
 use crate::ingest::{self, Format, Offered, Outcome, Request};
 use crate::problem::ApiError;
 use crate::response::PAGE_RESERVE;
@@ -140,10 +141,10 @@ pub async fn put(
     responses(
         (status = 200, description = "The event", body = super::wire::EventOut),
         (status = 404, description = "No such event", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Answers held for other clients fill the response budget: retry after Retry-After", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Answers held fill the response budget, or this client's share of it: retry after Retry-After", body = crate::problem::Problem, content_type = "application/problem+json"),
     ))]
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
-    let charge = state.response_budget.reserve(PAGE_RESERVE).await?;
+pub async fn get(State(state): State<AppState>, client: Client, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let charge = state.response_budget.for_client(client).reserve(PAGE_RESERVE).await?;
     match state.store.get(&id).await? {
         Some(event) => charge.json(event.to_json()),
         None => Err(ApiError::NotFound(format!("no event with id {id}"))),
@@ -155,11 +156,15 @@ pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> Resul
     responses(
         (status = 200, description = "A page of events; pass `next` as `after` to read on", body = super::wire::EventPage),
         (status = 400, description = "Invalid parameter", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Answers held for other clients fill the response budget: retry after Retry-After", body = crate::problem::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Answers held fill the response budget, or this client's share of it: retry after Retry-After", body = crate::problem::Problem, content_type = "application/problem+json"),
     ))]
-pub async fn list(State(state): State<AppState>, Query(params): Query<ListParams>) -> Result<Response, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    client: Client,
+    Query(params): Query<ListParams>,
+) -> Result<Response, ApiError> {
     let query = list_query(&params)?;
-    let charge = state.response_budget.reserve(PAGE_RESERVE).await?;
+    let charge = state.response_budget.for_client(client).reserve(PAGE_RESERVE).await?;
     let page = state.store.list(query).await?;
     charge.json(page_json(&page))
 }

@@ -21,6 +21,7 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use super::events::list_query;
 use super::wire::ListParams;
+use crate::connections::Client;
 use crate::problem::ApiError;
 use crate::response::{Charge, ResponseBudget};
 use crate::state::AppState;
@@ -34,6 +35,7 @@ const PAGE: usize = 500;
         (status = 503, description = "Too many live readers: retry after Retry-After", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub async fn tail(
     State(state): State<AppState>,
+    client: Client,
     headers: HeaderMap,
     Query(params): Query<ListParams>,
 ) -> Result<Response, ApiError> {
@@ -53,7 +55,7 @@ pub async fn tail(
         shutdown: state.shutdown.clone(),
         query,
         buffer: VecDeque::new(),
-        budget: state.response_budget.clone(),
+        budget: state.response_budget.for_client(client),
         charge: None,
         _permit: permit,
     };

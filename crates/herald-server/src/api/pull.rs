@@ -16,6 +16,7 @@ use herald_store::{Attempt, Delivery, Settlement};
 use serde_json::{Map, Value, json};
 
 use crate::body::optional_json;
+use crate::connections::Client;
 use crate::dispatch::pull;
 use crate::dispatch::worker::now_us;
 use crate::problem::ApiError;
@@ -31,9 +32,10 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
     responses((status = 200, description = r#"{"messages": [{"ack_id", "attempt", "replay", "event"}]}"#, body = Object),
         (status = 404, description = "No such subscription", body = crate::problem::Problem),
         (status = 409, description = "Not a pull subscription", body = crate::problem::Problem),
-        (status = 503, description = "Answers held for other clients fill the response budget: nothing was leased; retry after Retry-After", body = crate::problem::Problem)))]
+        (status = 503, description = "Answers held fill the response budget, or this client's share of it: nothing was leased; retry after Retry-After", body = crate::problem::Problem)))]
 pub async fn pull(
     State(state): State<AppState>,
+    client: Client,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
@@ -63,7 +65,7 @@ pub async fn pull(
         wait,
         state.dispatcher.deliveries_added(),
         state.shutdown.clone(),
-        &state.response_budget,
+        &state.response_budget.for_client(client),
     )
     .await?
     else {

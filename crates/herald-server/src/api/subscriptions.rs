@@ -17,6 +17,7 @@ use utoipa::IntoParams;
 
 use super::events::parse_param;
 use crate::body::{optional_json, parse_json, read_limited, require_json};
+use crate::connections::Client;
 use crate::dispatch::circuit::CircuitState;
 use crate::dispatch::replay::{self, Bound};
 use crate::dispatch::worker::now_us;
@@ -148,9 +149,10 @@ const ATTEMPT_RESERVE: usize = 4 << 10;
     params(("name" = String, Path), AttemptParams),
     responses((status = 200, description = "Attempts", body = Object),
         (status = 404, description = "No such subscription", body = crate::problem::Problem),
-        (status = 503, description = "Answers held for other clients fill the response budget: retry after Retry-After", body = crate::problem::Problem)))]
+        (status = 503, description = "Answers held fill the response budget, or this client's share of it: retry after Retry-After", body = crate::problem::Problem)))]
 pub async fn attempts(
     State(state): State<AppState>,
+    client: Client,
     Path(name): Path<String>,
     Query(params): Query<AttemptParams>,
 ) -> Result<Response, ApiError> {
@@ -169,7 +171,7 @@ pub async fn attempts(
         limit: parse_param("limit", params.limit.as_deref(), 100, 1000)? as usize,
     };
     // Each attempt keeps up to 1 KiB of its response: up to ~4 MiB for 1,000.
-    let charge = state.response_budget.reserve(query.limit * ATTEMPT_RESERVE).await?;
+    let charge = state.response_budget.for_client(client).reserve(query.limit * ATTEMPT_RESERVE).await?;
     let attempts = state.store.attempts(&name, query).await?;
     charge.json(json!({ "attempts": attempts.iter().map(attempt_json).collect::<Vec<_>>() }).to_string())
 }
