@@ -138,17 +138,26 @@ impl ResponseBudget {
     }
 
     /// Whether it is the client's share (not the whole budget, when a
-    /// client may hold all of it) that has no room for `bytes`.
+    /// client may hold all of it) that has no room for `bytes`. A guess
+    /// when the budget is full too: the client's own reads waiting for room
+    /// count against its share.
     fn over_share(&self, bytes: usize) -> bool {
         let clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
-        self.share < self.limit && clients.get(&self.client).copied().unwrap_or(0) + bytes > self.share
+        self.share < self.limit && clients.get(&self.client).copied().unwrap_or(0) + self.capped(bytes) > self.share
     }
 
-    /// Counts `bytes` (never more than the whole budget, which fits a u32,
-    /// so anything can be charged once the budget is free) against the
-    /// client's share, if they fit in it.
+    fn capped(&self, bytes: usize) -> usize {
+        bytes.min(self.share)
+    }
+
+    /// Counts `bytes` (never more than a share, which fits a u32, so
+    /// anything can be charged once the client's share and the budget are
+    /// free) against the client's share, if they fit in it.
     fn claim(&self, bytes: usize) -> Option<Claim> {
-        let bytes = bytes.min(self.limit);
+        let bytes = self.capped(bytes);
+        if bytes == 0 {
+            return Some(Claim { budget: self.clone(), bytes });
+        }
         let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
         let held = clients.entry(self.client).or_insert(0);
         if *held + bytes > self.share {
@@ -217,7 +226,7 @@ impl Charge {
     /// takes what is missing if there is room (if not, says so and keeps
     /// what it held).
     pub fn resize(&mut self, bytes: usize) -> bool {
-        let wanted = bytes.min(self.claim.budget.limit);
+        let wanted = self.claim.budget.capped(bytes);
         let held = self.permit.num_permits();
         if wanted <= held {
             drop(self.permit.split(held - wanted));
@@ -392,11 +401,15 @@ mod tests {
         assert!(charge.resize(50));
         assert!(greedy.try_charge(50).is_some());
         drop((held, charge, others));
+        let nothing = other.try_charge(0).unwrap();
         assert_eq!(budget.held(), 0);
         assert!(budget.clients.lock().unwrap().is_empty(), "clients holding nothing leave no entry");
-        let waiting = greedy.charge(MIN_CLIENT_SHARE).await;
+        drop(nothing);
+        // More than a share is charged as a share: it can be had.
+        let waiting = tokio::time::timeout(Duration::from_secs(5), greedy.charge(2 * MIN_CLIENT_SHARE)).await;
         assert_eq!(budget.held(), MIN_CLIENT_SHARE);
-        drop(waiting);
+        drop(waiting.expect("anything can be charged once the client's share is free"));
+        assert_eq!(budget.held(), 0);
     }
 
     #[test]

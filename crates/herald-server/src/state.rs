@@ -8,7 +8,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::body::BodyBudget;
 use crate::config::ServerConfig;
 use crate::dispatch::Dispatcher;
-use crate::response::ResponseBudget;
+use crate::response::{MIN_RESPONSE_BUDGET, ResponseBudget};
 
 /// What every handler shares: a handle, cloned for every request, so it is
 /// one reference count rather than one per field.
@@ -64,8 +64,9 @@ impl AppState {
 /// part of all connections a client may hold (half, by default).
 fn client_share(config: &ServerConfig) -> usize {
     let connections = config.max_connections.max(1);
-    let per_client = config.max_connections_per_client.unwrap_or(connections / 2).min(connections);
-    (config.max_response_buffer as u128 * per_client as u128 / connections as u128) as usize
+    let per_client = config.max_connections_per_client.unwrap_or(connections / 2).clamp(1, connections);
+    let budget = config.max_response_buffer.max(MIN_RESPONSE_BUDGET);
+    (budget as u128 * per_client as u128 / connections as u128) as usize
 }
 
 impl Shared {

@@ -446,7 +446,8 @@ async fn stalled_get(addr: &str, path: &str) -> TcpStream {
     stalled_get_from([127, 0, 0, 1], addr, path).await
 }
 
-/// [`stalled_get`] from the loopback address `source`: another client.
+/// [`stalled_get`] from the loopback address `source`: another client
+/// (Linux answers on all of 127.0.0.0/8).
 async fn stalled_get_from(source: [u8; 4], addr: &str, path: &str) -> TcpStream {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
     socket.set_tcp_mss(1460).unwrap();
