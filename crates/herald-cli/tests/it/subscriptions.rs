@@ -830,3 +830,39 @@ async fn deliveries_in_flight_are_bounded_over_all_subscriptions_and_shared() {
     assert!(all <= 4 && each.iter().all(|&n| n <= 2), "in flight at once: {all} in all, {each:?} each");
     assert!(all >= 3, "subscriptions delivered side by side: {all}");
 }
+
+/// CPU time the process has used, in clock ticks (user and system).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
+    // utime and stime: the stat file's 14th and 15th fields.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[tokio::test]
+async fn an_unreadable_stored_declaration_waits_for_a_new_one_without_spinning() {
+    let (dir, h) = start();
+    let receiver = Receiver::start(|_, _| Reply::Status(204)).await;
+    subscribe(&h, "broken", webhook(&receiver.url(), json!({}))).await;
+    assert!(h.terminate().success());
+    // As a newer version's declaration might look to this one.
+    let db = rusqlite::Connection::open(dir.path().join("herald.db")).unwrap();
+    let changed =
+        db.execute("UPDATE subscriptions SET spec = '{\"target\": {\"type\": \"carrier-pigeon\"}}'", []).unwrap();
+    assert_eq!(changed, 1);
+    drop(db);
+
+    let h = Herald::start_with_env(dir.path(), LOOPBACK_ALLOWED);
+    publish(&h, event("while-broken", json!({}))).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = cpu_ticks(h.pid());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let used = cpu_ticks(h.pid()) - before;
+    assert!(used < 40, "{used} ticks of CPU in 2 s: the worker spins on the declaration it cannot read");
+    assert!(receiver.hits().is_empty());
+
+    // Declared again, it delivers what it owes.
+    assert_eq!(h.put("/v1/subscriptions/broken", &webhook(&receiver.url(), json!({}))).await.0, 200);
+    let hits = receiver.wait_for("the event", |hits| !hits.is_empty()).await;
+    assert_eq!(hits[0].event_id(), "while-broken");
+}

@@ -130,7 +130,9 @@ impl Tail {
         let follower = tail.clone();
         tokio::spawn(async move {
             let mut head = store.head();
-            loop {
+            // Checked on every turn, not only when caught up: a tail behind
+            // the head would otherwise go on reading a closed store.
+            while !*shutdown.borrow() {
                 let newest = *follower.newest.borrow();
                 let latest = *head.borrow_and_update();
                 if follower.skip_if_unwatched(latest) {

@@ -147,9 +147,16 @@ impl Worker {
                         registered = false;
                     }
                     Err(e) => {
-                        tracing::error!(subscription = %self.name, error = %e, "stored declaration is unreadable");
-                        self.retire().await;
-                        return;
+                        // Retiring would start a worker that fails the same
+                        // way at once; wait for the declaration to change.
+                        tracing::error!(subscription = %self.name, error = %e,
+                            "stored declaration is unreadable; nothing is delivered until it is declared again");
+                        tokio::select! {
+                            () = self.nudge.notified() => {}
+                            _ = self.shutdown.changed() => {}
+                        }
+                        record = None;
+                        continue;
                     }
                 }
             }
