@@ -561,19 +561,31 @@ async fn responses_clients_do_not_read_are_bounded_by_the_budget_and_nothing_is_
     assert!(messages.iter().all(|m| m["attempt"] == 1), "{pulled}");
 }
 
+/// Publishes six big events, then asks for their page on a connection that
+/// reads nothing, once the server holds it.
+async fn stalled_on_a_page(h: &Herald) -> TcpStream {
+    publish_six_big_events(h).await;
+    let stalled = stalled_get(h.addr(), "/v1/events?limit=1000").await;
+    until_metric(h, "herald_response_bytes_held", |held| held > 1e6).await;
+    stalled
+}
+
+/// The server closed `stalled`: its client gets what the kernel had
+/// buffered of the answer, not the page.
+async fn assert_cut_off(mut stalled: TcpStream) {
+    let mut got = Vec::new();
+    let _ = timeout(Duration::from_secs(10), stalled.read_to_end(&mut got)).await.expect("closed");
+    assert!(got.starts_with(b"HTTP/1.1 200") && got.len() < 1_000_000, "{} bytes", got.len());
+}
+
 #[tokio::test]
 async fn a_client_that_stops_reading_is_cut_off_after_the_send_timeout_and_its_answer_freed() {
     let dir = data_dir();
     let h = Herald::start_with_env(dir.path(), &[("HERALD_SEND_TIMEOUT", "3")]);
-    publish_six_big_events(&h).await;
-    let mut stalled = stalled_get(h.addr(), "/v1/events?limit=1000").await;
-    until_metric(&h, "herald_response_bytes_held", |held| held > 1e6).await;
-    // Past the timeout the connection is closed and its answer freed; the
-    // client gets what the kernel had buffered, not the page.
+    let stalled = stalled_on_a_page(&h).await;
+    // Past the timeout the connection is closed and its answer freed.
     until_metric(&h, "herald_response_bytes_held", |held| held == 0.0).await;
-    let mut got = Vec::new();
-    let _ = timeout(Duration::from_secs(10), stalled.read_to_end(&mut got)).await.expect("closed");
-    assert!(got.starts_with(b"HTTP/1.1 200") && got.len() < 1_000_000, "{} bytes", got.len());
+    assert_cut_off(stalled).await;
     // A client that reads gets its page as ever.
     let page = h.http.get(h.url("/v1/events?limit=1000")).send().await.unwrap().text().await.unwrap();
     assert_eq!(serde_json::from_str::<Value>(&page).unwrap()["events"].as_array().unwrap().len(), 6);
@@ -584,15 +596,11 @@ async fn a_client_that_stops_reading_holds_up_sigterm_only_until_the_shutdown_ti
     let dir = data_dir();
     // The send timeout alone would hold the stop up for a minute.
     let h = Herald::start_with_env(dir.path(), &[("HERALD_SHUTDOWN_TIMEOUT", "2")]);
-    publish_six_big_events(&h).await;
-    let mut stalled = stalled_get(h.addr(), "/v1/events?limit=1000").await;
-    until_metric(&h, "herald_response_bytes_held", |held| held > 1e6).await;
+    let stalled = stalled_on_a_page(&h).await;
     let signalled = Instant::now();
     let h = h.restart();
     let stop = signalled.elapsed();
     assert!(stop >= Duration::from_secs(2) && stop < Duration::from_secs(15), "stopped after {stop:?}");
-    let mut got = Vec::new();
-    let _ = timeout(Duration::from_secs(10), stalled.read_to_end(&mut got)).await.expect("closed");
-    assert!(got.starts_with(b"HTTP/1.1 200") && got.len() < 1_000_000, "{} bytes", got.len());
+    assert_cut_off(stalled).await;
     assert_eq!(h.all_events().await.len(), 6, "everything published is there after the restart");
 }
