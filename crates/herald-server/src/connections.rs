@@ -13,6 +13,8 @@
 //! - a deadline for each write the client's window holds back
 //!   (`send_timeout`), so a client that stops reading cannot hold its answer,
 //!   and the memory it is charged to, forever;
+//! - each request carries its [`Client`], so that what one client's answers
+//!   hold of the response budget can be limited too;
 //! - on shutdown: stop accepting, let every connection finish the request it
 //!   is serving, then close it; connections still open `shutdown_timeout`
 //!   later (a client reading a trickle of a large answer) are closed anyway,

@@ -111,7 +111,7 @@ impl ResponseBudget {
     pub async fn reserve(&self, bytes: usize) -> Result<Charge, ApiError> {
         tokio::time::timeout(RESERVE_WAIT, self.charge(bytes))
             .await
-            .map_err(|_| refuse(if self.over_share(bytes) { CLIENT_SHARE_OVERLOADED } else { RESPONSES_OVERLOADED }))
+            .map_err(|_| refuse(if self.over_share(bytes) { Refusal::ClientShare } else { Refusal::Budget }))
     }
 
     /// Charges `bytes` if they fit now, in the budget and the client's share.
@@ -174,8 +174,18 @@ impl ResponseBudget {
 /// How often a live stream waiting for its client's share looks again.
 const SHARE_POLL: Duration = Duration::from_millis(50);
 
-fn refuse(detail: &'static str) -> ApiError {
-    metrics::counter!("herald_responses_refused_total").increment(1);
+/// Why an answer was refused, as `herald_responses_refused_total` counts it.
+enum Refusal {
+    Budget,
+    ClientShare,
+}
+
+fn refuse(refusal: Refusal) -> ApiError {
+    let (reason, detail) = match refusal {
+        Refusal::Budget => ("budget", RESPONSES_OVERLOADED),
+        Refusal::ClientShare => ("client_share", CLIENT_SHARE_OVERLOADED),
+    };
+    metrics::counter!("herald_responses_refused_total", "reason" => reason).increment(1);
     ApiError::Overloaded(detail)
 }
 
@@ -246,7 +256,7 @@ impl Charge {
     /// that is more than was reserved and there is no room for the rest.
     pub fn json(mut self, text: String) -> Result<Response, ApiError> {
         if text.len() > PART && !self.resize(text.capacity()) {
-            return Err(refuse(RESPONSES_OVERLOADED));
+            return Err(refuse(Refusal::Budget));
         }
         Ok(self.held_json(text))
     }

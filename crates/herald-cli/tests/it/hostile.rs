@@ -503,11 +503,12 @@ async fn responses_clients_do_not_read_are_bounded_by_the_budget_and_nothing_is_
     assert!(stalled.len() >= 5 && held <= (BUDGET / 2) as f64, "{} pages, {held} bytes held", stalled.len());
     assert_eq!(read("/v1/events?limit=1000").await, page, "another client reads on");
     // Clients filling their shares fill the budget: then anyone's read is refused.
-    let mut refusals = 1;
+    let mut share_refusals = 1;
     for source in 3.. {
         let refusal = stall_until_refused(&h, [127, 0, 0, source], &mut stalled).await;
-        refusals += 1;
-        if !refusal.contains("share") {
+        if refusal.contains("share") {
+            share_refusals += 1;
+        } else {
             assert!(refusal.contains("responses"), "{refusal}");
             break;
         }
@@ -531,7 +532,10 @@ async fn responses_clients_do_not_read_are_bounded_by_the_budget_and_nothing_is_
     assert!(problem["detail"].as_str().unwrap().contains("responses"), "{problem}");
     let (status, problem) = h.post("/v1/subscriptions/queue/pull", &json!({"max": 10, "wait": "5s"})).await;
     assert_eq!(status, 503, "{problem}");
-    assert_eq!(h.metric("herald_responses_refused_total").await, Some(refusals as f64 + 2.0));
+    let by_share = h.metric(r#"herald_responses_refused_total{reason="client_share"}"#).await;
+    assert_eq!(by_share, Some(share_refusals as f64));
+    let by_budget = h.metric(r#"herald_responses_refused_total{reason="budget"}"#).await;
+    assert_eq!(by_budget, Some(3.0), "the last stalled client's, the read's and the pull's");
     // Publishing, and answers of less than one part (64 KiB), go on.
     assert_eq!(h.post("/v1/events", &event("small", json!({"k": 1}))).await.0, 201);
     // A live reader waits for room rather than failing.
