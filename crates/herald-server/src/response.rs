@@ -256,7 +256,9 @@ impl Charge {
     /// that is more than was reserved and there is no room for the rest.
     pub fn json(mut self, text: String) -> Result<Response, ApiError> {
         if text.len() > PART && !self.resize(text.capacity()) {
-            return Err(refuse(Refusal::Budget));
+            let missing = text.capacity() - self.permit.num_permits();
+            let budget = &self.claim.budget;
+            return Err(refuse(if budget.over_share(missing) { Refusal::ClientShare } else { Refusal::Budget }));
         }
         Ok(self.held_json(text))
     }
@@ -404,6 +406,11 @@ mod tests {
         assert!(greedy.try_charge(101).is_none());
         let mut charge = greedy.reserve(100).await.unwrap();
         assert!(!charge.resize(101), "a resize stays within the share");
+        let past_share = greedy.reserve(0).await.unwrap().json("x".repeat(PART + 1)).err().unwrap();
+        assert!(
+            matches!(past_share, ApiError::Overloaded(CLIENT_SHARE_OVERLOADED)),
+            "an answer past the share says so"
+        );
         // Another client reads as ever, up to its own share.
         let others = other.reserve(MIN_CLIENT_SHARE).await.unwrap();
         assert_eq!(budget.held(), 2 * MIN_CLIENT_SHARE);
