@@ -256,8 +256,9 @@ impl Charge {
     /// that is more than was reserved and there is no room for the rest.
     pub fn json(mut self, text: String) -> Result<Response, ApiError> {
         if text.len() > PART && !self.resize(text.capacity()) {
-            let missing = text.capacity() - self.permit.num_permits();
             let budget = &self.claim.budget;
+            // What the failed resize asked for.
+            let missing = budget.capped(text.capacity()) - self.permit.num_permits();
             return Err(refuse(if budget.over_share(missing) { Refusal::ClientShare } else { Refusal::Budget }));
         }
         Ok(self.held_json(text))

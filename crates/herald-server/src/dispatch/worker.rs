@@ -140,12 +140,15 @@ impl Worker {
                 compiled = None;
             }
             if compiled.as_ref().is_none_or(|c| c.updated_us != r.updated_us) {
+                // The old pattern's registration goes, also if the new
+                // declaration is paused or unreadable; an active one
+                // registers its pattern below.
+                if registered {
+                    self.tail.unregister(&self.name, &self.hint);
+                    registered = false;
+                }
                 match Compiled::new(r) {
-                    Ok(c) => {
-                        compiled = Some(c);
-                        // Registered again below, with the new pattern.
-                        registered = false;
-                    }
+                    Ok(c) => compiled = Some(c),
                     Err(e) => {
                         // Retiring would start a worker that fails the same
                         // way at once; wait for the declaration to change.
