@@ -48,6 +48,13 @@ pub struct ServerConfig {
     pub egress: EgressPolicy,
 }
 
+impl ServerConfig {
+    /// Connections one client may hold of `connections` (half by default).
+    pub fn connections_per_client(&self, connections: usize) -> usize {
+        self.max_connections_per_client.unwrap_or(connections / 2).clamp(1, connections.max(1))
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {

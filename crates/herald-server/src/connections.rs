@@ -22,19 +22,13 @@
 //!
 //! HTTP/1.1 only: that is Herald's API (no HTTP/2, no upgrades).
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
-use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use axum::extract::FromRequestParts;
-use axum::http::request::Parts;
 use axum::{Extension, Router};
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -46,6 +40,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Sleep;
 use tower::Layer;
 
+use crate::client::{Client, PerClient};
 use crate::config::ServerConfig;
 use crate::problem::{ApiError, RETRY_AFTER_SECONDS};
 use crate::response::PART;
@@ -106,8 +101,7 @@ fn fit_to_fd_limit(requested: usize, _deliveries: usize) -> usize {
 pub async fn serve(listener: TcpListener, app: Router, config: &ServerConfig, shutdown: impl Future<Output = ()>) {
     let max_connections = fit_to_fd_limit(config.max_connections, config.max_deliveries_in_flight);
     let slots = Arc::new(Semaphore::new(max_connections));
-    let per_client = config.max_connections_per_client.unwrap_or(max_connections / 2).max(1);
-    let clients = Arc::new(ClientSlots { limit: per_client, open: Mutex::default() });
+    let open = Arc::new(PerClient::new(config.connections_per_client(max_connections)));
     let rejecting = Arc::new(Semaphore::new(MAX_REJECTING));
     let overloaded = overloaded_answer("too many connections; retry after Retry-After seconds");
     let client_overloaded = overloaded_answer("too many connections from this client; retry after Retry-After seconds");
@@ -138,9 +132,10 @@ pub async fn serve(listener: TcpListener, app: Router, config: &ServerConfig, sh
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::warn!(error = %e, "could not set TCP_NODELAY on a connection");
         }
+        let client = Client::of(peer.ip());
         let slot = match slots.clone().try_acquire_owned() {
             Err(_) => Err((&overloaded, "herald_connections_rejected_total")),
-            Ok(slot) => match clients.try_take(peer.ip()) {
+            Ok(slot) => match ClientSlot::try_take(&open, client) {
                 Some(client_slot) => Ok((slot, client_slot)),
                 None => Err((&client_overloaded, "herald_connections_rejected_per_client_total")),
             },
@@ -159,7 +154,7 @@ pub async fn serve(listener: TcpListener, app: Router, config: &ServerConfig, sh
                 continue;
             }
         };
-        let service = TowerToHyperService::new(Extension(Client::of(peer.ip())).layer(app.clone()));
+        let service = TowerToHyperService::new(Extension(client).layer(app.clone()));
         let tcp = SendDeadline { tcp, timeout: config.send_timeout, stalled: None };
         let connection = draining.watch(http.serve_connection(TokioIo::new(tcp), service));
         metrics::gauge!("herald_connections_open").increment(1.0);
@@ -259,80 +254,21 @@ fn is_connection_error(e: &std::io::Error) -> bool {
     matches!(e.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset)
 }
 
-/// Connections open per client. A client is an IPv4 address or an IPv6 /64:
-/// a host is usually given a whole /64, so counting its addresses one by one
-/// would not limit it. Only clients with connections open have an entry.
-struct ClientSlots {
-    limit: usize,
-    open: Mutex<HashMap<IpAddr, usize>>,
-}
-
 /// One connection's place among its client's; given back when dropped.
 struct ClientSlot {
-    slots: Arc<ClientSlots>,
-    client: IpAddr,
+    open: Arc<PerClient>,
+    client: Client,
 }
 
-impl ClientSlots {
-    fn try_take(self: &Arc<Self>, peer: IpAddr) -> Option<ClientSlot> {
-        let client = client_of(peer);
-        let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
-        let count = open.entry(client).or_insert(0);
-        if *count >= self.limit {
-            return None;
-        }
-        *count += 1;
-        Some(ClientSlot { slots: self.clone(), client })
+impl ClientSlot {
+    fn try_take(open: &Arc<PerClient>, client: Client) -> Option<Self> {
+        open.try_add(client, 1).then(|| Self { open: open.clone(), client })
     }
 }
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
-        let mut open = self.slots.open.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Entry::Occupied(mut count) = open.entry(self.client) {
-            *count.get_mut() -= 1;
-            if *count.get() == 0 {
-                count.remove();
-            }
-        }
-    }
-}
-
-/// The client a request came from: an IPv4 address or an IPv6 /64, as
-/// connections are counted (see [`ClientSlots`]). Each connection's
-/// requests carry it; a request that came through no connection (the router
-/// called in-process) is the unspecified address's.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Client(IpAddr);
-
-impl Client {
-    pub fn of(peer: IpAddr) -> Self {
-        Self(client_of(peer))
-    }
-}
-
-impl Default for Client {
-    fn default() -> Self {
-        Self(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
-    }
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for Client {
-    type Rejection = Infallible;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
-        Ok(parts.extensions.get::<Client>().copied().unwrap_or_default())
-    }
-}
-
-/// The client a peer address counts against (see [`ClientSlots`]).
-fn client_of(peer: IpAddr) -> IpAddr {
-    match peer {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
-        },
-        v4 => v4,
+        self.open.remove(self.client, 1);
     }
 }
 
@@ -370,24 +306,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_client_is_an_ipv4_address_or_an_ipv6_slash_64() {
-        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
-        assert_eq!(client_of(ip("192.0.2.7")), ip("192.0.2.7"));
-        assert_eq!(client_of(ip("::ffff:192.0.2.7")), ip("192.0.2.7"));
-        assert_eq!(client_of(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
-        assert_eq!(client_of(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")), client_of(ip("2001:db8:1:2::9")));
-        assert_ne!(client_of(ip("2001:db8:1:3::1")), client_of(ip("2001:db8:1:2::1")));
-    }
-
-    #[test]
     fn a_client_takes_at_most_its_limit_and_gets_slots_back() {
-        let slots = Arc::new(ClientSlots { limit: 2, open: Mutex::default() });
-        let (a, b) = ("192.0.2.1".parse().unwrap(), "192.0.2.2".parse().unwrap());
-        let held = [slots.try_take(a).unwrap(), slots.try_take(a).unwrap()];
-        assert!(slots.try_take(a).is_none());
-        assert!(slots.try_take(b).is_some(), "another client is not limited by the first");
+        let open = Arc::new(PerClient::new(2));
+        let [a, b] = ["192.0.2.1", "192.0.2.2"].map(|ip| Client::of(ip.parse().unwrap()));
+        let held = [ClientSlot::try_take(&open, a).unwrap(), ClientSlot::try_take(&open, a).unwrap()];
+        assert!(ClientSlot::try_take(&open, a).is_none());
+        assert!(ClientSlot::try_take(&open, b).is_some(), "another client is not limited by the first");
         drop(held);
-        assert!(slots.try_take(a).is_some());
-        assert!(slots.open.lock().unwrap().is_empty(), "clients without connections leave no entry");
+        assert!(ClientSlot::try_take(&open, a).is_some());
+        assert!(open.is_empty(), "clients without connections leave no entry");
     }
 }

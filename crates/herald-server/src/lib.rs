@@ -6,11 +6,13 @@
 //! - [`dispatch`]: per-subscription workers delivering to webhook targets;
 //! - [`problem`]: the one place errors become RFC 9457 problem+json;
 //! - [`body`] and [`response`]: the memory request and response bodies may hold;
+//! - [`client`]: who a request comes from, and what each client may hold;
 //! - [`serve`]: start-up, shutdown and the store's lifetime;
 //! - [`connections`]: accepting connections, their limits, draining.
 
 pub mod api;
 pub mod body;
+pub mod client;
 pub mod config;
 pub mod connections;
 pub mod dispatch;

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use herald_store::ATTEMPT_OUTCOMES;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
@@ -53,9 +54,6 @@ pub fn published(outcome: &'static str, count: usize) {
     metrics::counter!("herald_events_published_total", "outcome" => outcome).increment(count as u64);
 }
 
-/// What a webhook delivery attempt came to.
-pub const DELIVERY_OUTCOMES: [&str; 4] = ["delivered", "failed", "dead", "gone"];
-
 /// Upper bounds of `herald_delivery_seconds`' buckets: up to the longest
 /// delivery timeout (60 s), since slow targets are what it is watched for.
 const DELIVERY_BUCKETS: [f64; 15] =
@@ -68,7 +66,7 @@ const DELIVERY_BUCKETS: [f64; 15] =
 /// subscriptions does not grow memory.
 #[derive(Default)]
 pub struct DeliveryStats {
-    outcomes: [AtomicU64; DELIVERY_OUTCOMES.len()],
+    outcomes: [AtomicU64; ATTEMPT_OUTCOMES.len()],
     /// Attempts whose latency fell in each bucket (not cumulative; past the
     /// last bound only in `count`).
     buckets: [AtomicU64; DELIVERY_BUCKETS.len()],
@@ -77,9 +75,9 @@ pub struct DeliveryStats {
 }
 
 impl DeliveryStats {
-    /// `outcome` is one of [`DELIVERY_OUTCOMES`].
+    /// `outcome` is one of [`ATTEMPT_OUTCOMES`].
     pub fn record(&self, outcome: &str, latency: Duration) {
-        let i = DELIVERY_OUTCOMES.iter().position(|o| *o == outcome);
+        let i = ATTEMPT_OUTCOMES.iter().position(|o| *o == outcome);
         debug_assert!(i.is_some(), "unknown delivery outcome {outcome}");
         self.outcomes[i.unwrap_or(1)].fetch_add(1, Ordering::Relaxed);
         let seconds = latency.as_secs_f64();
@@ -101,7 +99,7 @@ pub fn write_delivery_stats(text: &mut String, rows: &[(String, Arc<DeliveryStat
     // Subscription names are limited to A-Z a-z 0-9 . _ -: nothing to escape in a label.
     let _ = writeln!(text, "# TYPE herald_deliveries_total counter");
     for (name, stats) in &rows {
-        for (outcome, n) in DELIVERY_OUTCOMES.iter().zip(&stats.outcomes) {
+        for (outcome, n) in ATTEMPT_OUTCOMES.iter().zip(&stats.outcomes) {
             let n = n.load(Ordering::Relaxed);
             let _ = writeln!(text, "herald_deliveries_total{{subscription=\"{name}\",outcome=\"{outcome}\"}} {n}");
         }

@@ -15,11 +15,9 @@
 //! client that reads nothing of many answers cannot turn everyone else's
 //! reads away.
 
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -31,7 +29,7 @@ use herald_store::MAX_PAGE_BYTES;
 use http_body::{Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::connections::Client;
+use crate::client::{Client, PerClient};
 use crate::problem::ApiError;
 
 /// The answer when the [`ResponseBudget`] has no room for a response.
@@ -74,10 +72,8 @@ pub const RESERVE_WAIT: Duration = Duration::from_secs(1);
 pub struct ResponseBudget {
     bytes: Arc<Semaphore>,
     limit: usize,
-    /// The most one client may hold.
-    share: usize,
-    /// What each client holding anything holds (clients at 0 have no entry).
-    clients: Arc<Mutex<HashMap<Client, usize>>>,
+    /// What each client holds, within its share.
+    clients: Arc<PerClient>,
     client: Client,
 }
 
@@ -89,8 +85,7 @@ impl ResponseBudget {
         Self {
             bytes: Arc::new(Semaphore::new(limit)),
             limit,
-            share: share.clamp(MIN_CLIENT_SHARE, limit),
-            clients: Arc::default(),
+            clients: Arc::new(PerClient::new(share.clamp(MIN_CLIENT_SHARE, limit))),
             client: Client::default(),
         }
     }
@@ -109,9 +104,7 @@ impl ResponseBudget {
     /// so that building it is bounded too; waits up to [`RESERVE_WAIT`] for
     /// room in the budget and in the client's share, then `503`.
     pub async fn reserve(&self, bytes: usize) -> Result<Charge, ApiError> {
-        tokio::time::timeout(RESERVE_WAIT, self.charge(bytes))
-            .await
-            .map_err(|_| refuse(if self.over_share(bytes) { Refusal::ClientShare } else { Refusal::Budget }))
+        tokio::time::timeout(RESERVE_WAIT, self.charge(bytes)).await.map_err(|_| self.refuse(bytes))
     }
 
     /// Charges `bytes` if they fit now, in the budget and the client's share.
@@ -137,17 +130,24 @@ impl ResponseBudget {
         Charge { claim, permit }
     }
 
-    /// Whether it is the client's share (not the whole budget, when a
-    /// client may hold all of it) that has no room for `bytes`. A guess
-    /// when the budget is full too: the client's own reads waiting for room
+    /// The `503` for `bytes` that found no room, counted in
+    /// `herald_responses_refused_total` by its reason: the client's share
+    /// (unless a client may hold the whole budget), else the budget. A
+    /// guess when both are full: the client's own reads waiting for room
     /// count against its share.
-    fn over_share(&self, bytes: usize) -> bool {
-        let clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
-        self.share < self.limit && clients.get(&self.client).copied().unwrap_or(0) + self.capped(bytes) > self.share
+    fn refuse(&self, bytes: usize) -> ApiError {
+        let share = self.clients.limit();
+        let (reason, detail) = if share < self.limit && self.clients.held(self.client) + self.capped(bytes) > share {
+            ("client_share", CLIENT_SHARE_OVERLOADED)
+        } else {
+            ("budget", RESPONSES_OVERLOADED)
+        };
+        metrics::counter!("herald_responses_refused_total", "reason" => reason).increment(1);
+        ApiError::Overloaded(detail)
     }
 
     fn capped(&self, bytes: usize) -> usize {
-        bytes.min(self.share)
+        bytes.min(self.clients.limit())
     }
 
     /// Counts `bytes` (never more than a share, which fits a u32, so
@@ -155,39 +155,12 @@ impl ResponseBudget {
     /// free) against the client's share, if they fit in it.
     fn claim(&self, bytes: usize) -> Option<Claim> {
         let bytes = self.capped(bytes);
-        if bytes == 0 {
-            return Some(Claim { budget: self.clone(), bytes });
-        }
-        let mut clients = self.clients.lock().unwrap_or_else(PoisonError::into_inner);
-        let held = clients.entry(self.client).or_insert(0);
-        if *held + bytes > self.share {
-            if *held == 0 {
-                clients.remove(&self.client);
-            }
-            return None;
-        }
-        *held += bytes;
-        Some(Claim { budget: self.clone(), bytes })
+        self.clients.try_add(self.client, bytes).then(|| Claim { budget: self.clone(), bytes })
     }
 }
 
 /// How often a live stream waiting for its client's share looks again.
 const SHARE_POLL: Duration = Duration::from_millis(50);
-
-/// Why an answer was refused, as `herald_responses_refused_total` counts it.
-enum Refusal {
-    Budget,
-    ClientShare,
-}
-
-fn refuse(refusal: Refusal) -> ApiError {
-    let (reason, detail) = match refusal {
-        Refusal::Budget => ("budget", RESPONSES_OVERLOADED),
-        Refusal::ClientShare => ("client_share", CLIENT_SHARE_OVERLOADED),
-    };
-    metrics::counter!("herald_responses_refused_total", "reason" => reason).increment(1);
-    ApiError::Overloaded(detail)
-}
 
 /// Bytes counted against a client's share, given back when dropped.
 struct Claim {
@@ -199,17 +172,8 @@ impl Claim {
     /// Gives `bytes` of the claim back.
     fn shrink(&mut self, bytes: usize) {
         let bytes = bytes.min(self.bytes);
-        if bytes == 0 {
-            return;
-        }
         self.bytes -= bytes;
-        let mut clients = self.budget.clients.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Entry::Occupied(mut held) = clients.entry(self.budget.client) {
-            *held.get_mut() -= bytes;
-            if *held.get() == 0 {
-                held.remove();
-            }
-        }
+        self.budget.clients.remove(self.budget.client, bytes);
     }
 
     /// Takes `other`'s bytes into this claim.
@@ -258,8 +222,7 @@ impl Charge {
         if text.len() > PART && !self.resize(text.capacity()) {
             let budget = &self.claim.budget;
             // What the failed resize asked for.
-            let missing = budget.capped(text.capacity()) - self.permit.num_permits();
-            return Err(refuse(if budget.over_share(missing) { Refusal::ClientShare } else { Refusal::Budget }));
+            return Err(budget.refuse(budget.capped(text.capacity()) - self.permit.num_permits()));
         }
         Ok(self.held_json(text))
     }
@@ -421,7 +384,7 @@ mod tests {
         drop((held, charge, others));
         let nothing = other.try_charge(0).unwrap();
         assert_eq!(budget.held(), 0);
-        assert!(budget.clients.lock().unwrap().is_empty(), "clients holding nothing leave no entry");
+        assert!(budget.clients.is_empty(), "clients holding nothing leave no entry");
         drop(nothing);
         // More than a share is charged as a share: it can be had.
         let waiting = tokio::time::timeout(Duration::from_secs(5), greedy.charge(2 * MIN_CLIENT_SHARE)).await;

@@ -64,7 +64,7 @@ impl AppState {
 /// part of all connections a client may hold (half, by default).
 fn client_share(config: &ServerConfig) -> usize {
     let connections = config.max_connections.max(1);
-    let per_client = config.max_connections_per_client.unwrap_or(connections / 2).clamp(1, connections);
+    let per_client = config.connections_per_client(connections);
     let budget = config.max_response_buffer.max(MIN_RESPONSE_BUDGET);
     (budget as u128 * per_client as u128 / connections as u128) as usize
 }

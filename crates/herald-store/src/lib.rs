@@ -17,7 +17,9 @@ use herald_core::{Event, IdRule, Position};
 use tokio::sync::watch;
 
 pub use error::StoreError;
-pub use subscriptions::{Attempt, AttemptQuery, DeadLetter, Decide, Delivery, Settlement, SubscriptionRecord};
+pub use subscriptions::{
+    ATTEMPT_OUTCOMES, Attempt, AttemptQuery, DeadLetter, Decide, Delivery, Settlement, SubscriptionRecord,
+};
 
 /// An event ready to append: validated, identified and serialized once.
 #[derive(Debug, Clone)]

@@ -82,6 +82,9 @@ pub enum Settlement {
 /// Decides what becomes of a leased delivery: its attempt record and settlement.
 pub type Decide = Box<dyn Fn(&Delivery) -> (Attempt, Settlement) + Send + 'static>;
 
+/// What an [`Attempt`] came to.
+pub const ATTEMPT_OUTCOMES: [&str; 4] = ["delivered", "failed", "dead", "gone"];
+
 /// One delivery attempt, as shown by `GET .../attempts`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Attempt {
@@ -92,7 +95,7 @@ pub struct Attempt {
     /// (0 if none was).
     pub attempt: u32,
     pub time_us: i64,
-    /// `delivered`, `failed`, `dead` or `gone`.
+    /// One of [`ATTEMPT_OUTCOMES`].
     pub outcome: String,
     /// The HTTP status, when an answer came.
     pub status: Option<u16>,

@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::wire::{BatchOut, ListParams, PublishOut};
 use crate::body::{media_type, parse_json, read_limited, require_json};
-use crate::connections::Client;
+use crate::client::Client;
 use crate::ingest::{self, Format, Offered, Outcome, Request};
 use crate::problem::ApiError;
 use crate::response::PAGE_RESERVE;

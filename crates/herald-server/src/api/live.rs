@@ -21,7 +21,7 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use super::events::list_query;
 use super::wire::ListParams;
-use crate::connections::Client;
+use crate::client::Client;
 use crate::problem::ApiError;
 use crate::response::{Charge, ResponseBudget};
 use crate::state::AppState;

@@ -16,7 +16,7 @@ use herald_store::{Attempt, Delivery, Settlement};
 use serde_json::{Map, Value, json};
 
 use crate::body::optional_json;
-use crate::connections::Client;
+use crate::client::Client;
 use crate::dispatch::pull;
 use crate::dispatch::worker::now_us;
 use crate::problem::ApiError;

@@ -10,14 +10,14 @@ use herald_core::envelope::format_time;
 use herald_core::signature::Secret;
 use herald_core::subscription::{Start, SubscriptionSpec, SubscriptionState, Target};
 use herald_core::{Invalid, Position};
-use herald_store::{Attempt, AttemptQuery, DeadLetter, SubscriptionRecord};
+use herald_store::{ATTEMPT_OUTCOMES, Attempt, AttemptQuery, DeadLetter, SubscriptionRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::IntoParams;
 
 use super::events::parse_param;
 use crate::body::{optional_json, parse_json, read_limited, require_json};
-use crate::connections::Client;
+use crate::client::Client;
 use crate::dispatch::circuit::CircuitState;
 use crate::dispatch::replay::{self, Bound};
 use crate::dispatch::worker::now_us;
@@ -158,7 +158,7 @@ pub async fn attempts(
 ) -> Result<Response, ApiError> {
     load(&state, &name).await?;
     if let Some(outcome) = &params.outcome
-        && !["delivered", "failed", "dead", "gone"].contains(&outcome.as_str())
+        && !ATTEMPT_OUTCOMES.contains(&outcome.as_str())
     {
         return Err(ApiError::InvalidParameter {
             name: "outcome".into(),

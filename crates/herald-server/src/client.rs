@@ -1,0 +1,122 @@
+//! Who a request comes from, and what each client may hold at once: its
+//! connections ([`crate::connections`]) and its answers' bytes
+//! ([`crate::response`]) are counted per client, so one client cannot take
+//! what every other needs.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Mutex, PoisonError};
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+/// A client: an IPv4 address or an IPv6 /64 (a host is usually given a
+/// whole /64, so counting its addresses one by one would not limit it).
+/// Each connection's requests carry theirs; a request that came through no
+/// connection (the router called in-process) is the unspecified address's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Client(IpAddr);
+
+impl Client {
+    /// The client a peer address counts as.
+    pub fn of(peer: IpAddr) -> Self {
+        Self(match peer {
+            IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+                Some(v4) => IpAddr::V4(v4),
+                None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX))),
+            },
+            v4 => v4,
+        })
+    }
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Self(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Client {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(parts.extensions.get::<Client>().copied().unwrap_or_default())
+    }
+}
+
+/// An amount (connections, bytes) each client holds, within one limit per
+/// client. Only clients holding something have an entry.
+pub struct PerClient {
+    limit: usize,
+    held: Mutex<HashMap<Client, usize>>,
+}
+
+impl PerClient {
+    pub fn new(limit: usize) -> Self {
+        Self { limit, held: Mutex::default() }
+    }
+
+    /// The most one client may hold.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// What `client` holds now.
+    pub fn held(&self, client: Client) -> usize {
+        self.lock().get(&client).copied().unwrap_or(0)
+    }
+
+    /// Adds `n` to what `client` holds, if that stays within the limit.
+    pub fn try_add(&self, client: Client, n: usize) -> bool {
+        if n == 0 {
+            return true;
+        }
+        let mut held = self.lock();
+        let now = held.get(&client).copied().unwrap_or(0);
+        if now + n > self.limit {
+            return false;
+        }
+        held.insert(client, now + n);
+        true
+    }
+
+    /// Gives back `n` of what `client` holds.
+    pub fn remove(&self, client: Client, n: usize) {
+        if n == 0 {
+            return;
+        }
+        if let Entry::Occupied(mut held) = self.lock().entry(client) {
+            *held.get_mut() -= n;
+            if *held.get() == 0 {
+                held.remove();
+            }
+        }
+    }
+
+    /// Whether no client holds anything.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Client, usize>> {
+        self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_is_an_ipv4_address_or_an_ipv6_slash_64() {
+        let client = |s: &str| Client::of(s.parse().unwrap());
+        let ip = |s: &str| Client(s.parse().unwrap());
+        assert_eq!(client("192.0.2.7"), ip("192.0.2.7"));
+        assert_eq!(client("::ffff:192.0.2.7"), ip("192.0.2.7"));
+        assert_eq!(client("2001:db8:1:2:aaaa::1"), ip("2001:db8:1:2::"));
+        assert_eq!(client("2001:db8:1:2:ffff:ffff:ffff:ffff"), client("2001:db8:1:2::9"));
+        assert_ne!(client("2001:db8:1:3::1"), client("2001:db8:1:2::1"));
+    }
+}
