@@ -54,6 +54,12 @@ pub enum ApiError {
 /// Seconds a client should wait after a 503 before retrying.
 pub(crate) const RETRY_AFTER_SECONDS: &str = "1";
 
+/// A full disk is freed by an operator, not within a second.
+const STORAGE_FULL_RETRY_AFTER_SECONDS: &str = "10";
+
+const STORAGE_FULL: &str = "the disk holding Herald's data is full; nothing of this request was stored. \
+    Retry once space is freed";
+
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
@@ -67,6 +73,7 @@ impl ApiError {
             ApiError::Overloaded(_) | ApiError::Store(StoreError::Overloaded | StoreError::Closed) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
+            ApiError::Store(StoreError::Full { .. }) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -86,6 +93,7 @@ impl ApiError {
             ApiError::Overloaded(_) | ApiError::Store(StoreError::Overloaded) => ("overloaded", "Overloaded"),
             ApiError::Store(StoreError::Closed) => ("shutting-down", "Shutting down"),
             ApiError::Store(StoreError::Corrupt { .. }) => ("storage-damaged", "Storage damaged"),
+            ApiError::Store(StoreError::Full { .. }) => ("storage-full", "Storage full"),
             ApiError::Store(_) => ("storage-error", "Storage error"),
         }
     }
@@ -115,6 +123,7 @@ impl ApiError {
             ApiError::Store(StoreError::Corrupt { .. }) => {
                 ("a data file is damaged; see the server log".to_owned(), Vec::new(), None)
             }
+            ApiError::Store(StoreError::Full { .. }) => (STORAGE_FULL.to_owned(), Vec::new(), None),
             ApiError::Store(StoreError::Overloaded | StoreError::Closed) => (self.to_string(), Vec::new(), None),
             ApiError::Store(_) => ("the store failed; see the server log".to_owned(), Vec::new(), None),
             other => (other.to_string(), Vec::new(), None),
@@ -153,17 +162,31 @@ impl Problem {
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if status == StatusCode::SERVICE_UNAVAILABLE || status == StatusCode::TOO_MANY_REQUESTS {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+        } else if status == StatusCode::INSUFFICIENT_STORAGE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static(STORAGE_FULL_RETRY_AFTER_SECONDS));
         }
         response
+    }
+}
+
+impl ApiError {
+    /// Logs a failure of Herald's own: not a 4xx, nor an overload (503) or
+    /// a full disk (507), which the store logs itself, not once per request.
+    pub fn log_failure(&self) {
+        let status = self.status();
+        if status.is_server_error()
+            && status != StatusCode::SERVICE_UNAVAILABLE
+            && status != StatusCode::INSUFFICIENT_STORAGE
+        {
+            tracing::error!(error = %self, "request failed");
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
-            tracing::error!(error = %self, "request failed");
-        }
+        self.log_failure();
         metrics::counter!("herald_requests_failed_total", "status" => status.as_str().to_owned()).increment(1);
         self.problem().into_response_with(status)
     }

@@ -14,6 +14,10 @@ pub enum StoreError {
     /// A data file is damaged; never served as data.
     #[error("data file {} is damaged: {detail}", path.display())]
     Corrupt { path: PathBuf, detail: String },
+    /// The disk holding the data file is full: nothing of the write was
+    /// stored, and writes succeed again once space is freed (HTTP 507).
+    #[error("the disk holding {} is full", path.display())]
+    Full { path: PathBuf },
     /// A stored record could not be decoded.
     #[error("stored record at position {position} is unreadable: {detail}")]
     BadRecord { position: Position, detail: String },

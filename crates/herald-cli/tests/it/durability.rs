@@ -224,6 +224,106 @@ async fn a_damaged_data_file_is_reported_by_check_and_never_served() {
     assert!(served > 0, "events on undamaged pages are still served");
 }
 
+#[tokio::test]
+async fn a_full_disk_refuses_writes_with_507_loses_nothing_and_recovers_when_freed() {
+    let mount = data_dir();
+    let h = Herald::start_on_small_disk(mount.path(), 24 << 20);
+    let batch = |prefix: &str, n: usize| -> Value {
+        (0..n).map(|i| event(&format!("{prefix}-{i}"), json!({"pad": "x".repeat(4000)}))).collect()
+    };
+    let (status, before) = h.post("/v1/events", &batch("before", 50)).await;
+    assert_eq!((status, &before["failed"]), (200, &json!(0)), "{before}");
+
+    // Fill the disk, then publish until a commit finds no room.
+    let ballast = h.on_small_disk(&mount.path().join("ballast"));
+    fill(&ballast);
+    let mut acked: Vec<(String, u64)> = before["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap().to_owned(), r["position"].as_u64().unwrap()))
+        .collect();
+    let mut refused = None;
+    for n in 0..1000 {
+        let prefix = format!("full{n}");
+        let response = h.http.post(h.url("/v1/events")).json(&batch(&prefix, 50)).send().await.unwrap();
+        let (status, headers) = (response.status().as_u16(), response.headers().clone());
+        let body: Value = response.json().await.unwrap();
+        if status == 507 {
+            assert_eq!(headers["content-type"], "application/problem+json");
+            assert_eq!(headers["retry-after"], "10", "a full disk is not freed within a second");
+            assert_eq!(body["type"], "urn:herald:problem:storage-full", "{body}");
+            assert!(body["detail"].as_str().unwrap().contains("nothing of this request was stored"), "{body}");
+            refused = Some(prefix);
+            break;
+        }
+        assert_eq!((status, &body["failed"]), (200, &json!(0)), "stored while room was left: {body}");
+        acked.extend(
+            body["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| (r["id"].as_str().unwrap().to_owned(), r["position"].as_u64().unwrap())),
+        );
+    }
+    let refused = refused.expect("a full disk refuses writes");
+    let (status, single) = h.post("/v1/events", &event("single", json!({"pad": "y".repeat(4000)}))).await;
+    assert_eq!((status, &single["type"]), (507, &json!("urn:herald:problem:storage-full")), "{single}");
+    let (status, put) = h.put("/v1/events/put-1", &event("put-1", json!({"pad": "z".repeat(4000)}))).await;
+    assert_eq!(status, 507, "{put}");
+    let entry = json!({"Source": "test.shop", "DetailType": "Order Placed", "Detail": "{\"pad\": 1}"});
+    let aws = h
+        .http
+        .post(h.url("/"))
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amz-target", "AWSEvents.PutEvents")
+        .body(json!({"Entries": [entry]}).to_string());
+    let response = aws.send().await.unwrap();
+    assert_eq!(response.status(), 500, "EventBridge's SDKs retry a 500, not a 507");
+    assert_eq!(response.json::<Value>().await.unwrap()["__type"], "InternalException");
+    assert!(h.metric("herald_store_commits_failed_total{reason=\"full\"}").await.unwrap() >= 4.0);
+
+    // Reads go on, and hold exactly what was acknowledged, at its positions.
+    let stored: Vec<(String, u64)> = h
+        .all_events()
+        .await
+        .iter()
+        .map(|e| (e["id"].as_str().unwrap().to_owned(), e["position"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(stored, acked, "every acknowledged event, nothing refused, positions without gaps");
+
+    // Space freed: writes succeed again, and the refused events were never stored.
+    std::fs::remove_file(&ballast).unwrap();
+    let (status, again) = h.post("/v1/events", &batch(&refused, 50)).await;
+    assert_eq!((status, &again["failed"]), (200, &json!(0)), "{again}");
+    for (i, result) in again["results"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(result["duplicate"], false, "a refused event was not stored");
+        assert_eq!(result["position"].as_u64().unwrap(), acked.len() as u64 + 1 + i as u64, "positions go on");
+    }
+    let (id, position) = &acked[0];
+    let (status, duplicate) = h.post("/v1/events", &event(id, json!({"pad": "x".repeat(4000)}))).await;
+    assert_eq!((status, &duplicate["position"]), (200, &json!(position)), "dedup survives: {duplicate}");
+
+    let check = h.run_beside(&["check", "--data-dir", &mount.path().join("data").to_string_lossy()]);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(String::from_utf8_lossy(&check.stdout).starts_with("ok"));
+}
+
+/// Writes zeros to `path` until the disk is full.
+fn fill(path: &std::path::Path) {
+    use std::io::Write;
+    let mut file = std::fs::File::create(path).unwrap();
+    let chunk = vec![0u8; 64 << 10];
+    loop {
+        match file.write(&chunk) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(28) => return, // ENOSPC
+            Err(e) => panic!("filling {}: {e}", path.display()),
+        }
+    }
+}
+
 /// Overwrites the start of every other page after the schema's root pages
 /// (those created first), so some reads meet damage and others do not.
 fn damage(path: &std::path::Path) {

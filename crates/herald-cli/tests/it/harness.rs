@@ -37,6 +37,35 @@ impl Herald {
         Self::launch(shell, data_dir, &[("HERALD_MAX_CONNECTIONS_PER_CLIENT", "10000")])
     }
 
+    /// Starts with its data directory on a tmpfs of `bytes` mounted at
+    /// `mount` (an empty directory) in a mount namespace of its own, made
+    /// with `unshare` as an unprivileged user. The test reaches that disk
+    /// through [`Herald::on_small_disk`]; it goes away with the process, so
+    /// this server cannot be restarted.
+    pub fn start_on_small_disk(mount: &Path, bytes: u64) -> Herald {
+        let mut unshare = Command::new("unshare");
+        unshare.args(["--user", "--map-root-user", "--mount", "sh", "-c"]);
+        unshare.arg(format!("mount -t tmpfs -o size={bytes} herald-test '{}' && exec \"$0\" \"$@\"", mount.display()));
+        unshare.arg(BIN);
+        Self::launch(unshare, &mount.join("data"), &[])
+    }
+
+    /// A path on the disk of [`Herald::start_on_small_disk`], as this process
+    /// reaches it (through the server's own view of the file system).
+    pub fn on_small_disk(&self, path: &Path) -> PathBuf {
+        let relative = path.strip_prefix("/").expect("an absolute path");
+        Path::new("/proc").join(self.pid().to_string()).join("root").join(relative)
+    }
+
+    /// Runs `herald ARGS` in the server's namespaces, so it sees the small disk.
+    pub fn run_beside(&self, args: &[&str]) -> std::process::Output {
+        Command::new("nsenter")
+            .args(["-t", &self.pid().to_string(), "--user", "--mount", "--preserve-credentials", BIN])
+            .args(args)
+            .output()
+            .expect("run nsenter")
+    }
+
     /// Runs `command` (the binary, or something that execs it) with `serve`'s arguments.
     fn launch(mut command: Command, data_dir: &Path, env: &[(&str, &str)]) -> Herald {
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();

@@ -86,7 +86,13 @@ fn validation(message: &str) -> AwsError {
 }
 
 fn from_api(e: ApiError) -> AwsError {
-    let kind = match e.status() {
+    e.log_failure();
+    // EventBridge never answers 507, and the SDKs retry a 500.
+    let status = match e.status() {
+        StatusCode::INSUFFICIENT_STORAGE => StatusCode::INTERNAL_SERVER_ERROR,
+        status => status,
+    };
+    let kind = match status {
         StatusCode::SERVICE_UNAVAILABLE => "ThrottlingException",
         // SDKs retry this one (botocore counts it as transient).
         StatusCode::REQUEST_TIMEOUT => "RequestTimeoutException",
@@ -94,7 +100,7 @@ fn from_api(e: ApiError) -> AwsError {
         s if s.is_server_error() => "InternalException",
         _ => "ValidationException",
     };
-    (e.status(), kind, e.to_string())
+    (status, kind, e.to_string())
 }
 
 /// An error in the AWS JSON 1.1 protocol's shape, which the SDKs parse.

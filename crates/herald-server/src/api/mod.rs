@@ -17,7 +17,8 @@ use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
-use tower_http::trace::TraceLayer;
+use tower_http::trace::{DefaultOnFailure, TraceLayer};
+use tracing::Level;
 
 use crate::body::{AdmittedBody, BODIES_OVERLOADED};
 use crate::problem::ApiError;
@@ -51,7 +52,10 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), admit))
-        .layer(TraceLayer::new_for_http())
+        // 5xx answers are logged where they arise (`ApiError::log_failure`;
+        // the store throttles its own): an overload or a full disk would
+        // otherwise flood the log with a line per request refused.
+        .layer(TraceLayer::new_for_http().on_failure(DefaultOnFailure::new().level(Level::DEBUG)))
         .with_state(state)
 }
 

@@ -110,6 +110,7 @@ impl SqliteStore {
             max_group_events: config.max_group_events,
             checkpointer,
             times,
+            failures: writer::FailureLog::default(),
         };
         let handle = std::thread::Builder::new()
             .name("herald-writer".into())
@@ -384,13 +385,19 @@ pub fn check(data_dir: &Path) -> Result<Vec<String>, StoreError> {
 }
 
 /// Turns a SQLite error into a [`StoreError`], singling out damaged files so
-/// they are reported (and logged with the file's name) instead of served.
+/// they are reported (and logged with the file's name) instead of served,
+/// and a full disk, which the caller may retry once space is freed.
 fn classify(err: rusqlite::Error, path: &Path) -> StoreError {
-    if let rusqlite::Error::SqliteFailure(e, _) = &err
-        && matches!(e.code, ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase)
-    {
-        tracing::error!(file = %path.display(), error = %err, "data file is damaged");
-        return StoreError::Corrupt { path: path.to_owned(), detail: err.to_string() };
+    match &err {
+        rusqlite::Error::SqliteFailure(e, _)
+            if matches!(e.code, ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) =>
+        {
+            tracing::error!(file = %path.display(), error = %err, "data file is damaged");
+            StoreError::Corrupt { path: path.to_owned(), detail: err.to_string() }
+        }
+        rusqlite::Error::SqliteFailure(e, _) if e.code == ErrorCode::DiskFull => {
+            StoreError::Full { path: path.to_owned() }
+        }
+        _ => StoreError::Sqlite(err),
     }
-    StoreError::Sqlite(err)
 }

@@ -80,6 +80,7 @@ impl Job {
     fn fail(self, err: &StoreError) {
         let err = || match err {
             StoreError::Corrupt { path, detail } => StoreError::Corrupt { path: path.clone(), detail: detail.clone() },
+            StoreError::Full { path } => StoreError::Full { path: path.clone() },
             other => StoreError::Task(other.to_string()),
         };
         match self {
@@ -121,6 +122,38 @@ pub struct Writer {
     pub max_group_events: usize,
     pub checkpointer: Checkpointer,
     pub times: RunningMax,
+    pub failures: FailureLog,
+}
+
+/// Counts and logs commits that failed. A full disk fails every commit until
+/// space is freed: it is logged once per [`FailureLog::FULL_EVERY`], with
+/// the count since, rather than once per commit into a log that may sit on
+/// the same full disk.
+#[derive(Default)]
+pub struct FailureLog {
+    /// When a full disk was last logged, and the commits refused since.
+    full: Option<(Instant, u64)>,
+}
+
+impl FailureLog {
+    const FULL_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    fn note(&mut self, err: &StoreError) {
+        let reason = if matches!(err, StoreError::Full { .. }) { "full" } else { "error" };
+        metrics::counter!("herald_store_commits_failed_total", "reason" => reason).increment(1);
+        if reason == "error" {
+            tracing::error!(error = %err, "commit failed; the group was rolled back");
+            return;
+        }
+        match &mut self.full {
+            Some((logged, since)) if logged.elapsed() < Self::FULL_EVERY => *since += 1,
+            _ => {
+                let since = self.full.map_or(0, |(_, since)| since);
+                tracing::error!(error = %err, refused_since_last_logged = since, "commit refused: the disk is full; nothing of it was stored");
+                self.full = Some((Instant::now(), 0));
+            }
+        }
+    }
 }
 
 impl Writer {
@@ -168,7 +201,7 @@ impl Writer {
                 metrics::histogram!("herald_store_commit_seconds").record(started.elapsed().as_secs_f64());
             }
             Err((err, group)) => {
-                tracing::error!(error = %err, "commit failed; the group was rolled back");
+                self.failures.note(&err);
                 for job in group {
                     job.fail(&err);
                 }
