@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{BIN, Herald, data_dir, event};
+use crate::harness::{BIN, Herald, SmallDisk, data_dir, event};
 
 #[tokio::test]
 async fn a_restart_keeps_events_positions_and_dedup() {
@@ -225,9 +225,9 @@ async fn a_damaged_data_file_is_reported_by_check_and_never_served() {
 }
 
 #[tokio::test]
-async fn a_full_disk_refuses_writes_with_507_loses_nothing_and_recovers_when_freed() {
-    let mount = data_dir();
-    let h = Herald::start_on_small_disk(mount.path(), 24 << 20);
+async fn a_full_disk_refuses_writes_with_507_loses_nothing_survives_kill_9_and_recovers_when_freed() {
+    let disk = SmallDisk::new(24 << 20);
+    let h = Herald::start_on_small_disk(&disk);
     let batch = |prefix: &str, n: usize| -> Value {
         (0..n).map(|i| event(&format!("{prefix}-{i}"), json!({"pad": "x".repeat(4000)}))).collect()
     };
@@ -235,7 +235,7 @@ async fn a_full_disk_refuses_writes_with_507_loses_nothing_and_recovers_when_fre
     assert_eq!((status, &before["failed"]), (200, &json!(0)), "{before}");
 
     // Fill the disk, then publish until a commit finds no room.
-    let ballast = h.on_small_disk(&mount.path().join("ballast"));
+    let ballast = disk.reach(&disk.mount.join("ballast"));
     fill(&ballast);
     let mut acked: Vec<(String, u64)> = before["results"]
         .as_array()
@@ -283,14 +283,14 @@ async fn a_full_disk_refuses_writes_with_507_loses_nothing_and_recovers_when_fre
     assert_eq!(response.json::<Value>().await.unwrap()["__type"], "InternalException");
     assert!(h.metric("herald_store_commits_failed_total{reason=\"full\"}").await.unwrap() >= 4.0);
 
-    // Reads go on, and hold exactly what was acknowledged, at its positions.
-    let stored: Vec<(String, u64)> = h
-        .all_events()
-        .await
-        .iter()
-        .map(|e| (e["id"].as_str().unwrap().to_owned(), e["position"].as_u64().unwrap()))
-        .collect();
-    assert_eq!(stored, acked, "every acknowledged event, nothing refused, positions without gaps");
+    // Reads go on, and hold exactly what was acknowledged, at its positions;
+    // also after kill -9 and a restart on the disk still full.
+    let stored = |events: Vec<Value>| -> Vec<(String, u64)> {
+        events.iter().map(|e| (e["id"].as_str().unwrap().to_owned(), e["position"].as_u64().unwrap())).collect()
+    };
+    assert_eq!(stored(h.all_events().await), acked, "every acknowledged event, nothing refused, no gaps");
+    let h = h.crash_and_restart();
+    assert_eq!(stored(h.all_events().await), acked, "the same after kill -9 and a restart on a full disk");
 
     // Space freed: writes succeed again, and the refused events were never stored.
     std::fs::remove_file(&ballast).unwrap();
@@ -304,7 +304,8 @@ async fn a_full_disk_refuses_writes_with_507_loses_nothing_and_recovers_when_fre
     let (status, duplicate) = h.post("/v1/events", &event(id, json!({"pad": "x".repeat(4000)}))).await;
     assert_eq!((status, &duplicate["position"]), (200, &json!(position)), "dedup survives: {duplicate}");
 
-    let check = h.run_beside(&["check", "--data-dir", &mount.path().join("data").to_string_lossy()]);
+    let data = disk.mount.join("data");
+    let check = disk.enter(BIN).arg("check").arg("--data-dir").arg(&data).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     assert!(String::from_utf8_lossy(&check.stdout).starts_with("ok"));
 }

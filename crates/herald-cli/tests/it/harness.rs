@@ -14,6 +14,8 @@ pub struct Herald {
     pub url: String,
     pub data_dir: PathBuf,
     env: Vec<(String, String)>,
+    /// The holder of the [`SmallDisk`] it runs on, if any.
+    on: Option<u32>,
     child: Child,
     pub http: reqwest::Client,
 }
@@ -37,33 +39,12 @@ impl Herald {
         Self::launch(shell, data_dir, &[("HERALD_MAX_CONNECTIONS_PER_CLIENT", "10000")])
     }
 
-    /// Starts with its data directory on a tmpfs of `bytes` mounted at
-    /// `mount` (an empty directory) in a mount namespace of its own, made
-    /// with `unshare` as an unprivileged user. The test reaches that disk
-    /// through [`Herald::on_small_disk`]; it goes away with the process, so
-    /// this server cannot be restarted.
-    pub fn start_on_small_disk(mount: &Path, bytes: u64) -> Herald {
-        let mut unshare = Command::new("unshare");
-        unshare.args(["--user", "--map-root-user", "--mount", "sh", "-c"]);
-        unshare.arg(format!("mount -t tmpfs -o size={bytes} herald-test '{}' && exec \"$0\" \"$@\"", mount.display()));
-        unshare.arg(BIN);
-        Self::launch(unshare, &mount.join("data"), &[])
-    }
-
-    /// A path on the disk of [`Herald::start_on_small_disk`], as this process
-    /// reaches it (through the server's own view of the file system).
-    pub fn on_small_disk(&self, path: &Path) -> PathBuf {
-        let relative = path.strip_prefix("/").expect("an absolute path");
-        Path::new("/proc").join(self.pid().to_string()).join("root").join(relative)
-    }
-
-    /// Runs `herald ARGS` in the server's namespaces, so it sees the small disk.
-    pub fn run_beside(&self, args: &[&str]) -> std::process::Output {
-        Command::new("nsenter")
-            .args(["-t", &self.pid().to_string(), "--user", "--mount", "--preserve-credentials", BIN])
-            .args(args)
-            .output()
-            .expect("run nsenter")
+    /// Starts on `disk`, in its namespaces (the data directory is `data`
+    /// on it); restarts start there again.
+    pub fn start_on_small_disk(disk: &SmallDisk) -> Herald {
+        let mut herald = Self::launch(disk.enter(BIN), &disk.mount.join("data"), &[]);
+        herald.on = Some(disk.holder.id());
+        herald
     }
 
     /// Runs `command` (the binary, or something that execs it) with `serve`'s arguments.
@@ -87,6 +68,7 @@ impl Herald {
             url: format!("http://{addr}"),
             data_dir: data_dir.to_owned(),
             env,
+            on: None,
             child,
             http: reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap(),
         }
@@ -108,17 +90,32 @@ impl Herald {
     }
 
     pub fn restart(self) -> Herald {
-        let (dir, env) = (self.data_dir.clone(), self.env.clone());
+        let again = self.again();
         assert!(self.terminate().success());
-        Herald::start_with_env(&dir, &env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>())
+        again()
     }
 
     /// `kill -9`, then start again on the same data directory.
     pub fn crash_and_restart(mut self) -> Herald {
-        let (dir, env) = (self.data_dir.clone(), self.env.clone());
+        let again = self.again();
         let _ = self.child.kill();
         let _ = self.child.wait();
-        Herald::start_with_env(&dir, &env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>())
+        again()
+    }
+
+    /// Starts another server as this one was started.
+    fn again(&self) -> impl FnOnce() -> Herald + use<> {
+        let (dir, env, on) = (self.data_dir.clone(), self.env.clone(), self.on);
+        move || match on {
+            Some(holder) => {
+                let mut herald = Self::launch(SmallDisk::enter_namespaces_of(holder, BIN), &dir, &[]);
+                herald.on = Some(holder);
+                herald
+            }
+            None => {
+                Herald::start_with_env(&dir, &env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>())
+            }
+        }
     }
 
     pub async fn delete(&self, path: &str) -> (u16, Value) {
@@ -176,6 +173,60 @@ impl Drop for Herald {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A tmpfs of a few MiB, so a test can fill Herald's disk: mounted in a
+/// user and mount namespace of its own (made with `unshare`, no root
+/// needed) that a `sleep` holds until dropped, so servers can crash and
+/// restart on it. Processes enter it with `nsenter`.
+pub struct SmallDisk {
+    /// The mount point, the same path inside and outside the namespace.
+    pub mount: PathBuf,
+    holder: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    pub fn new(bytes: u64) -> SmallDisk {
+        let dir = data_dir();
+        let mount = dir.path().to_owned();
+        let script = format!("mount -t tmpfs -o size={bytes} herald-test \"$0\" && echo mounted && exec sleep 3600");
+        let mut holder = Command::new("unshare")
+            .args(["--user", "--map-root-user", "--mount", "sh", "-c", &script])
+            .arg(&mount)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("run unshare (util-linux)");
+        let mut line = String::new();
+        BufReader::new(holder.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert_eq!(line.trim(), "mounted", "a tmpfs in a namespace of its own (are user namespaces enabled?)");
+        SmallDisk { mount, holder, _dir: dir }
+    }
+
+    /// `path` on this disk, as the test process reaches it (through the
+    /// holder's view of the file system).
+    pub fn reach(&self, path: &Path) -> PathBuf {
+        let relative = path.strip_prefix("/").expect("an absolute path");
+        Path::new("/proc").join(self.holder.id().to_string()).join("root").join(relative)
+    }
+
+    /// `program` run in this disk's namespaces.
+    pub fn enter(&self, program: &str) -> Command {
+        Self::enter_namespaces_of(self.holder.id(), program)
+    }
+
+    fn enter_namespaces_of(holder: u32, program: &str) -> Command {
+        let mut command = Command::new("nsenter");
+        command.args(["-t", &holder.to_string(), "--user", "--mount", "--preserve-credentials", program]);
+        command
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
     }
 }
 
