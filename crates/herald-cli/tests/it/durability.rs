@@ -227,7 +227,7 @@ async fn a_damaged_data_file_is_reported_by_check_and_never_served() {
 #[tokio::test]
 async fn a_full_disk_refuses_writes_with_507_loses_nothing_survives_kill_9_and_recovers_when_freed() {
     let disk = SmallDisk::new(24 << 20);
-    let h = Herald::start_on_small_disk(&disk);
+    let h = Herald::start_on_small_disk(&disk, &[]);
     let batch = |prefix: &str, n: usize| -> Value {
         (0..n).map(|i| event(&format!("{prefix}-{i}"), json!({"pad": "x".repeat(4000)}))).collect()
     };
@@ -235,8 +235,7 @@ async fn a_full_disk_refuses_writes_with_507_loses_nothing_survives_kill_9_and_r
     assert_eq!((status, &before["failed"]), (200, &json!(0)), "{before}");
 
     // Fill the disk, then publish until a commit finds no room.
-    let ballast = disk.reach(&disk.mount.join("ballast"));
-    fill(&ballast);
+    let ballast = disk.fill("ballast");
     let mut acked: Vec<(String, u64)> = before["results"]
         .as_array()
         .unwrap()
@@ -308,21 +307,6 @@ async fn a_full_disk_refuses_writes_with_507_loses_nothing_survives_kill_9_and_r
     let check = disk.enter(BIN).arg("check").arg("--data-dir").arg(&data).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     assert!(String::from_utf8_lossy(&check.stdout).starts_with("ok"));
-}
-
-/// Writes zeros to `path` until the disk is full.
-fn fill(path: &std::path::Path) {
-    use std::io::Write;
-    let mut file = std::fs::File::create(path).unwrap();
-    let chunk = vec![0u8; 64 << 10];
-    loop {
-        match file.write(&chunk) {
-            Ok(0) => return,
-            Ok(_) => {}
-            Err(e) if e.raw_os_error() == Some(28) => return, // ENOSPC
-            Err(e) => panic!("filling {}: {e}", path.display()),
-        }
-    }
 }
 
 /// Overwrites the start of every other page after the schema's root pages

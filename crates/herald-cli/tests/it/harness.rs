@@ -41,8 +41,8 @@ impl Herald {
 
     /// Starts on `disk`, in its namespaces (the data directory is `data`
     /// on it); restarts start there again.
-    pub fn start_on_small_disk(disk: &SmallDisk) -> Herald {
-        let mut herald = Self::launch(disk.enter(BIN), &disk.mount.join("data"), &[]);
+    pub fn start_on_small_disk(disk: &SmallDisk, env: &[(&str, &str)]) -> Herald {
+        let mut herald = Self::launch(disk.enter(BIN), &disk.mount.join("data"), env);
         herald.on = Some(disk.holder.id());
         herald
     }
@@ -106,14 +106,15 @@ impl Herald {
     /// Starts another server as this one was started.
     fn again(&self) -> impl FnOnce() -> Herald + use<> {
         let (dir, env, on) = (self.data_dir.clone(), self.env.clone(), self.on);
-        move || match on {
-            Some(holder) => {
-                let mut herald = Self::launch(SmallDisk::enter_namespaces_of(holder, BIN), &dir, &[]);
-                herald.on = Some(holder);
-                herald
-            }
-            None => {
-                Herald::start_with_env(&dir, &env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect::<Vec<_>>())
+        move || {
+            let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            match on {
+                Some(holder) => {
+                    let mut herald = Self::launch(SmallDisk::enter_namespaces_of(holder, BIN), &dir, &env);
+                    herald.on = Some(holder);
+                    herald
+                }
+                None => Herald::start_with_env(&dir, &env),
             }
         }
     }
@@ -209,6 +210,23 @@ impl SmallDisk {
     pub fn reach(&self, path: &Path) -> PathBuf {
         let relative = path.strip_prefix("/").expect("an absolute path");
         Path::new("/proc").join(self.holder.id().to_string()).join("root").join(relative)
+    }
+
+    /// Writes zeros to `name` in the mount until the disk is full; returns
+    /// its path, to remove when the test frees the space.
+    pub fn fill(&self, name: &str) -> PathBuf {
+        use std::io::Write;
+        let path = self.reach(&self.mount.join(name));
+        let mut file = std::fs::File::create(&path).unwrap();
+        let chunk = vec![0u8; 64 << 10];
+        loop {
+            match file.write(&chunk) {
+                Ok(0) => return path,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(28) => return path, // ENOSPC
+                Err(e) => panic!("filling {}: {e}", path.display()),
+            }
+        }
     }
 
     /// `program` run in this disk's namespaces.

@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::harness::{Herald, data_dir, event, pointers};
+use crate::harness::{Herald, SmallDisk, data_dir, event, pointers};
 use crate::receiver::{Hit, Receiver, Reply};
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -86,6 +86,32 @@ async fn wait_status(h: &Herald, name: &str, what: &str, done: impl Fn(&Value) -
         assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}: {body}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Attempts made while the disk is full cannot be recorded: their
+/// deliveries stay in flight until they are, rather than being sent again
+/// as fast as the target answers.
+#[tokio::test]
+async fn on_a_full_disk_finished_deliveries_wait_to_be_recorded_and_are_not_sent_again() {
+    let disk = SmallDisk::new(24 << 20);
+    let h = Herald::start_on_small_disk(&disk, LOOPBACK_ALLOWED);
+    let receiver = Receiver::start(|_, _| Reply::Slow(Duration::from_millis(500), 204)).await;
+    subscribe(&h, "slow", webhook(&receiver.url(), json!({}))).await;
+    for i in 0..5 {
+        publish(&h, event(&format!("e{i}"), json!({"i": i}))).await;
+    }
+    // All five are at the receiver, their answers not yet back: fill the disk.
+    receiver.wait_for("five deliveries under way", |hits| hits.len() >= 5).await;
+    let ballast = disk.fill("ballast");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(receiver.hits().len(), 5, "nothing sent again while the attempts cannot be recorded");
+    assert_eq!(status(&h, "slow").await["status"]["delivered"], 0, "not recorded on a full disk");
+
+    std::fs::remove_file(&ballast).unwrap();
+    wait_status(&h, "slow", "the attempts recorded once space is freed", |s| s["status"]["delivered"] == 5).await;
+    let mut ids: Vec<String> = receiver.hits().iter().map(|hit| hit.event_id().to_owned()).collect();
+    ids.sort();
+    assert_eq!(ids, ["e0", "e1", "e2", "e3", "e4"], "each delivered once");
 }
 
 #[tokio::test]

@@ -80,6 +80,12 @@ type Finished = (Delivery, Answer);
 
 /// Deliveries waiting for an answer: position -> stream.
 type InFlight = HashMap<Position, Option<String>>;
+/// Attempts made, with what becomes of their deliveries, not yet recorded.
+type Unsettled = Vec<(Attempt, Settlement)>;
+
+/// How long a worker waits after a failed step before trying again.
+const ERROR_PAUSE: Duration = Duration::from_millis(500);
+const FULL_DISK_PAUSE: Duration = Duration::from_secs(5);
 
 /// What one fan-out step did.
 enum FanOut {
@@ -105,6 +111,9 @@ impl Worker {
         // between is the worker's own, since only it moves the cursor.
         let mut record: Option<SubscriptionRecord> = None;
         let mut in_flight: InFlight = HashMap::new();
+        // Outcomes of attempts made but not yet recorded (the store refused
+        // the write); their deliveries stay in flight until they are.
+        let mut unsettled: Unsettled = Vec::new();
         let mut tasks: JoinSet<Finished> = JoinSet::new();
         let mut next_slot = Instant::now();
         let mut registered = false;
@@ -137,6 +146,7 @@ impl Worker {
                 // subscription. What the old one had in flight is not its business.
                 tasks.abort_all();
                 in_flight.clear();
+                unsettled.clear();
                 compiled = None;
             }
             if compiled.as_ref().is_none_or(|c| c.updated_us != r.updated_us) {
@@ -164,6 +174,23 @@ impl Worker {
                 }
             }
             let c = compiled.as_ref().expect("compiled above");
+            if !unsettled.is_empty() {
+                // Record what was attempted before attempting more: sending
+                // those deliveries again while the store refuses writes
+                // would repeat them as fast as the target answers.
+                match self.record(c, &mut unsettled, &mut in_flight).await {
+                    Ok(gone) => {
+                        if gone {
+                            record = None;
+                            continue;
+                        }
+                    }
+                    Err(err) => {
+                        self.pause_on_error(&err).await;
+                        continue;
+                    }
+                }
+            }
             let active = r.state == SubscriptionState::Active;
             // Only an active worker wants the tail's wake-ups (and its notes
             // of where the pattern matched); one resumed registers afresh.
@@ -213,9 +240,7 @@ impl Worker {
                 finished.push(done);
             }
             if !finished.is_empty() {
-                if self.settle(c, finished, &mut in_flight).await {
-                    record = None;
-                }
+                self.settle(c, finished, &mut unsettled);
                 continue;
             }
             // Events the tail did not wake this worker for matched nothing
@@ -229,18 +254,14 @@ impl Worker {
                 continue;
             }
             tokio::select! {
-                Some(Ok(done)) = tasks.join_next(), if !tasks.is_empty() => {
-                    if self.settle(c, vec![done], &mut in_flight).await {
-                        record = None;
-                    }
-                }
+                Some(Ok(done)) = tasks.join_next(), if !tasks.is_empty() => self.settle(c, vec![done], &mut unsettled),
                 () = self.hint.notified() => {}
                 () = self.nudge.notified() => record = None,
                 () = tokio::time::sleep_until(wake) => {}
                 _ = self.shutdown.changed() => {}
             }
         }
-        self.drain(compiled.as_ref(), tasks, &mut in_flight).await;
+        self.drain(compiled.as_ref(), tasks, &mut unsettled, &mut in_flight).await;
     }
 
     /// Leaves the dispatcher. A nudge that raced with the decision to leave
@@ -475,13 +496,11 @@ impl Worker {
         Ok(Instant::now())
     }
 
-    /// Records finished attempts and decides what becomes of each delivery.
-    /// Returns whether the subscription's state changed (a 410 disabled it).
-    async fn settle(&self, c: &Compiled, finished: Vec<Finished>, in_flight: &mut InFlight) -> bool {
+    /// Decides what becomes of each finished delivery, to be recorded (by
+    /// [`Worker::record`], at the top of the next round).
+    fn settle(&self, c: &Compiled, finished: Vec<Finished>, unsettled: &mut Unsettled) {
         let now = now_us();
-        let mut settled = Vec::with_capacity(finished.len());
         for (delivery, answer) in finished {
-            in_flight.remove(&delivery.position);
             let attempts = delivery.attempts + 1;
             let (outcome, settlement) = if answer.succeeded() {
                 ("delivered", Settlement::Delivered)
@@ -509,32 +528,67 @@ impl Worker {
             if outcome == "gone" {
                 tracing::warn!(subscription = %self.name, "target answered 410 Gone: subscription disabled");
             }
-            settled.push((attempt, settlement));
+            unsettled.push((attempt, settlement));
         }
-        let gone = settled.iter().any(|(_, s)| *s == Settlement::Gone);
-        if let Err(err) = self.store.settle(&self.name, c.generation, settled).await {
-            // Unsettled deliveries stay owed and are attempted again.
-            tracing::error!(subscription = %self.name, error = %err, "could not record delivery attempts");
-        }
-        gone
     }
 
-    /// On shutdown: let deliveries in flight finish (briefly) and record them.
-    async fn drain(&self, c: Option<&Compiled>, mut tasks: JoinSet<Finished>, in_flight: &mut InFlight) {
+    /// Records the settled attempts in one write; only then are their
+    /// deliveries no longer in flight. Should the store refuse the write,
+    /// they are kept for the next try. Returns whether the subscription's
+    /// state changed (a 410 disabled it).
+    async fn record(
+        &self,
+        c: &Compiled,
+        unsettled: &mut Unsettled,
+        in_flight: &mut InFlight,
+    ) -> Result<bool, StoreError> {
+        self.store.settle(&self.name, c.generation, unsettled.clone()).await?;
+        for (attempt, _) in unsettled.iter() {
+            in_flight.remove(&attempt.position);
+        }
+        let gone = unsettled.iter().any(|(_, s)| *s == Settlement::Gone);
+        unsettled.clear();
+        Ok(gone)
+    }
+
+    /// On shutdown: let deliveries in flight finish (briefly) and record
+    /// them, with any not recorded yet. What cannot be recorded stays owed
+    /// and is delivered again after the restart.
+    async fn drain(
+        &self,
+        c: Option<&Compiled>,
+        mut tasks: JoinSet<Finished>,
+        unsettled: &mut Unsettled,
+        in_flight: &mut InFlight,
+    ) {
         let Some(c) = c else { return };
         let deadline = Instant::now() + DRAIN;
         let mut finished = Vec::new();
         while let Ok(Some(Ok(done))) = tokio::time::timeout_at(deadline, tasks.join_next()).await {
             finished.push(done);
         }
-        if !finished.is_empty() {
-            self.settle(c, finished, in_flight).await;
+        self.settle(c, finished, unsettled);
+        if !unsettled.is_empty()
+            && let Err(err) = self.record(c, unsettled, in_flight).await
+        {
+            tracing::error!(subscription = %self.name, error = %err, "could not record delivery attempts");
         }
     }
 
+    /// Waits before trying a failed step again: longer when the disk is
+    /// full, which takes an operator to fix (the store logs that itself).
     async fn pause_on_error(&self, err: &StoreError) {
-        tracing::error!(subscription = %self.name, error = %err, "dispatch step failed; retrying shortly");
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let pause = if matches!(err, StoreError::Full { .. }) {
+            FULL_DISK_PAUSE
+        } else {
+            tracing::error!(subscription = %self.name, error = %err, "dispatch step failed; retrying shortly");
+            ERROR_PAUSE
+        };
+        let mut shutdown = self.shutdown.clone();
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            _ = shutdown.changed() => {}
+        }
     }
 }
 
