@@ -6,7 +6,7 @@
 
 use chrono::Utc;
 use herald_core::identity;
-use herald_core::{Event, EventDraft, Invalid, Position};
+use herald_core::{Event, EventDraft, FieldError, Invalid, Position};
 use herald_store::{AppendOutcome, NewEvent};
 use serde_json::Value;
 
@@ -75,6 +75,18 @@ pub struct Request<'a> {
     pub batch: bool,
 }
 
+impl Request<'_> {
+    /// Envelope pointers of the `index`th event as pointers into the request
+    /// body: in its format's field names, under its index in a batch (as
+    /// the errors of invalid events are).
+    fn pointers(&self, index: usize, pointers: Vec<String>) -> Vec<String> {
+        let invalid = Invalid { errors: pointers.into_iter().map(|p| FieldError::new(p, "")).collect() };
+        let invalid = self.format.rename(invalid);
+        let invalid = if self.batch { invalid.under(&self.format.batch_pointer(index)) } else { invalid };
+        invalid.errors.into_iter().map(|e| e.pointer).collect()
+    }
+}
+
 /// Validates, identifies and appends. Invalid events are reported, valid ones
 /// stored, in one durable commit; outcomes come back in the offered order.
 pub async fn publish(state: &AppState, offered: Vec<Offered>, request: Request<'_>) -> Result<Vec<Outcome>, ApiError> {
@@ -96,7 +108,7 @@ pub async fn publish(state: &AppState, offered: Vec<Offered>, request: Request<'
     let mut stored = state.store.append(valid).await?.into_iter();
 
     let mut outcomes = Vec::with_capacity(events.len());
-    for event in events {
+    for (i, event) in events.into_iter().enumerate() {
         outcomes.push(match event {
             Err(invalid) => Outcome::Invalid(invalid),
             Ok(event) => match stored.next().expect("one append outcome per valid event") {
@@ -110,7 +122,7 @@ pub async fn publish(state: &AppState, offered: Vec<Offered>, request: Request<'
                             position: existing.position,
                             detail: e.to_string(),
                         })?;
-                    let differences = original.content_differences(&event, 20);
+                    let differences = request.pointers(i, original.content_differences(&event, 20));
                     Outcome::Conflict { id: event.id, position: existing.position, differences }
                 }
             },

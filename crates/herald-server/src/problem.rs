@@ -21,6 +21,9 @@ pub enum ApiError {
     /// 404
     #[error("{0}")]
     NotFound(String),
+    /// 405: the route exists, not for this method (axum adds `Allow`).
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// 409: an event with this id and different content is stored.
     #[error("event {id} is already stored with different content")]
     Conflict { id: String, position: Position, differences: Vec<String> },
@@ -65,6 +68,7 @@ impl ApiError {
         match self {
             ApiError::MalformedJson(_) | ApiError::InvalidParameter { .. } => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict { .. } | ApiError::WrongState(_) => StatusCode::CONFLICT,
             ApiError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -83,6 +87,7 @@ impl ApiError {
             ApiError::MalformedJson(_) => ("malformed-json", "Malformed JSON"),
             ApiError::InvalidParameter { .. } => ("invalid-parameter", "Invalid parameter"),
             ApiError::NotFound(_) => ("not-found", "Not found"),
+            ApiError::MethodNotAllowed(_) => ("method-not-allowed", "Method not allowed"),
             ApiError::Conflict { .. } => ("id-conflict", "Same id, different content"),
             ApiError::WrongState(_) => ("wrong-state", "Not possible in the current state"),
             ApiError::TimedOut(_) => ("request-timeout", "Request timeout"),

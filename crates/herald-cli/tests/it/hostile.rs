@@ -159,6 +159,35 @@ pub(crate) async fn open_connections(addr: &str, n: usize) -> Vec<TcpStream> {
     held
 }
 
+/// What axum's routing and extractors reject (a repeated query parameter,
+/// a path that is not UTF-8, a method a route does not take) is a problem
+/// too, not axum's plain text.
+#[tokio::test]
+async fn routing_and_parameter_rejections_are_problems() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+    let cases = [
+        ("GET", "/v1/events?limit=1&limit=2", 400, "invalid-parameter", "duplicate field `limit`"),
+        ("GET", "/v1/events/live?after=1&after=2", 400, "invalid-parameter", "duplicate field `after`"),
+        ("GET", "/v1/subscriptions/x/attempts?limit=1&limit=1", 400, "invalid-parameter", "duplicate field"),
+        ("GET", "/v1/events/%FF", 400, "invalid-parameter", "UTF-8"),
+        ("PUT", "/v1/id-rules/%C3%28", 400, "invalid-parameter", "UTF-8"),
+        ("DELETE", "/v1/events", 405, "method-not-allowed", "DELETE is not allowed on /v1/events"),
+        ("POST", "/healthz", 405, "method-not-allowed", "POST is not allowed on /healthz"),
+    ];
+    for (method, path, status, kind, detail) in cases {
+        let response = h.http.request(method.parse().unwrap(), h.url(path)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{method} {path}");
+        assert_eq!(response.headers()["content-type"], "application/problem+json", "{method} {path}");
+        if status == 405 {
+            assert!(response.headers().contains_key("allow"), "{method} {path} names the methods it takes");
+        }
+        let problem: Value = response.json().await.unwrap();
+        assert_eq!(problem["type"], format!("urn:herald:problem:{kind}"), "{method} {path}: {problem}");
+        assert!(problem["detail"].as_str().unwrap().contains(detail), "{method} {path}: {problem}");
+    }
+}
+
 #[tokio::test]
 async fn connections_past_the_limit_get_a_503_problem_and_slots_come_back() {
     let dir = data_dir();

@@ -130,6 +130,7 @@ async fn a_batch_stores_the_valid_events_and_reports_the_rest() {
     assert_eq!(results[1]["error"]["status"], 422);
     assert_eq!(results[2], json!({"id": "seen", "position": 1, "duplicate": true}));
     assert_eq!(results[3]["error"]["status"], 409);
+    assert_eq!(pointers(&results[3]["error"]), vec!["/3/detail/n"], "pointers into the request, as for 422s");
     assert_eq!(results[4], json!({"id": "b1", "position": 2, "duplicate": true}));
     assert_eq!(h.all_events().await.len(), 2);
 }
@@ -217,5 +218,10 @@ async fn put_by_id_is_idempotent_and_checks_the_id() {
     mismatched["id"] = json!("someone-else");
     let (status, problem) = h.put("/v1/events/user-2", &mismatched).await;
     assert_eq!((status, pointers(&problem)), (422, vec!["/id".to_owned()]));
+    // An id that is not a string is refused as a POST refuses it, not replaced.
+    mismatched["id"] = json!(5);
+    let (status, problem) = h.put("/v1/events/user-2", &mismatched).await;
+    assert_eq!((status, pointers(&problem)), (422, vec!["/id".to_owned()]), "{problem}");
+    assert_eq!(h.get("/v1/events/user-2").await.0, 404, "nothing stored");
     assert_eq!(h.get("/v1/events/user-1%2Frename").await.1["detail"]["name"], "Ada");
 }

@@ -2,7 +2,9 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+
+use super::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use herald_core::Invalid;
@@ -133,7 +135,9 @@ pub async fn put(
         Some(Value::String(body_id)) if *body_id != id => {
             return Err(Invalid::one("/id", format!("must equal the id in the path ({id})")).into());
         }
-        _ => drop(object.insert("id".into(), Value::String(id))),
+        None | Some(Value::Null | Value::String(_)) => drop(object.insert("id".into(), Value::String(id))),
+        // Not a string: validation names `/id`, as for a POST.
+        Some(_) => {}
     }
     single(ingest::publish(&state, vec![Ok(value)], Request::default()).await?)
 }

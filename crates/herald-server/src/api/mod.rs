@@ -3,6 +3,7 @@
 
 pub mod aws;
 pub mod events;
+mod extract;
 pub mod id_rules;
 pub mod live;
 pub mod openapi;
@@ -51,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), admit))
         // 5xx answers are logged where they arise (`ApiError::log_failure`;
         // the store throttles its own): an overload or a full disk would
@@ -76,6 +78,10 @@ async fn admit(State(state): State<AppState>, request: Request, next: Next) -> R
     let response = next.run(request.map(|body| Body::new(AdmittedBody::new(body, timeout, charge.clone())))).await;
     drop(charge); // held until here: the body's bytes live until the handler returns
     response
+}
+
+async fn method_not_allowed(request: Request) -> ApiError {
+    ApiError::MethodNotAllowed(format!("{} is not allowed on {}", request.method(), request.uri().path()))
 }
 
 async fn not_found(request: Request) -> ApiError {

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
+
+use super::extract::Path;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use herald_core::subscription::{AfterFailure, SubscriptionSpec, SubscriptionState, Target};
