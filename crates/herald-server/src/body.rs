@@ -360,8 +360,28 @@ pub fn media_type(headers: &HeaderMap) -> Option<String> {
     Some(value.split(';').next()?.trim().to_ascii_lowercase())
 }
 
-/// Requires a JSON body (`application/json` or any `+json` type).
+/// JSON is UTF-8 (RFC 8259): a body declared in another charset is refused
+/// rather than misread.
+pub fn require_utf8(headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return Ok(());
+    };
+    for parameter in value.split(';').skip(1) {
+        if let Some((name, charset)) = parameter.split_once('=')
+            && name.trim().eq_ignore_ascii_case("charset")
+        {
+            let charset = charset.trim().trim_matches('"');
+            if !charset.eq_ignore_ascii_case("utf-8") && !charset.eq_ignore_ascii_case("utf8") {
+                return Err(ApiError::UnsupportedMediaType(format!("JSON is UTF-8; got charset {charset}")));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Requires a JSON body (`application/json` or any `+json` type, in UTF-8).
 pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    require_utf8(headers)?;
     match media_type(headers) {
         Some(t) if herald_core::formats::cloudevents::is_json_media_type(&t) => Ok(()),
         Some(t) => Err(ApiError::UnsupportedMediaType(format!("expected Content-Type application/json, got {t}"))),

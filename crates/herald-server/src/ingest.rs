@@ -164,11 +164,15 @@ fn record(outcomes: &[Outcome]) {
 
 /// Validates an `Idempotency-Key` header value.
 pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<&str>, ApiError> {
-    let Some(value) = headers.get("idempotency-key") else {
-        return Ok(None);
-    };
     let invalid =
         |message: &str| ApiError::InvalidParameter { name: "Idempotency-Key".into(), message: message.into() };
+    let mut values = headers.get_all("idempotency-key").iter();
+    let Some(value) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(invalid("must be sent once"));
+    }
     let key = value.to_str().map_err(|_| invalid("must be visible ASCII"))?;
     if key.is_empty() || key.len() > 256 {
         return Err(invalid("must be 1 to 256 characters"));

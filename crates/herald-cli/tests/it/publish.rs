@@ -57,9 +57,19 @@ async fn idempotency_key_makes_a_retried_post_a_duplicate() {
     assert_eq!(again["duplicate"], true);
     assert_ne!(first["id"], other["id"]);
 
-    let (status, problem) = post("", body).await;
+    let (status, problem) = post("", body.clone()).await;
     assert_eq!(status, 400);
     assert_eq!(problem["errors"][0]["parameter"], "Idempotency-Key");
+    // Two keys: which one the client meant is not Herald's guess.
+    let twice = h
+        .http
+        .post(h.url("/v1/events"))
+        .header("Idempotency-Key", "retry-abc")
+        .header("Idempotency-Key", "retry-new")
+        .json(&body);
+    let (status, problem) = h.send(twice).await;
+    assert_eq!((status, &problem["errors"][0]["parameter"]), (400, &json!("Idempotency-Key")), "{problem}");
+    assert_eq!(h.all_events().await.len(), 2, "nothing stored");
 }
 
 #[tokio::test]
@@ -164,6 +174,11 @@ async fn malformed_oversized_and_mistyped_bodies_get_problems() {
 
     let (status, _) = post_raw("text/plain", b"{}".to_vec()).await;
     assert_eq!(status, 415);
+    // JSON is UTF-8: a body declared in another charset is not misread.
+    for content_type in ["application/json; charset=utf-16", "application/cloudevents+json; charset=latin1"] {
+        let (status, problem) = post_raw(content_type, b"{}".to_vec()).await;
+        assert_eq!((status, &problem["type"]), (415, &json!("urn:herald:problem:unsupported-media-type")));
+    }
     let (status, _) = h.send(h.http.post(h.url("/v1/events")).body("{}")).await;
     assert_eq!(status, 415, "no content type");
 
@@ -186,6 +201,10 @@ async fn malformed_oversized_and_mistyped_bodies_get_problems() {
     assert_eq!(pointers(&problem), vec!["/id", "/source", "/time"]);
     assert_eq!(problem["title"], "Invalid event");
     assert!(h.all_events().await.is_empty(), "nothing invalid is stored");
+
+    let utf8 = event("utf8", json!({"name": "Zoë"})).to_string().into_bytes();
+    let (status, answer) = post_raw("application/json; charset=\"UTF-8\"", utf8).await;
+    assert_eq!(status, 201, "UTF-8 declared is fine: {answer}");
 }
 
 /// Sends raw bytes on a fresh connection and returns what comes back.

@@ -14,7 +14,7 @@ use herald_store::{ListQuery, Page, StoredEvent};
 use serde_json::Value;
 
 use super::wire::{BatchOut, ListParams, PublishOut};
-use crate::body::{media_type, parse_json, read_limited, require_json};
+use crate::body::{media_type, parse_json, read_limited, require_json, require_utf8};
 use crate::client::Client;
 use crate::ingest::{self, Format, Offered, Outcome, Request};
 use crate::problem::ApiError;
@@ -50,6 +50,7 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: Bo
 /// Turns a publish body, in whichever format its headers declare, into
 /// envelope-shaped events, with the format and whether it was a batch.
 fn offered_events(headers: &HeaderMap, bytes: &[u8]) -> Result<(Vec<Offered>, Format, bool), ApiError> {
+    require_utf8(headers)?;
     if headers.contains_key("ce-specversion") {
         // Binary mode: SDKs omit Content-Type when the event names no
         // datacontenttype; the body must then parse as JSON.
