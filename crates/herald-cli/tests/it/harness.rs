@@ -42,8 +42,13 @@ impl Herald {
     /// Starts on `disk`, in its namespaces (the data directory is `data`
     /// on it); restarts start there again.
     pub fn start_on_small_disk(disk: &SmallDisk, env: &[(&str, &str)]) -> Herald {
-        let mut herald = Self::launch(disk.enter(BIN), &disk.mount.join("data"), env);
-        herald.on = Some(disk.holder.id());
+        Self::launch_on(disk.holder.id(), &disk.mount.join("data"), env)
+    }
+
+    /// Starts in the namespaces of the small disk `holder` holds.
+    fn launch_on(holder: u32, data_dir: &Path, env: &[(&str, &str)]) -> Herald {
+        let mut herald = Self::launch(SmallDisk::enter_namespaces_of(holder, BIN), data_dir, env);
+        herald.on = Some(holder);
         herald
     }
 
@@ -109,11 +114,7 @@ impl Herald {
         move || {
             let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
             match on {
-                Some(holder) => {
-                    let mut herald = Self::launch(SmallDisk::enter_namespaces_of(holder, BIN), &dir, &env);
-                    herald.on = Some(holder);
-                    herald
-                }
+                Some(holder) => Self::launch_on(holder, &dir, &env),
                 None => Herald::start_with_env(&dir, &env),
             }
         }

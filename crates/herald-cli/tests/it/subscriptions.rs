@@ -95,15 +95,17 @@ async fn wait_status(h: &Herald, name: &str, what: &str, done: impl Fn(&Value) -
 async fn on_a_full_disk_finished_deliveries_wait_to_be_recorded_and_are_not_sent_again() {
     let disk = SmallDisk::new(24 << 20);
     let h = Herald::start_on_small_disk(&disk, LOOPBACK_ALLOWED);
-    let receiver = Receiver::start(|_, _| Reply::Slow(Duration::from_millis(500), 204)).await;
-    subscribe(&h, "slow", webhook(&receiver.url(), json!({}))).await;
+    // Answers come back 3 s after the requests: the disk is full by then.
+    let receiver = Receiver::start(|_, _| Reply::Slow(Duration::from_secs(3), 204)).await;
+    let retry = json!({"min_backoff": "20ms", "max_backoff": "100ms", "timeout": "10s"});
+    subscribe(&h, "slow", webhook(&receiver.url(), json!({"retry": retry}))).await;
     for i in 0..5 {
         publish(&h, event(&format!("e{i}"), json!({"i": i}))).await;
     }
     // All five are at the receiver, their answers not yet back: fill the disk.
     receiver.wait_for("five deliveries under way", |hits| hits.len() >= 5).await;
     let ballast = disk.fill("ballast");
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(receiver.hits().len(), 5, "nothing sent again while the attempts cannot be recorded");
     assert_eq!(status(&h, "slow").await["status"]["delivered"], 0, "not recorded on a full disk");
 

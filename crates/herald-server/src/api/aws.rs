@@ -100,7 +100,9 @@ fn from_api(e: ApiError) -> AwsError {
         s if s.is_server_error() => "InternalException",
         _ => "ValidationException",
     };
-    (status, kind, e.to_string())
+    // A server error's problem text leaves out internals such as file paths.
+    let message = if status.is_server_error() { e.problem().detail } else { e.to_string() };
+    (status, kind, message)
 }
 
 /// An error in the AWS JSON 1.1 protocol's shape, which the SDKs parse.

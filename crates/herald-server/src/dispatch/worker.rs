@@ -86,6 +86,9 @@ type Unsettled = Vec<(Attempt, Settlement)>;
 /// How long a worker waits after a failed step before trying again.
 const ERROR_PAUSE: Duration = Duration::from_millis(500);
 const FULL_DISK_PAUSE: Duration = Duration::from_secs(5);
+/// Tries at recording attempts' outcomes before they are given up, on an
+/// error other than a full disk (~10 s at [`ERROR_PAUSE`]).
+const RECORD_TRIES: u32 = 20;
 
 /// What one fan-out step did.
 enum FanOut {
@@ -114,6 +117,7 @@ impl Worker {
         // Outcomes of attempts made but not yet recorded (the store refused
         // the write); their deliveries stay in flight until they are.
         let mut unsettled: Unsettled = Vec::new();
+        let mut record_failures = 0;
         let mut tasks: JoinSet<Finished> = JoinSet::new();
         let mut next_slot = Instant::now();
         let mut registered = false;
@@ -180,12 +184,25 @@ impl Worker {
                 // would repeat them as fast as the target answers.
                 match self.record(c, &mut unsettled, &mut in_flight).await {
                     Ok(gone) => {
+                        record_failures = 0;
                         if gone {
                             record = None;
                             continue;
                         }
                     }
                     Err(err) => {
+                        record_failures += 1;
+                        // A full disk is waited out; another error that keeps
+                        // coming back (and fails the writes grouped with it)
+                        // is given up: the deliveries stay owed, sent again.
+                        if !matches!(err, StoreError::Full { .. }) && record_failures >= RECORD_TRIES {
+                            tracing::error!(subscription = %self.name, error = %err,
+                                "could not record delivery attempts; their deliveries will be sent again");
+                            for (attempt, _) in unsettled.drain(..) {
+                                in_flight.remove(&attempt.position);
+                            }
+                            record_failures = 0;
+                        }
                         self.pause_on_error(&err).await;
                         continue;
                     }

@@ -395,7 +395,10 @@ fn classify(err: rusqlite::Error, path: &Path) -> StoreError {
             tracing::error!(file = %path.display(), error = %err, "data file is damaged");
             StoreError::Corrupt { path: path.to_owned(), detail: err.to_string() }
         }
-        rusqlite::Error::SqliteFailure(e, _) if e.code == ErrorCode::DiskFull => {
+        // The shared-memory index growing on a full disk fails as SHMSIZE.
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.code == ErrorCode::DiskFull || e.extended_code == rusqlite::ffi::SQLITE_IOERR_SHMSIZE =>
+        {
             StoreError::Full { path: path.to_owned() }
         }
         _ => StoreError::Sqlite(err),
