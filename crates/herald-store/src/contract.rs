@@ -269,7 +269,8 @@ pub async fn settling_records_attempts_retries_and_dead_letters(store: impl Stor
                 (attempt(2, 1, "failed"), Settlement::Retry { due_us: 500 }),
                 (attempt(3, 4, "dead"), Settlement::Dead { reason: "gave up".into() }),
                 (attempt(9, 1, "delivered"), Settlement::Delivered),
-            ],
+            ]
+            .into(),
         )
         .await
         .unwrap();
@@ -289,7 +290,10 @@ pub async fn settling_records_attempts_retries_and_dead_letters(store: impl Stor
     assert!(store.dead_letters("s", 0, 10).await.unwrap().is_empty());
     let owed_now = store.due_deliveries("s", 600, 10, false).await.unwrap();
     assert_eq!(owed_now.iter().map(|d| (d.position, d.attempts)).collect::<Vec<_>>(), vec![(2, 1), (3, 0)]);
-    store.settle("s", 1, vec![(attempt(3, 1, "dead"), Settlement::Dead { reason: "again".into() })]).await.unwrap();
+    store
+        .settle("s", 1, vec![(attempt(3, 1, "dead"), Settlement::Dead { reason: "again".into() })].into())
+        .await
+        .unwrap();
     assert_eq!(store.purge_dead_letters("s", None).await.unwrap(), 1);
     assert_eq!(store.subscription("s").await.unwrap().unwrap().dead_letters, 0);
 }
@@ -297,7 +301,7 @@ pub async fn settling_records_attempts_retries_and_dead_letters(store: impl Stor
 pub async fn a_gone_target_disables_and_keeps_the_delivery(store: impl Store) {
     store.put_subscription("s", "{}".into(), 0, 1).await.unwrap();
     store.fan_out("s", 1, 0, 1, vec![owed(1, None)]).await.unwrap();
-    store.settle("s", 1, vec![(attempt(1, 1, "gone"), Settlement::Gone)]).await.unwrap();
+    store.settle("s", 1, vec![(attempt(1, 1, "gone"), Settlement::Gone)].into()).await.unwrap();
     let s = store.subscription("s").await.unwrap().unwrap();
     assert_eq!((s.state, s.pending), (SubscriptionState::Disabled, 1));
 }
@@ -308,10 +312,10 @@ pub async fn a_recreated_subscription_ignores_the_old_ones_attempts(store: impl 
     store.delete_subscription("s").await.unwrap();
     store.put_subscription("s", "{}".into(), 0, 2).await.unwrap();
     assert!(store.fan_out("s", 2, 0, 1, vec![owed(1, None)]).await.unwrap());
-    store.settle("s", 1, vec![(attempt(1, 1, "delivered"), Settlement::Delivered)]).await.unwrap();
+    store.settle("s", 1, vec![(attempt(1, 1, "delivered"), Settlement::Delivered)].into()).await.unwrap();
     let s = store.subscription("s").await.unwrap().unwrap();
     assert_eq!((s.pending, s.delivered), (1, 0), "the old incarnation's answer does not settle the new delivery");
-    store.settle("s", 2, vec![(attempt(1, 1, "delivered"), Settlement::Delivered)]).await.unwrap();
+    store.settle("s", 2, vec![(attempt(1, 1, "delivered"), Settlement::Delivered)].into()).await.unwrap();
     assert_eq!(store.subscription("s").await.unwrap().unwrap().pending, 0);
 }
 

@@ -11,6 +11,8 @@ pub mod error;
 pub mod sqlite;
 pub mod subscriptions;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use herald_core::subscription::SubscriptionState;
 use herald_core::{Event, IdRule, Position};
@@ -263,7 +265,14 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records attempts and settles their deliveries, durably; nothing, when
     /// the subscription is no longer the same `generation` (see [`Store::fan_out`]).
-    async fn settle(&self, name: &str, generation: i64, settled: Vec<(Attempt, Settlement)>) -> Result<(), StoreError>;
+    /// Shared rather than owned: a caller keeps its copy to try again
+    /// should the write fail.
+    async fn settle(
+        &self,
+        name: &str,
+        generation: i64,
+        settled: Arc<[(Attempt, Settlement)]>,
+    ) -> Result<(), StoreError>;
 
     async fn attempts(&self, name: &str, query: AttemptQuery) -> Result<Vec<Attempt>, StoreError>;
 

@@ -119,12 +119,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
     );
 
     let h = Herald::start(dir.path());
-    let stored: HashMap<String, u64> = h
-        .all_events()
-        .await
-        .into_iter()
-        .map(|e| (e["id"].as_str().unwrap().to_owned(), e["position"].as_u64().unwrap()))
-        .collect();
+    let stored: HashMap<String, u64> = ids_and_positions(&h.all_events().await).into_iter().collect();
     for (id, position, _) in &acked {
         assert_eq!(stored.get(id), Some(position), "acknowledged event {id} kept its position");
     }
@@ -177,8 +172,7 @@ async fn kill_9_while_checkpoints_copy_the_wal_keeps_the_store_whole() {
 
     let h = Herald::start(dir.path());
     let events = h.all_events().await;
-    let stored: HashMap<String, u64> =
-        events.iter().map(|e| (e["id"].as_str().unwrap().to_owned(), e["position"].as_u64().unwrap())).collect();
+    let stored: HashMap<String, u64> = ids_and_positions(&events).into_iter().collect();
     assert_eq!(stored.len(), events.len(), "each id stored once");
     assert!(acked.len() > 1000, "the stream was under way: {} acknowledged", acked.len());
     for (id, position, _) in &acked {
@@ -236,12 +230,7 @@ async fn a_full_disk_refuses_writes_with_507_loses_nothing_survives_kill_9_and_r
 
     // Fill the disk, then publish until a commit finds no room.
     let ballast = disk.fill("ballast");
-    let mut acked: Vec<(String, u64)> = before["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| (r["id"].as_str().unwrap().to_owned(), r["position"].as_u64().unwrap()))
-        .collect();
+    let mut acked = ids_and_positions(before["results"].as_array().unwrap());
     let mut refused = None;
     for n in 0..1000 {
         let prefix = format!("full{n}");
@@ -257,13 +246,7 @@ async fn a_full_disk_refuses_writes_with_507_loses_nothing_survives_kill_9_and_r
             break;
         }
         assert_eq!((status, &body["failed"]), (200, &json!(0)), "stored while room was left: {body}");
-        acked.extend(
-            body["results"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| (r["id"].as_str().unwrap().to_owned(), r["position"].as_u64().unwrap())),
-        );
+        acked.extend(ids_and_positions(body["results"].as_array().unwrap()));
     }
     let refused = refused.expect("a full disk refuses writes");
     let (status, single) = h.post("/v1/events", &event("single", json!({"pad": "y".repeat(4000)}))).await;
@@ -284,12 +267,9 @@ async fn a_full_disk_refuses_writes_with_507_loses_nothing_survives_kill_9_and_r
 
     // Reads go on, and hold exactly what was acknowledged, at its positions;
     // also after kill -9 and a restart on the disk still full.
-    let stored = |events: Vec<Value>| -> Vec<(String, u64)> {
-        events.iter().map(|e| (e["id"].as_str().unwrap().to_owned(), e["position"].as_u64().unwrap())).collect()
-    };
-    assert_eq!(stored(h.all_events().await), acked, "every acknowledged event, nothing refused, no gaps");
+    assert_eq!(ids_and_positions(&h.all_events().await), acked, "every acknowledged event, nothing refused, no gaps");
     let h = h.crash_and_restart();
-    assert_eq!(stored(h.all_events().await), acked, "the same after kill -9 and a restart on a full disk");
+    assert_eq!(ids_and_positions(&h.all_events().await), acked, "the same after kill -9 and a restart on a full disk");
 
     // Space freed: writes succeed again, and the refused events were never stored.
     std::fs::remove_file(&ballast).unwrap();
@@ -307,6 +287,11 @@ async fn a_full_disk_refuses_writes_with_507_loses_nothing_survives_kill_9_and_r
     let check = disk.enter(BIN).arg("check").arg("--data-dir").arg(&data).output().unwrap();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     assert!(String::from_utf8_lossy(&check.stdout).starts_with("ok"));
+}
+
+/// The `id` and `position` of stored events or of publish results.
+fn ids_and_positions(items: &[Value]) -> Vec<(String, u64)> {
+    items.iter().map(|e| (e["id"].as_str().unwrap().to_owned(), e["position"].as_u64().unwrap())).collect()
 }
 
 /// Overwrites the start of every other page after the schema's root pages

@@ -3,8 +3,6 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-
-use super::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use herald_core::Invalid;
@@ -13,6 +11,7 @@ use herald_core::limits::MAX_BATCH_EVENTS;
 use herald_store::{ListQuery, Page, StoredEvent};
 use serde_json::Value;
 
+use super::extract::{Path, Query};
 use super::wire::{BatchOut, ListParams, PublishOut};
 use crate::body::{media_type, parse_json, read_limited, require_json, require_utf8};
 use crate::client::Client;
@@ -50,7 +49,6 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: Bo
 /// Turns a publish body, in whichever format its headers declare, into
 /// envelope-shaped events, with the format and whether it was a batch.
 fn offered_events(headers: &HeaderMap, bytes: &[u8]) -> Result<(Vec<Offered>, Format, bool), ApiError> {
-    require_utf8(headers)?;
     if headers.contains_key("ce-specversion") {
         // Binary mode: SDKs omit Content-Type when the event names no
         // datacontenttype; the body must then parse as JSON.
@@ -66,9 +64,11 @@ fn offered_events(headers: &HeaderMap, bytes: &[u8]) -> Result<(Vec<Offered>, Fo
     }
     match media_type(headers).as_deref() {
         Some("application/cloudevents+json") => {
+            require_utf8(headers)?;
             Ok((vec![cloudevents::to_envelope(&parse_json(bytes)?)], Format::CloudEvents, false))
         }
         Some("application/cloudevents-batch+json") => {
+            require_utf8(headers)?;
             let items = batch_items(parse_json(bytes)?, "a CloudEvents batch must be a JSON array")?;
             Ok((items.iter().map(cloudevents::to_envelope).collect(), Format::CloudEvents, true))
         }

@@ -3,13 +3,12 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-
-use super::extract::Path;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use herald_core::{IdRule, Invalid};
 use serde_json::{Value, json};
 
+use super::extract::Path;
 use crate::body::{parse_json, read_limited, require_json};
 use crate::problem::ApiError;
 use crate::state::AppState;

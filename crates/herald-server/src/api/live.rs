@@ -8,20 +8,19 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-
-use super::extract::Query;
 use axum::http::HeaderMap;
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream::{self, Stream};
 use herald_store::{ListQuery, Store, StoredEvent};
-use std::sync::Arc;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 
 use super::events::list_query;
+use super::extract::Query;
 use super::wire::ListParams;
 use crate::client::Client;
 use crate::problem::ApiError;

@@ -8,8 +8,6 @@ use std::time::Duration;
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-
-use super::extract::Path;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use herald_core::subscription::{AfterFailure, SubscriptionSpec, SubscriptionState, Target};
@@ -17,6 +15,7 @@ use herald_core::{FieldError, Invalid, Position};
 use herald_store::{Attempt, Delivery, Settlement};
 use serde_json::{Map, Value, json};
 
+use super::extract::Path;
 use crate::body::optional_json;
 use crate::client::Client;
 use crate::dispatch::pull;

@@ -4,8 +4,6 @@
 use axum::Json;
 use axum::body::Body;
 use axum::extract::State;
-
-use super::extract::{Path, Query};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use herald_core::envelope::format_time;
@@ -18,6 +16,7 @@ use serde_json::{Value, json};
 use utoipa::IntoParams;
 
 use super::events::parse_param;
+use super::extract::{Path, Query};
 use crate::body::{optional_json, parse_json, read_limited, require_json};
 use crate::client::Client;
 use crate::dispatch::circuit::CircuitState;

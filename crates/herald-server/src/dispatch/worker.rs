@@ -198,9 +198,7 @@ impl Worker {
                         if !matches!(err, StoreError::Full { .. }) && record_failures >= RECORD_TRIES {
                             tracing::error!(subscription = %self.name, error = %err,
                                 "could not record delivery attempts; their deliveries will be sent again");
-                            for (attempt, _) in unsettled.drain(..) {
-                                in_flight.remove(&attempt.position);
-                            }
+                            release(&std::mem::take(&mut unsettled), &mut in_flight);
                             record_failures = 0;
                         }
                         self.pause_on_error(&err).await;
@@ -448,7 +446,7 @@ impl Worker {
             let Some(body) = bodies.remove(&delivery.position) else {
                 // The event itself is gone: nothing can ever deliver it.
                 let dead = dead_letter(&delivery, now_us(), "the event is no longer in the log".to_owned());
-                self.store.settle(&self.name, c.generation, vec![dead]).await?;
+                self.store.settle(&self.name, c.generation, Arc::new([dead])).await?;
                 continue;
             };
             in_flight.insert(delivery.position, delivery.stream.clone());
@@ -509,7 +507,7 @@ impl Worker {
         if expired.is_empty() {
             return Ok(until);
         }
-        self.store.settle(&self.name, c.generation, expired).await?;
+        self.store.settle(&self.name, c.generation, expired.into()).await?;
         Ok(Instant::now())
     }
 
@@ -559,13 +557,13 @@ impl Worker {
         unsettled: &mut Unsettled,
         in_flight: &mut InFlight,
     ) -> Result<bool, StoreError> {
-        self.store.settle(&self.name, c.generation, unsettled.clone()).await?;
-        for (attempt, _) in unsettled.iter() {
-            in_flight.remove(&attempt.position);
+        // Shared with the write, not copied: copied back only if it fails.
+        let settled: Arc<[(Attempt, Settlement)]> = std::mem::take(unsettled).into();
+        if let Err(err) = self.store.settle(&self.name, c.generation, settled.clone()).await {
+            *unsettled = settled.to_vec();
+            return Err(err);
         }
-        let gone = unsettled.iter().any(|(_, s)| *s == Settlement::Gone);
-        unsettled.clear();
-        Ok(gone)
+        Ok(release(&settled, in_flight))
     }
 
     /// On shutdown: let deliveries in flight finish (briefly) and record
@@ -607,6 +605,15 @@ impl Worker {
             _ = shutdown.changed() => {}
         }
     }
+}
+
+/// Takes settled deliveries out of flight; returns whether a 410 disabled
+/// the subscription.
+fn release(settled: &[(Attempt, Settlement)], in_flight: &mut InFlight) -> bool {
+    for (attempt, _) in settled {
+        in_flight.remove(&attempt.position);
+    }
+    settled.iter().any(|(_, s)| *s == Settlement::Gone)
 }
 
 pub fn now_us() -> i64 {

@@ -311,7 +311,12 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn settle(&self, name: &str, generation: i64, settled: Vec<(Attempt, Settlement)>) -> Result<(), StoreError> {
+    async fn settle(
+        &self,
+        name: &str,
+        generation: i64,
+        settled: Arc<[(Attempt, Settlement)]>,
+    ) -> Result<(), StoreError> {
         let name = name.to_owned();
         self.write(move |tx| {
             if subscriptions::generation(tx, &name)? == Some(generation) {
