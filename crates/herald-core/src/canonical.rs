@@ -1,24 +1,31 @@
-//! Canonical JSON: object keys sorted, no insignificant whitespace.
+//! Canonical JSON: object keys sorted, no insignificant whitespace, every
+//! number in one canonical form.
 //!
-//! Two JSON values that are equal (key order and whitespace aside) have the same
-//! canonical text. Herald hashes it to compare event content and to derive ids.
+//! Two JSON values that are equal (key order, whitespace and the spelling of
+//! numbers aside: `1`, `1.0` and `1E0` are one number) have the same canonical
+//! text. Herald hashes it to compare event content and to derive ids.
 //! Written out here rather than relying on `serde_json`'s map ordering, because a
 //! `preserve_order` feature enabled anywhere in the build would silently change it.
+//!
+//! Numbers arrive as the producer wrote them (serde_json's `arbitrary_precision`),
+//! so no digit is lost to a double: events are stored with their numbers as
+//! written ([`write_object_into`]) and compared by exact value ([`number`]).
 
+use std::borrow::Cow;
 use std::fmt::Write;
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Number, Value};
 use sha2::{Digest, Sha256};
 
 pub fn to_string(value: &Value) -> String {
     let mut out = String::new();
-    write(value, &mut out);
+    let _ = Writer::canonical(&mut out).value(value);
     out
 }
 
 pub fn sha256(value: &Value) -> [u8; 32] {
     let mut hasher = HashWriter(Sha256::new());
-    write(value, &mut hasher);
+    let _ = Writer::canonical(&mut hasher).value(value);
     hasher.0.finalize().into()
 }
 
@@ -26,7 +33,8 @@ pub fn sha256(value: &Value) -> [u8; 32] {
 pub enum Part<'a> {
     Str(&'a str),
     Object(&'a Map<String, Value>),
-    /// Text already in canonical form (from [`write_object_into`]): hashed as is.
+    /// Text already in canonical form (from [`write_object_into`] when it
+    /// says so): hashed as is.
     Canonical(&'a str),
 }
 
@@ -42,7 +50,7 @@ pub fn sha256_of_list(parts: &[Part<'_>]) -> [u8; 32] {
             }
             match part {
                 Part::Str(s) => write_str(s, &mut hasher)?,
-                Part::Object(map) => write_object(map, &mut hasher)?,
+                Part::Object(map) => Writer::canonical(&mut hasher).object(map)?,
                 Part::Canonical(text) => hasher.write_str(text)?,
             }
         }
@@ -60,13 +68,18 @@ impl Write for HashWriter {
     }
 }
 
-/// Appends the canonical text of an object to `out`.
-pub fn write_object_into(map: &Map<String, Value>, out: &mut String) {
+/// Appends an object's text as Herald stores it: keys sorted, numbers as the
+/// producer wrote them. Returns whether that text is also canonical (every
+/// number already in canonical form, as nearly all are), so the caller can
+/// hash it instead of writing the object a second time.
+pub fn write_object_into(map: &Map<String, Value>, out: &mut String) -> bool {
+    let mut writer = Writer { out, numbers: Numbers::AsWritten, all_canonical: true };
     // Writing to a String cannot fail.
-    let _ = write_object(map, out);
+    let _ = writer.object(map);
+    writer.all_canonical
 }
 
-/// Length in bytes of an object's canonical text (also its compact JSON
+/// Length in bytes of an object's text as stored (also its compact JSON
 /// length: only the key order differs), counted without writing it out.
 pub fn object_len(map: &Map<String, Value>) -> usize {
     struct Count(usize);
@@ -77,49 +90,195 @@ pub fn object_len(map: &Map<String, Value>) -> usize {
         }
     }
     let mut count = Count(0);
-    let _ = write_object(map, &mut count);
+    let _ = Writer { out: &mut count, numbers: Numbers::AsWritten, all_canonical: true }.object(map);
     count.0
 }
 
-fn write<W: Write>(value: &Value, out: &mut W) {
-    // Writing to a String or a hasher cannot fail.
-    let _ = try_write(value, out);
+/// Whether two JSON values are equal as Herald compares content: numbers by
+/// exact value, object keys in any order.
+pub fn equal(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => x == y || number(x) == number(y),
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(x, y)| equal(x, y)),
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len() && x.iter().all(|(key, x)| y.get(key).is_some_and(|y| equal(x, y)))
+        }
+        _ => a == b,
+    }
 }
 
-fn try_write<W: Write>(value: &Value, out: &mut W) -> std::fmt::Result {
-    match value {
-        Value::Object(map) => write_object(map, out),
-        Value::Array(items) => {
-            out.write_char('[')?;
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.write_char(',')?;
-                }
-                try_write(item, out)?;
+/// The largest exponent a number may be written with. Beyond it, the exact
+/// arithmetic of [`number`] would need more than 64 bits for the exponent;
+/// no real value needs one (a double ends at 1e308).
+pub const MAX_EXPONENT_DIGITS: usize = 9;
+
+/// Pointer (below the object) to the first number whose exponent has more
+/// than [`MAX_EXPONENT_DIGITS`] digits, if any.
+pub fn unsupported_number(map: &Map<String, Value>) -> Option<String> {
+    fn in_object(map: &Map<String, Value>) -> Option<String> {
+        map.iter()
+            .find_map(|(key, item)| in_value(item).map(|below| format!("/{}{below}", crate::error::pointer_token(key))))
+    }
+    fn in_value(value: &Value) -> Option<String> {
+        match value {
+            Value::Number(n) => (exponent_digits(n.as_str()).len() > MAX_EXPONENT_DIGITS).then(String::new),
+            Value::Array(items) => {
+                items.iter().enumerate().find_map(|(i, item)| in_value(item).map(|below| format!("/{i}{below}")))
             }
-            out.write_char(']')
+            Value::Object(map) => in_object(map),
+            _ => None,
         }
-        Value::String(s) => write_str(s, out),
-        Value::Null => out.write_str("null"),
-        Value::Bool(b) => out.write_str(if *b { "true" } else { "false" }),
-        // serde_json prints numbers canonically (shortest round-trip form).
-        Value::Number(n) => write!(out, "{n}"),
+    }
+    in_object(map)
+}
+
+/// The significant digits of a number's exponent, without sign or leading zeros.
+fn exponent_digits(text: &str) -> &str {
+    match text.find(['e', 'E']) {
+        Some(at) => text[at + 1..].trim_start_matches(['+', '-']).trim_start_matches('0'),
+        None => "",
     }
 }
 
-fn write_object<W: Write>(map: &Map<String, Value>, out: &mut W) -> std::fmt::Result {
-    let mut entries: Vec<(&String, &Value)> = map.iter().collect();
-    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-    out.write_char('{')?;
-    for (i, (key, value)) in entries.into_iter().enumerate() {
-        if i > 0 {
-            out.write_char(',')?;
-        }
-        write_str(key, out)?;
-        out.write_char(':')?;
-        try_write(value, out)?;
+/// The canonical text of a JSON number: its exact decimal value, formatted as
+/// ECMAScript formats numbers (and so as RFC 8785 does, for every number a
+/// double holds), but without rounding to a double. `1.0`, `1E0` and `10e-1`
+/// are all `1`; `1e21` is `1e+21`; `12345678901234567890123` keeps every digit.
+pub fn number(n: &Number) -> Cow<'_, str> {
+    let text = n.as_str();
+    if is_canonical_integer(text) {
+        return Cow::Borrowed(text);
     }
-    out.write_char('}')
+    let (negative, unsigned) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (mantissa, exponent) = match unsigned.find(['e', 'E']) {
+        Some(at) => (&unsigned[..at], exponent(&unsigned[at + 1..])),
+        None => (unsigned, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    // value = digits × 10^(exponent - fraction.len()), digits without the point
+    let digits: String = [whole, fraction].concat();
+    let significant = digits.trim_start_matches('0');
+    let trimmed = significant.trim_end_matches('0');
+    if trimmed.is_empty() {
+        return Cow::Borrowed("0"); // -0 and 0.000 too
+    }
+    let trailing_zeros = (significant.len() - trimmed.len()) as i64;
+    let k = trimmed.len() as i64;
+    // ECMAScript's n: the value is 0.<trimmed> × 10^n
+    let n = k + exponent - fraction.len() as i64 + trailing_zeros;
+
+    let mut out = String::with_capacity(trimmed.len() + 8);
+    if negative {
+        out.push('-');
+    }
+    if k <= n && n <= 21 {
+        out.push_str(trimmed);
+        out.extend(std::iter::repeat_n('0', (n - k) as usize));
+    } else if 0 < n && n <= 21 {
+        let (before, after) = trimmed.split_at(n as usize);
+        out.push_str(before);
+        out.push('.');
+        out.push_str(after);
+    } else if -6 < n && n <= 0 {
+        out.push_str("0.");
+        out.extend(std::iter::repeat_n('0', (-n) as usize));
+        out.push_str(trimmed);
+    } else {
+        let (first, rest) = trimmed.split_at(1);
+        out.push_str(first);
+        if !rest.is_empty() {
+            out.push('.');
+            out.push_str(rest);
+        }
+        let e = n - 1;
+        let _ = write!(out, "e{}{}", if e < 0 { '-' } else { '+' }, e.abs());
+    }
+    Cow::Owned(out)
+}
+
+/// A plain integer of at most 21 digits is its own canonical form: the
+/// common case, answered without arithmetic.
+fn is_canonical_integer(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let plain = !digits.is_empty() && digits.len() <= 21 && digits.bytes().all(|b| b.is_ascii_digit());
+    plain && (!digits.starts_with('0') || text == "0")
+}
+
+/// A number's exponent (the text after `e`). Events never hold one of more
+/// than [`MAX_EXPONENT_DIGITS`] digits (see [`unsupported_number`]); longer
+/// ones are clamped rather than overflowing.
+fn exponent(text: &str) -> i64 {
+    let negative = text.starts_with('-');
+    let digits = text.trim_start_matches(['+', '-']).trim_start_matches('0');
+    let magnitude = if digits.len() > 15 { 10_i64.pow(15) } else { digits.parse().unwrap_or(0) };
+    if negative { -magnitude } else { magnitude }
+}
+
+/// How a [`Writer`] writes numbers.
+#[derive(Clone, Copy, PartialEq)]
+enum Numbers {
+    /// As the producer wrote them: what Herald stores and serves.
+    AsWritten,
+    /// In canonical form ([`number`]): what Herald hashes.
+    Canonical,
+}
+
+/// Writes JSON values with sorted keys to any `fmt::Write`: a String, a
+/// hasher, a byte counter.
+struct Writer<'w, W> {
+    out: &'w mut W,
+    numbers: Numbers,
+    /// Every number written so far was already in canonical form.
+    all_canonical: bool,
+}
+
+impl<'w, W: Write> Writer<'w, W> {
+    fn canonical(out: &'w mut W) -> Self {
+        Self { out, numbers: Numbers::Canonical, all_canonical: true }
+    }
+
+    fn value(&mut self, value: &Value) -> std::fmt::Result {
+        match value {
+            Value::Object(map) => self.object(map),
+            Value::Array(items) => {
+                self.out.write_char('[')?;
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        self.out.write_char(',')?;
+                    }
+                    self.value(item)?;
+                }
+                self.out.write_char(']')
+            }
+            Value::String(s) => write_str(s, self.out),
+            Value::Null => self.out.write_str("null"),
+            Value::Bool(b) => self.out.write_str(if *b { "true" } else { "false" }),
+            Value::Number(n) => {
+                let canonical = number(n);
+                let as_written = n.as_str();
+                self.all_canonical &= *canonical == *as_written;
+                self.out.write_str(if self.numbers == Numbers::Canonical { &canonical } else { as_written })
+            }
+        }
+    }
+
+    fn object(&mut self, map: &Map<String, Value>) -> std::fmt::Result {
+        let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        self.out.write_char('{')?;
+        for (i, (key, value)) in entries.into_iter().enumerate() {
+            if i > 0 {
+                self.out.write_char(',')?;
+            }
+            write_str(key, self.out)?;
+            self.out.write_char(':')?;
+            self.value(value)?;
+        }
+        self.out.write_char('}')
+    }
 }
 
 /// JSON string escaping as serde_json does it: short escapes where JSON has
@@ -246,7 +405,89 @@ mod tests {
         });
         let map = value.as_object().unwrap();
         assert_eq!(object_len(map), serde_json::to_string(map).unwrap().len());
-        assert_eq!(object_len(map), to_string(&value).len());
+        let mut stored = String::new();
+        write_object_into(map, &mut stored);
+        assert_eq!(object_len(map), stored.len());
+    }
+
+    fn canonical_number(text: &str) -> String {
+        let value: Value = serde_json::from_str(text).unwrap();
+        number(value.as_number().unwrap()).into_owned()
+    }
+
+    #[test]
+    fn numbers_have_one_exact_canonical_form() {
+        for (written, canonical) in [
+            ("0", "0"),
+            ("-0", "0"),
+            ("0.000", "0"),
+            ("0e5", "0"),
+            ("1", "1"),
+            ("1.0", "1"),
+            ("1E0", "1"),
+            ("10e-1", "1"),
+            ("100", "100"),
+            ("1e2", "100"),
+            ("1.5E+2", "150"),
+            ("-4200.00", "-4200"),
+            ("1.50", "1.5"),
+            ("123e-2", "1.23"),
+            ("0.1", "0.1"),
+            ("0.000001", "0.000001"),
+            ("1e-6", "0.000001"),
+            ("1e-7", "1e-7"),
+            ("0.00000012", "1.2e-7"),
+            ("1e20", "100000000000000000000"),
+            ("1e21", "1e+21"),
+            ("1.5e300", "1.5e+300"),
+            ("-1e400", "-1e+400"),
+            ("123456789012345678901", "123456789012345678901"),
+            ("12345678901234567890123", "1.2345678901234567890123e+22"),
+            ("12345678901234567890123.0e-2", "123456789012345678901.23"),
+            ("0.10000000000000000000000000001", "0.10000000000000000000000000001"),
+        ] {
+            assert_eq!(canonical_number(written), canonical, "{written}");
+            assert_eq!(canonical_number(canonical), canonical, "{canonical} is its own canonical form");
+        }
+    }
+
+    #[test]
+    fn numbers_compare_by_exact_value() {
+        let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap();
+        let a = parse(r#"{"n": 1, "list": [2.50, {"x": 1e2}], "big": 18446744073709551616000}"#);
+        let b = parse(r#"{"big": 1.8446744073709551616E+22, "list": [2.5, {"x": 100.0}], "n": 1.0}"#);
+        assert!(equal(&a, &b));
+        assert_eq!(sha256(&a), sha256(&b));
+        assert_eq!(to_string(&a), r#"{"big":1.8446744073709551616e+22,"list":[2.5,{"x":100}],"n":1}"#);
+        // Beyond a double's 17 digits: one digit apart is a different number.
+        let c = parse(r#"{"id": 123456789012345678901234567890}"#);
+        let d = parse(r#"{"id": 123456789012345678901234567891}"#);
+        assert!(!equal(&c, &d));
+        assert_ne!(sha256(&c), sha256(&d));
+        assert!(!equal(&parse("[1, 2]"), &parse("[1]")));
+        assert!(!equal(&parse(r#"{"a": 1}"#), &parse(r#"{"a": 1, "b": 1}"#)));
+    }
+
+    #[test]
+    fn stored_text_keeps_numbers_as_written_and_says_whether_it_is_canonical() {
+        let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap();
+        let mut text = String::new();
+        assert!(write_object_into(parse(r#"{"b": 42, "a": [-7, 0.5]}"#).as_object().unwrap(), &mut text));
+        assert_eq!(text, r#"{"a":[-7,0.5],"b":42}"#);
+        let mut text = String::new();
+        let written = parse(r#"{"price": 10.50, "n": 1E3}"#);
+        assert!(!write_object_into(written.as_object().unwrap(), &mut text));
+        assert_eq!(text, r#"{"n":1e+3,"price":10.50}"#);
+        assert_eq!(object_len(written.as_object().unwrap()), text.len());
+    }
+
+    #[test]
+    fn only_absurd_exponents_are_unsupported() {
+        let parse = |text: &str| serde_json::from_str::<Value>(text).unwrap();
+        let fine = parse(r#"{"a": 1e999999999, "b": [1E-000000000000999999999]}"#);
+        assert_eq!(unsupported_number(fine.as_object().unwrap()), None);
+        let absurd = parse(r#"{"a": 1, "b/c": [0, {"d": 1e1000000000}]}"#);
+        assert_eq!(unsupported_number(absurd.as_object().unwrap()).as_deref(), Some("/b~1c/1/d"));
     }
 
     #[test]

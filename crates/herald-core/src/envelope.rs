@@ -170,8 +170,12 @@ impl Event {
     /// The envelope text and the content hash together, from one rendering of
     /// `detail`: the publish hot path would otherwise write it out twice.
     pub fn to_stored(&self) -> (String, [u8; 32]) {
-        let (text, detail) = self.render();
-        let hash = self.hash_with_detail(canonical::Part::Canonical(&text[detail]));
+        let (text, detail, canonical) = self.render();
+        let hash = if canonical {
+            self.hash_with_detail(canonical::Part::Canonical(&text[detail]))
+        } else {
+            self.content_hash()
+        };
         (text, hash)
     }
 
@@ -185,9 +189,9 @@ impl Event {
         ])
     }
 
-    /// Writes the envelope with `detail` last, in canonical form; returns the
-    /// text and where `detail` is in it.
-    fn render(&self) -> (String, std::ops::Range<usize>) {
+    /// Writes the envelope with `detail` last, keys sorted; returns the text,
+    /// where `detail` is in it and whether that part is canonical.
+    fn render(&self) -> (String, std::ops::Range<usize>, bool) {
         // Sized for a typical event up front: grown from serde's default of
         // 128 bytes, the text was reallocated and copied four times.
         let mut head = Vec::with_capacity(RENDER_CAPACITY);
@@ -196,10 +200,10 @@ impl Event {
         text.pop(); // the head's closing brace
         text.push_str(",\"detail\":");
         let start = text.len();
-        canonical::write_object_into(&self.detail, &mut text);
+        let canonical = canonical::write_object_into(&self.detail, &mut text);
         let end = text.len();
         text.push('}');
-        (text, start..end)
+        (text, start..end, canonical)
     }
 
     fn head(&self) -> Head<'_> {
@@ -265,6 +269,8 @@ impl Fields {
             Some(Value::String(s)) => {
                 if s.is_empty() {
                     "must not be empty".to_owned()
+                } else if s.trim().is_empty() {
+                    "must not be only whitespace".to_owned()
                 } else if s.len() > max_chars && s.chars().count() > max_chars {
                     format!("must be at most {max_chars} characters")
                 } else if s.chars().any(char::is_control) {
@@ -337,6 +343,12 @@ impl Fields {
                         .push(FieldError::new("/detail", format!("is {size} bytes; the limit is {MAX_DETAIL_BYTES}")));
                     return None;
                 }
+                if let Some(below) = canonical::unsupported_number(&map) {
+                    let limit = canonical::MAX_EXPONENT_DIGITS;
+                    let message = format!("is a number with an exponent of more than {limit} digits");
+                    self.errors.push(FieldError::new(format!("/detail{below}"), message));
+                    return None;
+                }
                 Some(map)
             }
             Some(other) => {
@@ -374,7 +386,7 @@ pub fn format_time(time: &DateTime<Utc>) -> String {
 }
 
 fn diff_paths(a: &Value, b: &Value, path: String, out: &mut Vec<String>, limit: usize) {
-    if out.len() >= limit || a == b {
+    if out.len() >= limit || canonical::equal(a, b) {
         return;
     }
     match (a, b) {
@@ -431,6 +443,22 @@ mod tests {
             pointers(err),
             vec!["/colour", "/id", "/detail-type", "/source", "/time", "/resources/1", "/detail"]
         );
+    }
+
+    #[test]
+    fn whitespace_is_not_a_name() {
+        let err = EventDraft::from_json(
+            &json!({"id": " ", "detail-type": "\t", "source": "\u{3000}", "stream": "  ", "detail": {}}),
+            now(),
+        )
+        .unwrap_err();
+        assert_eq!(pointers(err.clone()), vec!["/id", "/detail-type", "/source", "/stream"]);
+        assert!(
+            err.errors.iter().all(|e| e.message.contains("whitespace") || e.message.contains("control")),
+            "{err:?}"
+        );
+        let padded = json!({"id": " a ", "detail-type": "t", "source": "s", "detail": {}});
+        assert_eq!(EventDraft::from_json(&padded, now()).unwrap().id.as_deref(), Some(" a "));
     }
 
     #[test]
@@ -508,5 +536,22 @@ mod tests {
         .unwrap()
         .with_id("x".into());
         assert_eq!(a.content_differences(&b, 10), vec!["/source", "/detail/n/x", "/detail/new"]);
+    }
+
+    #[test]
+    fn numbers_differ_by_value_not_by_spelling() {
+        let parse = |detail: &str| {
+            let text = format!(r#"{{"source": "s", "detail-type": "t", "detail": {detail}}}"#);
+            EventDraft::from_json(&serde_json::from_str(&text).unwrap(), now()).unwrap().with_id("x".into())
+        };
+        let a = parse(r#"{"n": [1, 2.5], "m": 100}"#);
+        let b = parse(r#"{"n": [1.0, 25e-1], "m": 1E2}"#);
+        assert_eq!(a.content_differences(&b, 10), Vec::<String>::new());
+        assert_eq!(a.content_hash(), b.content_hash());
+        assert_eq!(a.to_stored().1, b.to_stored().1, "the stored hash is the content hash");
+        assert_eq!(b.to_stored().1, b.content_hash());
+        assert!(b.to_json_string().ends_with(r#""detail":{"m":1e+2,"n":[1.0,25e-1]}}"#), "{}", b.to_json_string());
+        let c = parse(r#"{"n": [1, 2.51], "m": 100}"#);
+        assert_eq!(a.content_differences(&c, 10), vec!["/detail/n"]);
     }
 }

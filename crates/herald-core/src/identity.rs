@@ -43,6 +43,8 @@ impl IdRule {
             let top = field.split('/').nth(1).unwrap_or("");
             if !field.starts_with('/') {
                 errors.push(FieldError::new(format!("/fields/{i}"), "must be a JSON pointer starting with '/'"));
+            } else if field.split('~').skip(1).any(|escaped| !escaped.starts_with(['0', '1'])) {
+                errors.push(FieldError::new(format!("/fields/{i}"), "has a '~' not followed by 0 or 1 (RFC 6901)"));
             } else if !RULE_ROOTS.contains(&top) {
                 errors.push(FieldError::new(
                     format!("/fields/{i}"),
@@ -143,9 +145,10 @@ mod tests {
 
     #[test]
     fn bad_rules_are_rejected() {
-        let err = IdRule::new("t".into(), vec!["detail/x".into(), "/time".into()]).unwrap_err();
+        let fields = ["detail/x", "/time", "/detail/~2", "/detail/a~", "/detail/~0k~1/~01"];
+        let err = IdRule::new("t".into(), fields.map(str::to_owned).to_vec()).unwrap_err();
         let pointers: Vec<_> = err.errors.iter().map(|e| e.pointer.as_str()).collect();
-        assert_eq!(pointers, vec!["/fields/0", "/fields/1"]);
+        assert_eq!(pointers, vec!["/fields/0", "/fields/1", "/fields/2", "/fields/3"]);
         assert!(IdRule::new("t".into(), vec![]).is_err());
     }
 

@@ -130,6 +130,50 @@ proptest! {
     #[test]
     fn canonical_text_is_valid_json_equal_to_the_input(value in any_json()) {
         let text = canonical::to_string(&value);
-        prop_assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), value);
+        let again = serde_json::from_str::<Value>(&text).unwrap();
+        prop_assert!(canonical::equal(&again, &value), "{} from {}", text, value);
+        prop_assert_eq!(canonical::to_string(&again), text);
+    }
+
+    /// One number written many ways has one canonical form, which a double
+    /// reads as the same double.
+    #[test]
+    fn every_spelling_of_a_number_is_one_canonical_number(
+        digits in "[1-9][0-9]{0,30}",
+        point in 0usize..32,
+        exponent in -400i64..400,
+        padding in 0usize..4,
+        negative in any::<bool>(),
+    ) {
+        let point = point.min(digits.len());
+        let sign = if negative { "-" } else { "" };
+        // value = digits × 10^exponent, spelt four ways
+        let (whole, fraction) = digits.split_at(point);
+        let whole = if whole.is_empty() { "0" } else { whole };
+        let shifted = exponent + fraction.len() as i64;
+        let zeros = "0".repeat(padding);
+        let decimals = if fraction.is_empty() && padding == 0 { "0".to_owned() } else { format!("{fraction}{zeros}") };
+        let spellings = [
+            format!("{sign}{digits}e{exponent}"),
+            format!("{sign}{digits}{zeros}E{}", exponent - padding as i64),
+            format!("{sign}{whole}.{decimals}e{shifted:+}"),
+            format!("{sign}0.{zeros}{digits}e{}", exponent + (padding + digits.len()) as i64),
+        ];
+        let canonical: Vec<String> = spellings
+            .iter()
+            .map(|text| {
+                let number: serde_json::Number = serde_json::from_str(text).unwrap();
+                canonical::number(&number).into_owned()
+            })
+            .collect();
+        for (text, form) in spellings.iter().zip(&canonical) {
+            prop_assert_eq!(form, &canonical[0], "{} and {}", text, spellings[0]);
+        }
+        let form: serde_json::Number = serde_json::from_str(&canonical[0]).unwrap();
+        prop_assert_eq!(canonical::number(&form).into_owned(), canonical[0].clone(), "idempotent");
+        let parsed = spellings[0].parse::<f64>().unwrap();
+        if parsed.is_finite() && parsed != 0.0 {
+            prop_assert_eq!(canonical[0].parse::<f64>().unwrap(), parsed);
+        }
     }
 }

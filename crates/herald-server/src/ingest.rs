@@ -122,8 +122,15 @@ pub async fn publish(state: &AppState, offered: Vec<Offered>, request: Request<'
                             position: existing.position,
                             detail: e.to_string(),
                         })?;
-                    let differences = request.pointers(i, original.content_differences(&event, 20));
-                    Outcome::Conflict { id: event.id, position: existing.position, differences }
+                    let differences = original.content_differences(&event, 20);
+                    if differences.is_empty() {
+                        // Equal content under another hash: stored before numbers were
+                        // compared by value, with a number written another way.
+                        Outcome::Duplicate { id: event.id, position: existing.position }
+                    } else {
+                        let differences = request.pointers(i, differences);
+                        Outcome::Conflict { id: event.id, position: existing.position, differences }
+                    }
                 }
             },
         });

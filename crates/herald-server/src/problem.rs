@@ -117,6 +117,13 @@ impl ApiError {
             ApiError::InvalidParameter { name, message } => {
                 (format!("{name} {message}"), vec![json!({"parameter": name, "message": message})], None)
             }
+            // The body as a whole is at fault: the empty pointer names it.
+            ApiError::MalformedJson(message) | ApiError::TooLarge(message) => {
+                (self.to_string(), vec![json!({"pointer": "", "message": message})], None)
+            }
+            ApiError::UnsupportedMediaType(message) => {
+                (self.to_string(), vec![json!({"parameter": "Content-Type", "message": message})], None)
+            }
             ApiError::Conflict { id, position, differences } => (
                 format!("event {id} is stored at position {position} with different content; nothing was changed"),
                 differences

@@ -119,6 +119,78 @@ async fn id_rules_make_redelivered_webhooks_one_event() {
     assert_eq!(status, 201, "without the rule the event gets a fresh id");
 }
 
+/// Posts a JSON body as written (numbers untouched by any client library).
+async fn post_raw(h: &Herald, body: &str) -> (u16, Value) {
+    h.send(h.http.post(h.url("/v1/events")).header("content-type", "application/json").body(body.to_owned())).await
+}
+
+fn order_with(detail: &str) -> String {
+    format!(r#"{{"id": "order-n", "source": "test.shop", "detail-type": "Order Placed", "detail": {detail}}}"#)
+}
+
+#[tokio::test]
+async fn numbers_keep_every_digit_and_compare_by_exact_value() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+    let written = r#"{"big": 123456789012345678901234567890, "amount": 10.50, "tiny": 1e-7}"#;
+    assert_eq!(post_raw(&h, &order_with(written)).await.0, 201);
+
+    // Stored and served as written: no digit rounded away by a double.
+    let served = h.http.get(h.url("/v1/events/order-n")).send().await.unwrap().text().await.unwrap();
+    for number in [r#""big":123456789012345678901234567890"#, r#""amount":10.50"#, r#""tiny":1e-7"#] {
+        assert!(served.contains(number), "{number} in {served}");
+    }
+    let listed = h.http.get(h.url("/v1/events")).send().await.unwrap().text().await.unwrap();
+    assert!(listed.contains(r#""big":123456789012345678901234567890"#), "{listed}");
+
+    // The same values written another way: the same event.
+    let respelt = r#"{"tiny": 0.0000001, "amount": 1.05e1, "big": 1.23456789012345678901234567890E+29}"#;
+    let (status, body) = post_raw(&h, &order_with(respelt)).await;
+    assert_eq!((status, body), (200, json!({"id": "order-n", "position": 1, "duplicate": true})));
+
+    // One digit apart, past a double's 17: different content, not a duplicate.
+    let other = r#"{"big": 123456789012345678901234567891, "amount": 10.5, "tiny": 1e-7}"#;
+    let (status, problem) = post_raw(&h, &order_with(other)).await;
+    assert_eq!((status, pointers(&problem)), (409, vec!["/detail/big".to_owned()]));
+
+    // Id rules derive ids from exact values too.
+    h.put("/v1/id-rules/Payment", &json!({"fields": ["/detail/account"]})).await;
+    let payment = |account: &str| {
+        format!(r#"{{"source": "bank", "detail-type": "Payment", "detail": {{"account": {account}}}}}"#)
+    };
+    let (s1, first) = post_raw(&h, &payment("98765432109876543210987")).await;
+    let (s2, next) = post_raw(&h, &payment("98765432109876543210988")).await;
+    let (s3, again) = post_raw(&h, &payment("9.8765432109876543210987e22")).await;
+    assert_eq!((s1, s2, s3), (201, 201, 200));
+    assert_ne!(first["id"], next["id"]);
+    assert_eq!(first["id"], again["id"]);
+
+    let (status, problem) = post_raw(&h, &order_with(r#"{"ok": 1e400, "list": [1, 2e1000000000]}"#)).await;
+    assert_eq!((status, pointers(&problem)), (422, vec!["/detail/list/1".to_owned()]));
+    assert_eq!(h.all_events().await.len(), 3);
+}
+
+#[tokio::test]
+async fn events_stored_under_an_older_content_hash_are_still_recognised_as_duplicates() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+    assert_eq!(post_raw(&h, &order_with(r#"{"total": 10.0}"#)).await.0, 201);
+    assert!(h.terminate().success());
+    // A store written before numbers were compared by value hashed `10.0` as
+    // written. Any other hash of equal content must still be a duplicate.
+    let db = rusqlite::Connection::open(dir.path().join("herald.db")).unwrap();
+    let changed = db.execute("UPDATE events SET content_hash = zeroblob(32) WHERE id = 'order-n'", []).unwrap();
+    assert_eq!(changed, 1);
+    drop(db);
+
+    let h = Herald::start(dir.path());
+    let (status, body) = post_raw(&h, &order_with(r#"{"total": 10}"#)).await;
+    assert_eq!((status, body), (200, json!({"id": "order-n", "position": 1, "duplicate": true})));
+    let (status, problem) = post_raw(&h, &order_with(r#"{"total": 10.01}"#)).await;
+    assert_eq!((status, pointers(&problem)), (409, vec!["/detail/total".to_owned()]));
+    assert_eq!(h.all_events().await.len(), 1);
+}
+
 #[tokio::test]
 async fn a_batch_stores_the_valid_events_and_reports_the_rest() {
     let dir = data_dir();
@@ -171,9 +243,10 @@ async fn malformed_oversized_and_mistyped_bodies_get_problems() {
     let (status, problem) = post_raw("application/json", b"{\"id\": ".to_vec()).await;
     assert_eq!((status, problem["type"].clone()), (400, json!("urn:herald:problem:malformed-json")));
     assert!(problem["detail"].as_str().unwrap().contains("line 1"), "{problem}");
+    assert_eq!(pointers(&problem), vec![String::new()], "the body as a whole: {problem}");
 
-    let (status, _) = post_raw("text/plain", b"{}".to_vec()).await;
-    assert_eq!(status, 415);
+    let (status, problem) = post_raw("text/plain", b"{}".to_vec()).await;
+    assert_eq!((status, &problem["errors"][0]["parameter"]), (415, &json!("Content-Type")), "{problem}");
     // JSON is UTF-8: a body declared in another charset is not misread.
     for content_type in ["application/json; charset=utf-16", "application/cloudevents+json; charset=latin1"] {
         let (status, problem) = post_raw(content_type, b"{}".to_vec()).await;
@@ -189,6 +262,8 @@ async fn malformed_oversized_and_mistyped_bodies_get_problems() {
     );
     assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
     assert!(answer.contains("application/problem+json"), "{answer}");
+    let problem: Value = serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(pointers(&problem), vec![String::new()], "{answer}");
 
     let big_detail =
         json!({"id": "big", "source": "s", "detail-type": "t", "detail": {"blob": "x".repeat(256 * 1024)}});
@@ -200,6 +275,9 @@ async fn malformed_oversized_and_mistyped_bodies_get_problems() {
     assert_eq!(status, 422);
     assert_eq!(pointers(&problem), vec!["/id", "/source", "/time"]);
     assert_eq!(problem["title"], "Invalid event");
+    let blank = json!({"id": "  ", "source": "\t", "detail-type": "\u{2003}", "detail": {}});
+    let (status, problem) = h.post("/v1/events", &blank).await;
+    assert_eq!((status, pointers(&problem)), (422, vec!["/id".into(), "/detail-type".into(), "/source".into()]));
     assert!(h.all_events().await.is_empty(), "nothing invalid is stored");
 
     let utf8 = event("utf8", json!({"name": "Zoë"})).to_string().into_bytes();
