@@ -114,6 +114,13 @@ pub async fn list_pages_in_position_order_with_filters(store: impl Store) {
     let none = store.list(ListQuery { detail_type: Some("other".into()), ..page(0, 100) }).await.unwrap();
     assert!(none.events.is_empty());
     assert_eq!(none.next, 10, "a fruitless filtered read still moves the reader on");
+    // The stream filter has an index rather than a bounded scan; its `next` means the same.
+    let no_stream = store.list(ListQuery { stream: Some("s3".into()), ..page(0, 100) }).await.unwrap();
+    assert_eq!((no_stream.events.len(), no_stream.next), (0, 10));
+    let s1 = store.list(ListQuery { stream: Some("s1".into()), ..page(0, 100) }).await.unwrap();
+    assert_eq!((s1.events.len(), s1.next), (5, 10), "read through to the head");
+    let s1_page = store.list(ListQuery { stream: Some("s1".into()), ..page(0, 2) }).await.unwrap();
+    assert_eq!(s1_page.next, 2, "a full page ends at its last event");
     let caught_up = store.list(page(10, 100)).await.unwrap();
     assert_eq!((caught_up.events.len(), caught_up.next), (0, 10));
 }

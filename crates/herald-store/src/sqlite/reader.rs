@@ -117,14 +117,20 @@ pub fn list(conn: &Connection, query: &ListQuery) -> rusqlite::Result<Page> {
         }
     }
     let cut_short = bytes >= MAX_PAGE_BYTES && events.len() < query.limit;
+    let filtered = query.stream.is_some() || bounded;
     let next = match events.last() {
-        Some(last) if cut_short || events.len() == query.limit || !bounded => last.position,
-        _ if bounded => {
+        Some(last) if cut_short || events.len() == query.limit => last.position,
+        // A filtered scan that ran out read every position up to the head (or
+        // its bound), matching or not: the reader moves on to there, whichever
+        // filter it used.
+        _ if filtered => {
             let head: i64 =
                 tx.prepare_cached("SELECT coalesce(max(position), 0) FROM events")?.query_row([], |r| r.get(0))?;
-            (after + SCAN_SPAN).min(head as Position).max(query.after)
+            let scanned = if bounded { (after + SCAN_SPAN).min(head as Position) } else { head as Position };
+            scanned.max(query.after)
         }
-        _ => query.after,
+        Some(last) => last.position,
+        None => query.after,
     };
     tx.commit()?;
     Ok(Page { events, next, cut_short })
