@@ -18,10 +18,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use rusqlite::hooks::Wal;
 
+use super::writer::LogPace;
 use super::{classify, schema};
 use crate::StoreError;
 
@@ -69,7 +71,14 @@ pub struct Checkpointer {
     /// The WAL's frame count after the previous commit.
     last_in_wal: u32,
     nudge: SyncSender<()>,
+    /// After a failed backstop copy (a full disk, usually): not tried again
+    /// before then, rather than after every commit.
+    backstop_paused_until: Option<Instant>,
+    backstop_failures: LogPace,
 }
+
+/// How long the backstop waits after a failed copy.
+const BACKSTOP_RETRY: Duration = Duration::from_secs(1);
 
 impl Checkpointer {
     /// Starts the thread; it checkpoints after every `threshold_bytes` of
@@ -93,7 +102,15 @@ impl Checkpointer {
             .name("herald-checkpoint".into())
             .spawn(move || round.run(&nudged))
             .map_err(|source| StoreError::Open { path: path.to_owned(), source })?;
-        Ok((Self { path: path.to_owned(), progress, last_in_wal: 0, nudge }, handle))
+        let checkpointer = Self {
+            path: path.to_owned(),
+            progress,
+            last_in_wal: 0,
+            nudge,
+            backstop_paused_until: None,
+            backstop_failures: LogPace::default(),
+        };
+        Ok((checkpointer, handle))
     }
 
     /// Called by the writer after each commit on `writer` (whose WAL hook is
@@ -117,12 +134,21 @@ impl Checkpointer {
     }
 
     /// Copies the rest of the WAL on the writer; counts as the thread's round.
-    fn backstop_checkpoint(&self, writer: &Connection, written: u64) {
+    fn backstop_checkpoint(&mut self, writer: &Connection, written: u64) {
+        if self.backstop_paused_until.is_some_and(|until| Instant::now() < until) {
+            return;
+        }
         match passive_checkpoint(writer) {
             Ok(copied) if copied >= 0 => self.progress.round_done(written),
             // The thread's round was running: it counts instead.
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %classify(e, &self.path), "checkpoint failed"),
+            Err(e) => {
+                self.backstop_paused_until = Some(Instant::now() + BACKSTOP_RETRY);
+                if let Some(since) = self.backstop_failures.due() {
+                    let error = classify(e, &self.path);
+                    tracing::warn!(%error, failed_since_last_logged = since, "checkpoint failed; retrying in 1 s");
+                }
+            }
         }
     }
 }

@@ -131,26 +131,47 @@ pub struct Writer {
 /// the same full disk.
 #[derive(Default)]
 pub struct FailureLog {
-    /// When a full disk was last logged, and the commits refused since.
-    full: Option<(Instant, u64)>,
+    full: LogPace,
 }
 
 impl FailureLog {
-    const FULL_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
-
     fn note(&mut self, err: &StoreError) {
         let reason = if matches!(err, StoreError::Full { .. }) { "full" } else { "error" };
         metrics::counter!("herald_store_commits_failed_total", "reason" => reason).increment(1);
         if reason == "error" {
             tracing::error!(error = %err, "commit failed; the group was rolled back");
-            return;
+        } else if let Some(since) = self.full.due() {
+            tracing::error!(error = %err, refused_since_last_logged = since, "commit refused: the disk is full; nothing of it was stored");
         }
-        match &mut self.full {
-            Some((logged, since)) if logged.elapsed() < Self::FULL_EVERY => *since += 1,
+    }
+}
+
+/// Paces a log line that a lasting condition (a full disk) would otherwise
+/// write on every commit: at most once per [`LogPace::EVERY`].
+#[derive(Default)]
+pub struct LogPace {
+    /// When the line was last written, and the times it was held back since.
+    last: Option<(Instant, u64)>,
+}
+
+impl LogPace {
+    pub const EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    /// `Some(times held back since the last line)` if the line is due now.
+    pub fn due(&mut self) -> Option<u64> {
+        self.due_at(Instant::now())
+    }
+
+    fn due_at(&mut self, now: Instant) -> Option<u64> {
+        match &mut self.last {
+            Some((logged, since)) if now.duration_since(*logged) < Self::EVERY => {
+                *since += 1;
+                None
+            }
             _ => {
-                let since = self.full.map_or(0, |(_, since)| since);
-                tracing::error!(error = %err, refused_since_last_logged = since, "commit refused: the disk is full; nothing of it was stored");
-                self.full = Some((Instant::now(), 0));
+                let since = self.last.map_or(0, |(_, since)| since);
+                self.last = Some((now, 0));
+                Some(since)
             }
         }
     }
@@ -292,4 +313,22 @@ fn append(
         });
     }
     Ok(outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_paced_line_is_due_once_per_period_with_the_count_held_back() {
+        let mut pace = LogPace::default();
+        let start = Instant::now();
+        assert_eq!(pace.due_at(start), Some(0));
+        for _ in 0..5 {
+            assert_eq!(pace.due_at(start + LogPace::EVERY / 2), None);
+        }
+        assert_eq!(pace.due_at(start + LogPace::EVERY), Some(5));
+        assert_eq!(pace.due_at(start + LogPace::EVERY), None);
+        assert_eq!(pace.due_at(start + LogPace::EVERY * 3), Some(1));
+    }
 }
