@@ -168,6 +168,25 @@ async fn health_readiness_metrics_and_openapi() {
         assert!(doc["paths"][path].is_object(), "OpenAPI lacks {path}");
     }
     assert!(doc["components"]["schemas"]["Problem"].is_object());
+    // Every write can meet a full disk; every body can be refused.
+    for (path, method) in [
+        ("/v1/id-rules/{detail_type}", "put"),
+        ("/v1/id-rules/{detail_type}", "delete"),
+        ("/v1/subscriptions/{name}", "put"),
+        ("/v1/subscriptions/{name}/pause", "post"),
+        ("/v1/subscriptions/{name}/ack", "post"),
+    ] {
+        let responses = &doc["paths"][path][method]["responses"];
+        assert_eq!(
+            responses["507"]["content"]["application/problem+json"]["schema"]["$ref"],
+            "#/components/schemas/Problem"
+        );
+        assert!(responses["503"].is_object(), "{method} {path}: {responses}");
+    }
+    let put_rule = &doc["paths"]["/v1/id-rules/{detail_type}"]["put"]["responses"];
+    assert!(["400", "413", "415", "422"].iter().all(|s| put_rule[s].is_object()), "{put_rule}");
+    assert!(doc["paths"]["/v1/events"]["get"]["responses"]["507"].is_null(), "reads do not write");
+    assert!(doc["paths"]["/"]["post"]["responses"]["507"].is_null(), "PutEvents answers a 500");
     let (status, problem) = h.get("/v2/nothing").await;
     assert_eq!((status, problem["status"].clone()), (404, json!(404)));
 }

@@ -36,7 +36,6 @@ use crate::state::AppState;
         (status = 415, description = "Not JSON", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid event", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 503, description = "Overloaded: retry after Retry-After", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 507, description = "The disk holding the data is full: nothing was stored; retry once space is freed", body = crate::problem::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
     let key = ingest::idempotency_key(&headers)?;
@@ -118,7 +117,6 @@ fn single(outcomes: Vec<Outcome>) -> Result<Response, ApiError> {
         (status = 409, description = "Same id, different content", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid event", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 503, description = "Overloaded: retry after Retry-After", body = crate::problem::Problem, content_type = "application/problem+json"),
-        (status = 507, description = "The disk holding the data is full: nothing was stored; retry once space is freed", body = crate::problem::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn put(
     State(state): State<AppState>,
