@@ -2,8 +2,8 @@
 //! damaged files reported rather than served.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -27,11 +27,21 @@ async fn a_restart_keeps_events_positions_and_dedup() {
     assert_eq!(h.post("/v1/events", &event("e5", json!({}))).await.1["position"], 6, "positions continue");
 }
 
-/// Publishes from many connections until told to stop; returns what was acknowledged.
-async fn publish_until(h: &Herald, stop: Arc<AtomicBool>, workers: usize, batch: usize) -> Vec<(String, u64, Instant)> {
+/// Ids of events whose request was answered 507 (a full disk).
+type Refused = Arc<Mutex<Vec<String>>>;
+
+/// Publishes from many connections until told to stop; returns what was
+/// acknowledged. A 507 is expected only where `refused` collects them.
+async fn publish_until(
+    h: &Herald,
+    stop: Arc<AtomicBool>,
+    workers: usize,
+    batch: usize,
+    refused: Option<Refused>,
+) -> Vec<(String, u64, Instant)> {
     let mut tasks = Vec::new();
     for w in 0..workers {
-        let (http, url, stop) = (h.http.clone(), h.url("/v1/events"), stop.clone());
+        let (http, url, stop, refused) = (h.http.clone(), h.url("/v1/events"), stop.clone(), refused.clone());
         tasks.push(tokio::spawn(async move {
             let mut acked = Vec::new();
             let mut n = 0;
@@ -48,6 +58,10 @@ async fn publish_until(h: &Herald, stop: Arc<AtomicBool>, workers: usize, batch:
                     break;
                 };
                 let at = Instant::now();
+                if let (507, Some(refused)) = (status, &refused) {
+                    refused.lock().unwrap().extend(events.iter().map(|e| e["id"].as_str().unwrap().to_owned()));
+                    continue;
+                }
                 assert!(status == 200 || status == 201, "unexpected {status}: {answer}");
                 if batch == 1 {
                     acked.push((answer["id"].as_str().unwrap().to_owned(), answer["position"].as_u64().unwrap(), at));
@@ -67,20 +81,21 @@ async fn publish_until(h: &Herald, stop: Arc<AtomicBool>, workers: usize, batch:
     all
 }
 
-/// Starts Herald on `dir`, publishes from `workers` connections for at least
-/// 1.5 s and until `under_way()`, and kills the server with SIGKILL
-/// mid-stream; returns what was acknowledged.
+/// Publishes to `h` from `workers` connections for at least 1.5 s and until
+/// `under_way()`, and kills the server with SIGKILL mid-stream; returns what
+/// was acknowledged.
 async fn publish_then_kill_9(
-    dir: &std::path::Path,
+    h: Herald,
     workers: usize,
     batch: usize,
+    refused: Option<Refused>,
     under_way: impl Fn() -> bool,
 ) -> Vec<(String, u64, Instant)> {
-    let h = Arc::new(Herald::start(dir));
+    let h = Arc::new(h);
     let stop = Arc::new(AtomicBool::new(false));
     let publisher = {
         let (h, stop) = (h.clone(), stop.clone());
-        tokio::spawn(async move { publish_until(&h, stop, workers, batch).await })
+        tokio::spawn(async move { publish_until(&h, stop, workers, batch, refused).await })
     };
     // At least 1.5 s, and until what the test is about is under way (on a
     // slow machine that takes longer).
@@ -102,7 +117,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
     let stop = Arc::new(AtomicBool::new(false));
     let publisher = {
         let (h, stop) = (h.clone(), stop.clone());
-        tokio::spawn(async move { publish_until(&h, stop, 8, 200).await })
+        tokio::spawn(async move { publish_until(&h, stop, 8, 200, None).await })
     };
     tokio::time::sleep(Duration::from_millis(500)).await;
     let signalled = Instant::now();
@@ -128,21 +143,31 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_mid_stream_loses_no_acknowledged_event() {
     let dir = data_dir();
-    let acked = publish_then_kill_9(dir.path(), 16, 1, || true).await;
+    let acked = publish_then_kill_9(Herald::start(dir.path()), 16, 1, None, || true).await;
     assert!(acked.len() > 100, "the stream was under way: {} acknowledged", acked.len());
 
     let h = Herald::start(dir.path());
+    let stored = acknowledged_survived(&h, &acked).await;
+    assert_republished_as_duplicates(&h, &acked).await;
+    assert_eq!(h.all_events().await.len(), stored.len());
+}
+
+/// Every acknowledged event is stored once at its position, and positions
+/// are strictly increasing; returns what is stored, by id.
+async fn acknowledged_survived(h: &Herald, acked: &[(String, u64, Instant)]) -> HashMap<String, u64> {
     let events = h.all_events().await;
     let positions: Vec<u64> = events.iter().map(|e| e["position"].as_u64().unwrap()).collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "positions strictly increasing");
-    let ids: Vec<&str> = events.iter().map(|e| e["id"].as_str().unwrap()).collect();
-    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len(), "each id stored once");
-    let stored: HashMap<&str, u64> = ids.iter().copied().zip(positions.iter().copied()).collect();
-    for (id, position, _) in &acked {
-        assert_eq!(stored.get(id.as_str()), Some(position), "acknowledged {id} survives kill -9 at its position");
+    let stored: HashMap<String, u64> = ids_and_positions(&events).into_iter().collect();
+    assert_eq!(stored.len(), events.len(), "each id stored once");
+    for (id, position, _) in acked {
+        assert_eq!(stored.get(id), Some(position), "acknowledged {id} survives kill -9 at its position");
     }
+    stored
+}
 
-    // Publishing everything acknowledged again yields only duplicates.
+/// Publishing everything acknowledged again yields only duplicates.
+async fn assert_republished_as_duplicates(h: &Herald, acked: &[(String, u64, Instant)]) {
     let republish: Vec<Value> = acked
         .iter()
         .map(|(id, _, _)| {
@@ -156,7 +181,6 @@ async fn kill_9_mid_stream_loses_no_acknowledged_event() {
         assert_eq!((status, body["failed"].clone()), (200, json!(0)));
         assert!(body["results"].as_array().unwrap().iter().all(|r| r["duplicate"] == true), "only duplicates");
     }
-    assert_eq!(h.all_events().await.len(), events.len());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -165,19 +189,51 @@ async fn kill_9_while_checkpoints_copy_the_wal_keeps_the_store_whole() {
     // Batches write WAL frames fast, so checkpoint rounds run all along; the
     // database file only grows when a checkpoint copies pages into it.
     let db_size = || std::fs::metadata(dir.path().join("herald.db")).map_or(0, |m| m.len());
-    let acked = publish_then_kill_9(dir.path(), 8, 200, || db_size() > 1 << 20).await;
+    let acked = publish_then_kill_9(Herald::start(dir.path()), 8, 200, None, || db_size() > 1 << 20).await;
     assert!(db_size() > 1 << 20, "checkpoints had copied the WAL into the database file");
     let check = std::process::Command::new(BIN).args(["check", "--data-dir"]).arg(dir.path()).output().unwrap();
     assert!(check.status.success(), "intact after kill -9: {}", String::from_utf8_lossy(&check.stderr));
 
     let h = Herald::start(dir.path());
-    let events = h.all_events().await;
-    let stored: HashMap<String, u64> = ids_and_positions(&events).into_iter().collect();
-    assert_eq!(stored.len(), events.len(), "each id stored once");
     assert!(acked.len() > 1000, "the stream was under way: {} acknowledged", acked.len());
-    for (id, position, _) in &acked {
-        assert_eq!(stored.get(id), Some(position), "acknowledged {id} survives kill -9 at its position");
-    }
+    acknowledged_survived(&h, &acked).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_a_full_disk_refuses_concurrent_publishes_loses_nothing_acknowledged() {
+    let disk = SmallDisk::new(24 << 20);
+    let h = Herald::start_on_small_disk(&disk, &[]);
+    let refused: Refused = Arc::default();
+    let ballast = std::sync::OnceLock::new();
+    let started = Instant::now();
+    // Publishing from 8 connections: the disk fills after a second, and the
+    // server is killed once refusals (507) have come for a while, while
+    // some commits may still find room in the WAL.
+    let under_way = || {
+        if started.elapsed() > Duration::from_secs(1) {
+            ballast.get_or_init(|| disk.fill("ballast"));
+        }
+        refused.lock().unwrap().len() >= 100
+    };
+    let acked = publish_then_kill_9(h, 8, 10, Some(refused.clone()), under_way).await;
+    let refused = refused.lock().unwrap().clone();
+    assert!(acked.len() > 100 && refused.len() >= 100, "{} acknowledged, {} refused", acked.len(), refused.len());
+
+    // Restarted on the disk still full: everything acknowledged is there,
+    // nothing refused is, and positions have no gaps.
+    let h = Herald::start_on_small_disk(&disk, &[]);
+    let stored = acknowledged_survived(&h, &acked).await;
+    let positions: HashSet<u64> = stored.values().copied().collect();
+    assert_eq!(positions, (1..=stored.len() as u64).collect(), "no gaps");
+    let refused_stored: Vec<&String> = refused.iter().filter(|id| stored.contains_key(*id)).collect();
+    assert!(refused_stored.is_empty(), "refused events were stored: {refused_stored:?}");
+
+    // Space freed: everything acknowledged is a duplicate, and the store is whole.
+    std::fs::remove_file(ballast.get().unwrap()).unwrap();
+    assert_republished_as_duplicates(&h, &acked).await;
+    assert!(h.terminate().success());
+    let check = disk.enter(BIN).arg("check").arg("--data-dir").arg(disk.mount.join("data")).output().unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
 }
 
 #[tokio::test]
