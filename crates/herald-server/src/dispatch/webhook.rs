@@ -71,7 +71,7 @@ impl Answer {
         self.status.is_some_and(|s| (200..300).contains(&s))
     }
 
-    fn failed(started: Instant, error: String) -> Self {
+    pub(crate) fn failed(started: Instant, error: String) -> Self {
         Self { status: None, error: Some(error), response: None, latency: started.elapsed(), retry_after: None }
     }
 }

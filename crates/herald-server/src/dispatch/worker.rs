@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering as AtomicOrdering};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::FutureExt;
 use herald_core::Position;
 use herald_core::pattern::Pattern;
 use herald_core::signature::Secret;
@@ -454,17 +455,16 @@ impl Worker {
             let place = places.pop().expect("a place for every admitted delivery");
             tasks.spawn(async move {
                 let _place = place;
-                let answer = client
-                    .send(Request {
-                        url: ticket.url(),
-                        secret: &secret,
-                        event_id: &delivery.event_id,
-                        body,
-                        timeout,
-                        attempt: delivery.attempts + 1,
-                        replay: delivery.replay,
-                    })
-                    .await;
+                let answer = failed_if_it_panics(client.send(Request {
+                    url: ticket.url(),
+                    secret: &secret,
+                    event_id: &delivery.event_id,
+                    body,
+                    timeout,
+                    attempt: delivery.attempts + 1,
+                    replay: delivery.replay,
+                }))
+                .await;
                 ticket.record(&answer, Instant::now());
                 (delivery, answer)
             });
@@ -616,6 +616,17 @@ fn release(settled: &[(Attempt, Settlement)], in_flight: &mut InFlight) -> bool 
     settled.iter().any(|(_, s)| *s == Settlement::Gone)
 }
 
+/// A delivery whose sending panicked is a failed attempt, retried like any
+/// other: a task that ended without an answer would keep its delivery (and
+/// its stream, when ordered) in flight until the subscription changed.
+async fn failed_if_it_panics(send: impl Future<Output = Answer>) -> Answer {
+    let started = std::time::Instant::now();
+    std::panic::AssertUnwindSafe(send)
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|_| Answer::failed(started, "sending panicked; see the server log".to_owned()))
+}
+
 pub fn now_us() -> i64 {
     chrono::Utc::now().timestamp_micros()
 }
@@ -625,4 +636,26 @@ pub fn now_us() -> i64 {
 /// attempts it records are those made before.
 fn dead_letter(delivery: &Delivery, now: i64, reason: String) -> (Attempt, Settlement) {
     (Attempt::of(delivery, delivery.attempts, now, "dead", Some(reason.clone())), Settlement::Dead { reason })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_panic_while_sending_is_a_failed_attempt() {
+        let panicking = async {
+            if now_us() > 0 {
+                panic!("a bug in the client");
+            }
+            Answer::failed(std::time::Instant::now(), "unreachable".to_owned())
+        };
+        let answer = failed_if_it_panics(panicking).await;
+        assert!(!answer.succeeded());
+        assert_eq!(answer.error.as_deref(), Some("sending panicked; see the server log"));
+
+        let fine =
+            Answer { status: Some(204), error: None, response: None, latency: Duration::ZERO, retry_after: None };
+        assert!(failed_if_it_panics(async { fine }).await.succeeded());
+    }
 }
