@@ -11,6 +11,7 @@ use axum::BoxError;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, header};
 use herald_core::limits::MAX_BODY_BYTES;
+use herald_core::{FieldError, Invalid};
 use http_body::{Frame, SizeHint};
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -351,8 +352,21 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::MalformedJson("the body is empty".into()));
     }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))
+    serde_json::from_slice(bytes).map_err(|e| {
+        let message = e.to_string();
+        if message.starts_with("recursion limit exceeded") {
+            // Not malformed: deeper than Herald reads (serde_json's limit,
+            // which keeps a hostile body from exhausting the stack).
+            let nested = format!("nests arrays and objects more than {MAX_JSON_DEPTH} deep ({message})");
+            ApiError::InvalidRequest(Invalid { errors: vec![FieldError::new("", nested)] })
+        } else {
+            ApiError::MalformedJson(message)
+        }
+    })
 }
+
+/// How deep serde_json parses arrays and objects into one another.
+pub const MAX_JSON_DEPTH: usize = 127;
 
 /// The media type's essence (`application/json`), lower-cased, without parameters.
 pub fn media_type(headers: &HeaderMap) -> Option<String> {
@@ -606,5 +620,20 @@ mod tests {
         assert!(matches!(parse_json(b"  "), Err(ApiError::MalformedJson(_))));
         assert!(matches!(parse_json(b"{"), Err(ApiError::MalformedJson(_))));
         assert!(parse_json(b"{}").is_ok());
+    }
+
+    #[test]
+    fn json_nested_past_the_limit_is_refused_as_too_deep_not_malformed() {
+        let depth = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(parse_json(depth(MAX_JSON_DEPTH).as_bytes()).is_ok());
+        match parse_json(depth(MAX_JSON_DEPTH + 1).as_bytes()) {
+            Err(ApiError::InvalidRequest(invalid)) => {
+                assert_eq!(invalid.errors[0].pointer, "");
+                assert!(invalid.errors[0].message.contains("more than 127 deep"), "{invalid:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let deep_object = format!("{}1{}", r#"{"a":"#.repeat(200), "}".repeat(200));
+        assert!(matches!(parse_json(deep_object.as_bytes()), Err(ApiError::InvalidRequest(_))));
     }
 }

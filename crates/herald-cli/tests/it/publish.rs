@@ -278,6 +278,11 @@ async fn malformed_oversized_and_mistyped_bodies_get_problems() {
     let blank = json!({"id": "  ", "source": "\t", "detail-type": "\u{2003}", "detail": {}});
     let (status, problem) = h.post("/v1/events", &blank).await;
     assert_eq!((status, pointers(&problem)), (422, vec!["/id".into(), "/detail-type".into(), "/source".into()]));
+    // Well-formed, but deeper than Herald reads: refused, not called malformed.
+    let deep =
+        format!(r#"{{"source": "s", "detail-type": "t", "detail": {}1{}}}"#, r#"{"a":"#.repeat(200), "}".repeat(200));
+    let (status, problem) = post_raw("application/json", deep.into_bytes()).await;
+    assert_eq!((status, pointers(&problem)), (422, vec![String::new()]), "{problem}");
     assert!(h.all_events().await.is_empty(), "nothing invalid is stored");
 
     let utf8 = event("utf8", json!({"name": "Zoë"})).to_string().into_bytes();
