@@ -7,9 +7,10 @@
 //! Written out here rather than relying on `serde_json`'s map ordering, because a
 //! `preserve_order` feature enabled anywhere in the build would silently change it.
 //!
-//! Numbers arrive as the producer wrote them (serde_json's `arbitrary_precision`),
-//! so no digit is lost to a double: events are stored with their numbers as
-//! written ([`write_object_into`]) and compared by exact value ([`number`]).
+//! Numbers arrive with the digits the producer wrote (serde_json's
+//! `arbitrary_precision`; it only spells a positive exponent `e+`), so no
+//! digit is lost to a double: events are stored with their numbers so
+//! ([`write_object_into`]) and compared by exact value ([`number`]).
 
 use std::borrow::Cow;
 use std::fmt::Write;
@@ -90,7 +91,7 @@ pub fn object_len(map: &Map<String, Value>) -> usize {
         }
     }
     let mut count = Count(0);
-    let _ = Writer { out: &mut count, numbers: Numbers::AsWritten, all_canonical: true }.object(map);
+    let _ = Writer { out: &mut count, numbers: Numbers::AsWritten, all_canonical: false }.object(map);
     count.0
 }
 
@@ -209,7 +210,8 @@ fn is_canonical_integer(text: &str) -> bool {
 
 /// A number's exponent (the text after `e`). Events never hold one of more
 /// than [`MAX_EXPONENT_DIGITS`] digits (see [`unsupported_number`]); longer
-/// ones are clamped rather than overflowing.
+/// ones are clamped rather than overflowing, so [`number`] is exact only for
+/// numbers that passed that check.
 fn exponent(text: &str) -> i64 {
     let negative = text.starts_with('-');
     let digits = text.trim_start_matches(['+', '-']).trim_start_matches('0');
@@ -231,7 +233,8 @@ enum Numbers {
 struct Writer<'w, W> {
     out: &'w mut W,
     numbers: Numbers,
-    /// Every number written so far was already in canonical form.
+    /// Every number written so far was already in canonical form (checked
+    /// only when writing as written and this starts true).
     all_canonical: bool,
 }
 
@@ -256,11 +259,14 @@ impl<'w, W: Write> Writer<'w, W> {
             Value::String(s) => write_str(s, self.out),
             Value::Null => self.out.write_str("null"),
             Value::Bool(b) => self.out.write_str(if *b { "true" } else { "false" }),
+            Value::Number(n) if self.numbers == Numbers::Canonical => self.out.write_str(&number(n)),
             Value::Number(n) => {
-                let canonical = number(n);
-                let as_written = n.as_str();
-                self.all_canonical &= *canonical == *as_written;
-                self.out.write_str(if self.numbers == Numbers::Canonical { &canonical } else { as_written })
+                // Checked only while it can still matter: not once one number
+                // was not canonical, nor when only counting bytes.
+                if self.all_canonical {
+                    self.all_canonical = number(n) == n.as_str();
+                }
+                self.out.write_str(n.as_str())
             }
         }
     }

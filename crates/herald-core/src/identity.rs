@@ -33,8 +33,8 @@ impl IdRule {
     /// Validates the pointers of a rule.
     pub fn new(detail_type: String, fields: Vec<String>) -> Result<Self, Invalid> {
         let mut errors = Vec::new();
-        if detail_type.is_empty() {
-            errors.push(FieldError::new("/detail-type", "must not be empty"));
+        if detail_type.trim().is_empty() {
+            errors.push(FieldError::new("/detail-type", "must not be empty or only whitespace"));
         }
         if fields.is_empty() || fields.len() > MAX_ID_RULE_FIELDS {
             errors.push(FieldError::new("/fields", format!("must list 1 to {MAX_ID_RULE_FIELDS} JSON pointers")));
@@ -150,6 +150,7 @@ mod tests {
         let pointers: Vec<_> = err.errors.iter().map(|e| e.pointer.as_str()).collect();
         assert_eq!(pointers, vec!["/fields/0", "/fields/1", "/fields/2", "/fields/3"]);
         assert!(IdRule::new("t".into(), vec![]).is_err());
+        assert!(IdRule::new(" ".into(), vec!["/detail/x".into()]).is_err(), "no event has a blank detail-type");
     }
 
     #[test]

@@ -164,9 +164,11 @@ impl BodyCharge {
 /// and a string with escapes goes through the parser's scratch buffer
 /// first, which doubles as it grows (up to twice the body's size more); a
 /// value is 32 bytes in a `Vec` that doubles as it grows, up to 96 while it
-/// moves (96 per `,` and `:`); a new array holds 4 (128 per `[`); an
-/// object's first B-tree node is ~630 bytes (640 per `{`). Commas inside
-/// strings count too: it may overestimate, never under. A test holds it to
+/// moves (96 per `,`; 64 more per `:`, for an object member's key); a new
+/// array holds 4 (128 per `[`); an object's first B-tree node is ~630 bytes
+/// (640 per `{`); a number keeps its digits in a string of its own, parsed
+/// through a scratch buffer (16 per number, 1 per digit). Commas and digits
+/// inside strings count too: it may overestimate, never under. A test holds it to
 /// the bytes a counting allocator sees requested for bodies that take from
 /// 1x (one string) to 80x (arrays of tiny objects) their size once parsed;
 /// the allocator rounds small blocks up by a few bytes more.
@@ -174,35 +176,63 @@ impl BodyCharge {
 struct Shape {
     bytes: usize,
     members: usize,
+    colons: usize,
     arrays: usize,
     objects: usize,
+    /// Digits and '-' right after `[`, `,`, `:` or whitespace: numbers'
+    /// starts (or a string's digit after a comma: an overestimate).
+    numbers: usize,
+    /// Digits anywhere (each number keeps its digits in a string of its own).
+    digits: usize,
     escapes: bool,
+    /// The last byte of the previous frame, to see a number start across frames.
+    last: u8,
 }
 
 impl Shape {
     fn add(&mut self, data: &[u8]) {
+        let Some((&first, _)) = data.split_first() else { return };
         self.bytes += data.len();
-        // Byte-wide counters over 255-byte chunks let the compiler count 32
-        // bytes at a time (~8 GB/s, against ~60 MB/s for the parse itself).
-        for chunk in data.chunks(255) {
-            let (mut members, mut arrays, mut objects, mut escapes) = (0u8, 0u8, 0u8, 0u8);
-            for &b in chunk {
-                members += u8::from(b == b',' || b == b':');
-                arrays += u8::from(b == b'[');
-                objects += u8::from(b == b'{');
-                escapes += u8::from(b == b'\\');
-            }
-            self.members += usize::from(members);
-            self.arrays += usize::from(arrays);
-            self.objects += usize::from(objects);
-            self.escapes |= escapes > 0;
+        self.count(&[self.last], &[first]);
+        // Each byte beside the one before it, in aligned chunks.
+        for (before, chunk) in data[..data.len() - 1].chunks(255).zip(data[1..].chunks(255)) {
+            self.count(before, chunk);
         }
+        self.last = data[data.len() - 1];
     }
 
-    /// What parsing takes beyond the body's own bytes.
+    /// Counts `chunk` (at most 255 bytes), whose bytes follow those of
+    /// `before`. Byte-wide counters let the compiler count 32 bytes at a
+    /// time (~8 GB/s, against ~60 MB/s for the parse itself).
+    fn count(&mut self, before: &[u8], chunk: &[u8]) {
+        let (mut members, mut arrays, mut objects, mut escapes) = (0u8, 0u8, 0u8, 0u8);
+        let (mut colons, mut numbers, mut digits) = (0u8, 0u8, 0u8);
+        for (&prev, &b) in before.iter().zip(chunk) {
+            members += u8::from(b == b',');
+            colons += u8::from(b == b':');
+            arrays += u8::from(b == b'[');
+            objects += u8::from(b == b'{');
+            escapes += u8::from(b == b'\\');
+            let digit = b.is_ascii_digit();
+            digits += u8::from(digit);
+            let after = matches!(prev, b'[' | b',' | b':' | b' ' | b'\n' | b'\r' | b'\t');
+            numbers += u8::from((digit || b == b'-') && after);
+        }
+        self.members += usize::from(members);
+        self.colons += usize::from(colons);
+        self.arrays += usize::from(arrays);
+        self.objects += usize::from(objects);
+        self.numbers += usize::from(numbers);
+        self.digits += usize::from(digits);
+        self.escapes |= escapes > 0;
+    }
+
+    /// What parsing takes beyond the body's own bytes. A number keeps its
+    /// digits in a string of its own, parsed through a scratch buffer.
     fn parse_cost(&self) -> usize {
         let strings = if self.escapes { 3 * self.bytes } else { self.bytes };
-        strings + self.members * 96 + self.arrays * 128 + self.objects * 640
+        let numbers = self.numbers * 16 + self.digits;
+        strings + numbers + self.members * 96 + self.colons * 64 + self.arrays * 128 + self.objects * 640
     }
 }
 
@@ -535,6 +565,12 @@ mod tests {
         let ordinary = [
             format!("[{}]", vec![event; 100].join(",")),
             format!("[{}0]", "0,".repeat(n)),
+            // Numbers keep their digits (arbitrary_precision): each is a string.
+            format!("[{}0.5]", "0.5,".repeat(n)),
+            format!("[{}1e5]", "1e5,".repeat(n)),
+            format!("[{}0]", "0.1234567890123456789,".repeat(n)),
+            format!("[{}0]", "-12345678901234567890123456789012,".repeat(n)),
+            format!("{{{}\"end\":0}}", (0..n).map(|i| format!("\"{i}\":{i}.25,")).collect::<String>()),
             format!("[{}[0]]", "[0],".repeat(n)),
             format!("[{}{{\"a\":0}}]", "{\"a\":0},".repeat(n)),
             format!("{{{}\"end\":0}}", (0..n).map(|i| format!("\"{i}\":0,")).collect::<String>()),

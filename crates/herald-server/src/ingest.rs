@@ -115,14 +115,7 @@ pub async fn publish(state: &AppState, offered: Vec<Offered>, request: Request<'
                 AppendOutcome::Appended(position) => Outcome::Created { id: event.id, position },
                 AppendOutcome::Duplicate(position) => Outcome::Duplicate { id: event.id, position },
                 AppendOutcome::Conflict(existing) => {
-                    let original = existing.json_value()?;
-                    let original = EventDraft::from_json(&original, received)
-                        .map(|d| d.with_id(event.id.clone()))
-                        .map_err(|e| herald_store::StoreError::BadRecord {
-                            position: existing.position,
-                            detail: e.to_string(),
-                        })?;
-                    let differences = original.content_differences(&event, 20);
+                    let differences = event.content_differences(&existing.json_value()?, 20);
                     if differences.is_empty() {
                         // Equal content under another hash: stored before numbers were
                         // compared by value, with a number written another way.
