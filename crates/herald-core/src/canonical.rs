@@ -71,8 +71,9 @@ impl Write for HashWriter {
 
 /// Appends an object's text as Herald stores it: keys sorted, numbers as the
 /// producer wrote them. Returns whether that text is also canonical (every
-/// number already in canonical form, as nearly all are), so the caller can
-/// hash it instead of writing the object a second time.
+/// number already in canonical form, as integers and most decimals are; not
+/// `1.0` or `1e6`), so the caller can hash it instead of writing the object a
+/// second time.
 pub fn write_object_into(map: &Map<String, Value>, out: &mut String) -> bool {
     let mut writer = Writer { out, numbers: Numbers::AsWritten, all_canonical: true };
     // Writing to a String cannot fail.
@@ -108,7 +109,7 @@ pub fn equal(a: &Value, b: &Value) -> bool {
     }
 }
 
-/// The largest exponent a number may be written with. Beyond it, the exact
+/// How many digits a number's exponent may have. Beyond them, the exact
 /// arithmetic of [`number`] would need more than 64 bits for the exponent;
 /// no real value needs one (a double ends at 1e308).
 pub const MAX_EXPONENT_DIGITS: usize = 9;
