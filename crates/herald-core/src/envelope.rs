@@ -237,8 +237,10 @@ impl Event {
         if text("version").unwrap_or(DEFAULT_VERSION) != self.version {
             out.push("/version".to_owned());
         }
-        let detail = Value::Object(self.detail.clone());
-        diff_paths(stored.get("detail").unwrap_or(&Value::Null), &detail, "/detail".to_owned(), &mut out, limit);
+        match stored.get("detail") {
+            Some(Value::Object(stored_detail)) => diff_objects(stored_detail, &self.detail, "/detail", &mut out, limit),
+            _ => out.push("/detail".to_owned()),
+        }
         out.truncate(limit);
         out
     }
@@ -394,19 +396,21 @@ fn diff_paths(a: &Value, b: &Value, path: String, out: &mut Vec<String>, limit: 
         return;
     }
     match (a, b) {
-        (Value::Object(x), Value::Object(y)) => {
-            let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
-            keys.sort_unstable();
-            keys.dedup();
-            for key in keys {
-                let child = format!("{path}{}", pointer_to(key));
-                match (x.get(key.as_str()), y.get(key.as_str())) {
-                    (Some(l), Some(r)) => diff_paths(l, r, child, out, limit),
-                    _ => out.push(child),
-                }
-            }
-        }
+        (Value::Object(x), Value::Object(y)) => diff_objects(x, y, &path, out, limit),
         _ => out.push(path),
+    }
+}
+
+fn diff_objects(x: &Map<String, Value>, y: &Map<String, Value>, path: &str, out: &mut Vec<String>, limit: usize) {
+    let mut keys: Vec<&String> = x.keys().chain(y.keys()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    for key in keys {
+        let child = format!("{path}{}", pointer_to(key));
+        match (x.get(key.as_str()), y.get(key.as_str())) {
+            (Some(l), Some(r)) => diff_paths(l, r, child, out, limit),
+            _ => out.push(child),
+        }
     }
 }
 

@@ -142,6 +142,18 @@ impl ApiError {
         };
         Problem { kind: format!("urn:herald:problem:{slug}"), title, status, detail, errors, extra }
     }
+
+    /// Logs a failure of Herald's own: not a 4xx, nor an overload (503) or
+    /// a full disk (507), which the store logs itself, not once per request.
+    pub fn log_failure(&self) {
+        let status = self.status();
+        if status.is_server_error()
+            && status != StatusCode::SERVICE_UNAVAILABLE
+            && status != StatusCode::INSUFFICIENT_STORAGE
+        {
+            tracing::error!(error = %self, "request failed");
+        }
+    }
 }
 
 fn field_error(e: &FieldError) -> Value {
@@ -178,20 +190,6 @@ impl Problem {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static(STORAGE_FULL_RETRY_AFTER_SECONDS));
         }
         response
-    }
-}
-
-impl ApiError {
-    /// Logs a failure of Herald's own: not a 4xx, nor an overload (503) or
-    /// a full disk (507), which the store logs itself, not once per request.
-    pub fn log_failure(&self) {
-        let status = self.status();
-        if status.is_server_error()
-            && status != StatusCode::SERVICE_UNAVAILABLE
-            && status != StatusCode::INSUFFICIENT_STORAGE
-        {
-            tracing::error!(error = %self, "request failed");
-        }
     }
 }
 

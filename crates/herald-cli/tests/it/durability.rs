@@ -232,7 +232,7 @@ async fn kill_9_while_a_full_disk_refuses_concurrent_publishes_loses_nothing_ack
     std::fs::remove_file(ballast.get().unwrap()).unwrap();
     assert_republished_as_duplicates(&h, &acked).await;
     assert!(h.terminate().success());
-    let check = disk.enter(BIN).arg("check").arg("--data-dir").arg(disk.mount.join("data")).output().unwrap();
+    let check = disk.check();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
 }
 
@@ -339,8 +339,7 @@ async fn a_full_disk_refuses_writes_with_507_loses_nothing_survives_kill_9_and_r
     let (status, duplicate) = h.post("/v1/events", &event(id, json!({"pad": "x".repeat(4000)}))).await;
     assert_eq!((status, &duplicate["position"]), (200, &json!(position)), "dedup survives: {duplicate}");
 
-    let data = disk.mount.join("data");
-    let check = disk.enter(BIN).arg("check").arg("--data-dir").arg(&data).output().unwrap();
+    let check = disk.check();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     assert!(String::from_utf8_lossy(&check.stdout).starts_with("ok"));
 }

@@ -42,7 +42,7 @@ impl Herald {
     /// Starts on `disk`, in its namespaces (the data directory is `data`
     /// on it); restarts start there again.
     pub fn start_on_small_disk(disk: &SmallDisk, env: &[(&str, &str)]) -> Herald {
-        Self::launch_on(disk.holder.id(), &disk.mount.join("data"), env)
+        Self::launch_on(disk.holder.id(), &disk.data_dir(), env)
     }
 
     /// Starts in the namespaces of the small disk `holder` holds.
@@ -230,9 +230,15 @@ impl SmallDisk {
         }
     }
 
-    /// `program` run in this disk's namespaces.
-    pub fn enter(&self, program: &str) -> Command {
-        Self::enter_namespaces_of(self.holder.id(), program)
+    /// Where a Herald started on this disk keeps its data.
+    fn data_dir(&self) -> PathBuf {
+        self.mount.join("data")
+    }
+
+    /// `herald check` of the data directory, run in the disk's namespaces.
+    pub fn check(&self) -> std::process::Output {
+        let mut command = Self::enter_namespaces_of(self.holder.id(), BIN);
+        command.arg("check").arg("--data-dir").arg(self.data_dir()).output().unwrap()
     }
 
     fn enter_namespaces_of(holder: u32, program: &str) -> Command {

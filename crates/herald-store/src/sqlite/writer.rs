@@ -126,7 +126,7 @@ pub struct Writer {
 }
 
 /// Counts and logs commits that failed. A full disk fails every commit until
-/// space is freed: it is logged once per [`FailureLog::FULL_EVERY`], with
+/// space is freed: it is logged once per [`LogPace::EVERY`], with
 /// the count since, rather than once per commit into a log that may sit on
 /// the same full disk.
 #[derive(Default)]
