@@ -3,6 +3,7 @@
 //! - [`envelope`]: the EventBridge-shaped [`Event`] and its validation from JSON.
 //! - [`canonical`]: canonical JSON, used for content comparison and derived ids.
 //! - [`identity`]: how an event gets its id (given, `Idempotency-Key`, id rule, UUIDv7).
+//! - [`json`]: JSON text into values, refusing an object that names a member twice.
 //! - [`formats`]: other wire formats (CloudEvents, AWS PutEvents) mapped onto the envelope.
 //! - [`limits`]: the size limits every entry point shares.
 //! - [`network`]: IP networks and which addresses are internal (egress checks).
@@ -14,6 +15,7 @@ pub mod envelope;
 pub mod error;
 pub mod formats;
 pub mod identity;
+pub mod json;
 pub mod limits;
 pub mod network;
 pub mod pattern;

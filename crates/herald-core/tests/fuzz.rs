@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use herald_core::formats::{aws, cloudevents};
 use herald_core::subscription::SubscriptionSpec;
-use herald_core::{EventDraft, canonical};
+use herald_core::{EventDraft, canonical, json};
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
 
@@ -174,6 +174,34 @@ proptest! {
         let parsed = spellings[0].parse::<f64>().unwrap();
         if parsed.is_finite() && parsed != 0.0 {
             prop_assert_eq!(canonical[0].parse::<f64>().unwrap(), parsed);
+        }
+    }
+
+    /// Herald's parser reads any text as serde_json does, but for refusing
+    /// a member named twice, which it locates.
+    #[test]
+    fn the_strict_parser_agrees_with_serde_json(value in any_json(), repeat in any::<prop::sample::Index>()) {
+        let text = value.to_string();
+        prop_assert_eq!(json::parse(text.as_bytes()).unwrap(), value.clone());
+        prop_assert_eq!(json::repeated_member(text.as_bytes()), None);
+        // Repeat one member of the outermost object, if it has one.
+        if let Value::Object(members) = &value
+            && !members.is_empty()
+        {
+            let (name, member) = members.iter().nth(repeat.index(members.len())).unwrap();
+            let repeated = format!("{}, {}: {}}}", &text[..text.len() - 1], Value::from(name.as_str()), member);
+            prop_assert!(json::parse(repeated.as_bytes()).unwrap_err().is_data());
+            let pointer = format!("/{}", name.replace('~', "~0").replace('/', "~1"));
+            prop_assert_eq!(json::repeated_member(repeated.as_bytes()), Some(pointer));
+        }
+    }
+
+    #[test]
+    fn the_strict_parser_never_panics_on_bytes(bytes in prop::collection::vec(any::<u8>(), 0..64), text in "[\\[\\]{}:,\" a0-9.e-]{0,40}") {
+        for input in [&bytes[..], text.as_bytes()] {
+            let ours = json::parse(input);
+            let theirs = serde_json::from_slice::<Value>(input);
+            prop_assert_eq!(ours.is_ok(), theirs.is_ok() && json::repeated_member(input).is_none(), "{:?}", input);
         }
     }
 }

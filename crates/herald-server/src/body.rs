@@ -378,17 +378,27 @@ pub async fn optional_json(headers: &HeaderMap, body: Body) -> Result<Option<Val
     parse_json(&bytes).map(Some)
 }
 
+/// A UTF-8 byte order mark, which RFC 8259 lets a parser ignore (and some
+/// Windows clients send).
+const BYTE_ORDER_MARK: &[u8] = b"\xEF\xBB\xBF";
+
 pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    let bytes = bytes.strip_prefix(BYTE_ORDER_MARK).unwrap_or(bytes);
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::MalformedJson("the body is empty".into()));
     }
-    serde_json::from_slice(bytes).map_err(|e| {
+    herald_core::json::parse(bytes).map_err(|e| {
         let message = e.to_string();
+        let invalid = |pointer: String, message: String| {
+            ApiError::InvalidRequest(Invalid { errors: vec![FieldError::new(pointer, message)] })
+        };
         if message.starts_with("recursion limit exceeded") {
             // Not malformed: deeper than Herald reads (serde_json's limit,
             // which keeps a hostile body from exhausting the stack).
-            let nested = format!("nests arrays and objects more than {MAX_JSON_DEPTH} deep ({message})");
-            ApiError::InvalidRequest(Invalid { errors: vec![FieldError::new("", nested)] })
+            invalid(String::new(), format!("nests arrays and objects more than {MAX_JSON_DEPTH} deep ({message})"))
+        } else if let Some(pointer) = e.is_data().then(|| herald_core::json::repeated_member(bytes)).flatten() {
+            let at = format!("line {} column {}", e.line(), e.column());
+            invalid(pointer, format!("is named twice in one object ({at}), which JSON leaves ambiguous"))
         } else {
             ApiError::MalformedJson(message)
         }

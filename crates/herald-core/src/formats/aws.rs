@@ -33,9 +33,11 @@ pub fn entry_to_envelope(entry: &Value, origin: &Origin) -> Result<Value, Invali
         }
     }
     match entry.get("Detail") {
-        Some(Value::String(text)) => match serde_json::from_str::<Value>(text) {
+        Some(Value::String(text)) => match crate::json::parse(text.as_bytes()) {
             Ok(detail @ Value::Object(_)) => drop(envelope.insert("detail".into(), detail)),
             Ok(_) => errors.push(FieldError::new("/Detail", "must be a JSON object")),
+            // A member named twice (the only data error JSON text can hold).
+            Err(e) if e.is_data() => errors.push(FieldError::new("/Detail", format!("is ambiguous: {e}"))),
             Err(e) => errors.push(FieldError::new("/Detail", format!("is not valid JSON: {e}"))),
         },
         Some(_) => errors.push(FieldError::new("/Detail", "must be a string holding a JSON object")),
@@ -119,6 +121,10 @@ mod tests {
         let err = entry_to_envelope(&json!({"Source": "s", "DetailType": "t", "Detail": "[1]"}), &Origin::default())
             .unwrap_err();
         assert_eq!(err.errors[0].pointer, "/Detail");
+        let twice = json!({"Source": "s", "DetailType": "t", "Detail": r#"{"n": 1, "n": 2}"#});
+        let err = entry_to_envelope(&twice, &Origin::default()).unwrap_err();
+        assert_eq!(err.errors[0].pointer, "/Detail");
+        assert!(err.errors[0].message.contains(r#"the member "n" appears twice"#), "{err}");
     }
 
     #[test]
