@@ -36,9 +36,9 @@ pub fn parse(bytes: &[u8]) -> serde_json::Result<Value> {
 /// The JSON pointer of the first member named twice in its object, if the
 /// text holds one (and parses up to it).
 pub fn repeated_member(bytes: &[u8]) -> Option<String> {
-    let mut found = None;
+    let (mut at, mut found) = (String::new(), None);
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let _ = Locate { at: String::new(), found: &mut found }.deserialize(&mut deserializer);
+    let _ = Locate { at: &mut at, found: &mut found }.deserialize(&mut deserializer);
     found
 }
 
@@ -107,24 +107,22 @@ impl<'de> Visitor<'de> for Build {
         let mut members = Map::new();
         members.insert(first, map.next_value_seed(Build)?);
         while let Some(name) = map.next_key::<String>()? {
-            let value = map.next_value_seed(Build)?;
-            match members.entry(name) {
-                Entry::Vacant(slot) => {
-                    slot.insert(value);
-                }
-                Entry::Occupied(slot) => {
-                    return Err(de::Error::custom(format_args!("the member {:?} appears twice", slot.key())));
-                }
-            }
+            // The name is checked before its value is read, as `Locate` checks
+            // it, so both name the same member.
+            let Entry::Vacant(slot) = members.entry(name) else {
+                return Err(de::Error::custom("a member appears twice"));
+            };
+            slot.insert(map.next_value_seed(Build)?);
         }
         Ok(Value::Object(members))
     }
 }
 
 /// Walks a JSON text without building it, keeping the pointer of where it
-/// is, until it finds a repeated name.
+/// is (one buffer, each level appending its token and cutting it off again,
+/// so a deep body costs no copy per level), until it finds a repeated name.
 struct Locate<'a> {
-    at: String,
+    at: &'a mut String,
     found: &'a mut Option<String>,
 }
 
@@ -172,29 +170,35 @@ impl<'de> Visitor<'de> for Locate<'_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        let mut index = 0usize;
-        loop {
-            let at = format!("{}/{index}", self.at);
-            if seq.next_element_seed(Locate { at, found: &mut *self.found })?.is_none() {
-                return Ok(());
+        let parent = self.at.len();
+        for index in 0usize.. {
+            self.at.truncate(parent);
+            self.at.push_str(&format!("/{index}"));
+            if seq.next_element_seed(Locate { at: &mut *self.at, found: &mut *self.found })?.is_none() {
+                break;
             }
-            index += 1;
         }
+        self.at.truncate(parent);
+        Ok(())
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let parent = self.at.len();
         let mut seen = std::collections::HashSet::new();
         while let Some(name) = map.next_key::<String>()? {
             if name == NUMBER_TOKEN && seen.is_empty() {
                 return map.next_value::<IgnoredAny>().map(drop);
             }
-            let at = format!("{}/{}", self.at, pointer_token(&name));
+            self.at.truncate(parent);
+            self.at.push('/');
+            self.at.push_str(&pointer_token(&name));
             if !seen.insert(name) {
-                *self.found = Some(at);
+                *self.found = Some(self.at.clone());
                 return Err(de::Error::custom(Found));
             }
-            map.next_value_seed(Locate { at, found: &mut *self.found })?;
+            map.next_value_seed(Locate { at: &mut *self.at, found: &mut *self.found })?;
         }
+        self.at.truncate(parent);
         Ok(())
     }
 }
@@ -236,6 +240,8 @@ mod tests {
             let err = parse(text.as_bytes()).unwrap_err();
             assert!(err.is_data(), "{text}: {err}");
             assert!(err.to_string().contains("appears twice"), "{text}: {err}");
+            // The outer member is found first by both walks.
+            assert_eq!(repeated_member(br#"{"a":1,"a":{"b":1,"b":2}}"#).as_deref(), Some("/a"));
             assert_eq!(repeated_member(text.as_bytes()).as_deref(), Some(pointer), "{text}");
         }
     }
