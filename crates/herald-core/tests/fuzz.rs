@@ -2,6 +2,7 @@
 //! names a field, and what is accepted survives a round trip unchanged.
 
 use chrono::{DateTime, Utc};
+use herald_core::error::pointer_token;
 use herald_core::formats::{aws, cloudevents};
 use herald_core::subscription::SubscriptionSpec;
 use herald_core::{EventDraft, canonical, json};
@@ -191,7 +192,7 @@ proptest! {
             let (name, member) = members.iter().nth(repeat.index(members.len())).unwrap();
             let repeated = format!("{}, {}: {}}}", &text[..text.len() - 1], Value::from(name.as_str()), member);
             prop_assert!(json::parse(repeated.as_bytes()).unwrap_err().is_data());
-            let pointer = format!("/{}", name.replace('~', "~0").replace('/', "~1"));
+            let pointer = format!("/{}", pointer_token(name));
             prop_assert_eq!(json::repeated_member(repeated.as_bytes()), Some(pointer));
         }
     }

@@ -10,8 +10,8 @@ use std::time::Duration;
 use axum::BoxError;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, header};
+use herald_core::Invalid;
 use herald_core::limits::MAX_BODY_BYTES;
-use herald_core::{FieldError, Invalid};
 use http_body::{Frame, SizeHint};
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -389,16 +389,17 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     }
     herald_core::json::parse(bytes).map_err(|e| {
         let message = e.to_string();
-        let invalid = |pointer: String, message: String| {
-            ApiError::InvalidRequest(Invalid { errors: vec![FieldError::new(pointer, message)] })
-        };
         if message.starts_with("recursion limit exceeded") {
             // Not malformed: deeper than Herald reads (serde_json's limit,
             // which keeps a hostile body from exhausting the stack).
-            invalid(String::new(), format!("nests arrays and objects more than {MAX_JSON_DEPTH} deep ({message})"))
+            let nested = format!("nests arrays and objects more than {MAX_JSON_DEPTH} deep ({message})");
+            ApiError::InvalidRequest(Invalid::one("", nested))
         } else if let Some(pointer) = e.is_data().then(|| herald_core::json::repeated_member(bytes)).flatten() {
             let at = format!("line {} column {}", e.line(), e.column());
-            invalid(pointer, format!("is named twice in one object ({at}), which JSON leaves ambiguous"))
+            ApiError::InvalidRequest(Invalid::one(
+                pointer,
+                format!("is named twice in one object ({at}), which JSON leaves ambiguous"),
+            ))
         } else {
             ApiError::MalformedJson(message)
         }
