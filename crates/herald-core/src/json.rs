@@ -1,48 +1,112 @@
-//! JSON text into `serde_json::Value`, refusing an object that names a
-//! member twice.
+//! JSON text into `serde_json::Value`, refusing what has no one reading.
 //!
 //! RFC 8259 leaves an object with a repeated name to each parser
 //! ("unpredictable"): serde_json keeps the last, others keep the first or
 //! fail. Herald compares, hashes and derives ids from the parsed value, so
-//! it refuses such an object rather than store one reading of it.
+//! it refuses such an object rather than store one reading of it. It also
+//! refuses a member named `$serde_json::private::Number`, which serde_json
+//! (with `arbitrary_precision`) would silently turn into a number.
 //!
 //! [`parse`] builds the value as serde_json's own `Value` does, checking each
 //! name as it is inserted (no cost beyond the insert it already does); on a
-//! repeat it fails with a data error, and [`repeated_member`], run only then,
-//! reads the text again to find where.
+//! refusal it reads the text again, without building anything, to find where.
+//!
+//! A leading UTF-8 byte order mark is ignored, as RFC 8259 lets a parser do
+//! (some Windows clients send one); positions still count it.
 
 use std::fmt::{self, Write};
 
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::map::Entry;
 use serde_json::{Map, Number, Value};
 
 use crate::error::pointer_token;
+
+/// How deep serde_json parses arrays and objects into one another.
+pub const MAX_DEPTH: usize = 127;
 
 /// The key serde_json's `arbitrary_precision` passes a number's digits
 /// under (`serde_json::number::TOKEN`, private): a number reaches a visitor
 /// as a one-member map of its digits.
 const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
-/// Parses a JSON text; an object naming a member twice is a data error
-/// (`serde_json::Error::is_data`), whose member [`repeated_member`] finds.
-pub fn parse(bytes: &[u8]) -> serde_json::Result<Value> {
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = deserializer.deserialize_any(Build)?;
-    deserializer.end()?;
-    Ok(value)
+const BYTE_ORDER_MARK: &[u8] = b"\xEF\xBB\xBF";
+
+/// Why a member is refused; `Build` fails with this text, which tells its
+/// refusals apart from serde_json's own data errors.
+const REPEATED: &str = "is named twice in one object, which JSON leaves ambiguous";
+const RESERVED: &str = "has the name serde_json reserves for numbers, which Herald cannot keep as sent";
+
+/// Why a text is not one JSON value Herald reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Error {
+    /// Not well-formed JSON.
+    Malformed { message: String, line: usize, column: usize },
+    /// Arrays and objects nested deeper than [`MAX_DEPTH`] (serde_json's
+    /// limit, which keeps a hostile text from exhausting the stack).
+    TooDeep { line: usize, column: usize },
+    /// Well-formed, but the member at `pointer` has no one reading: it is
+    /// named twice in its object, or named with serde_json's number token.
+    Refused { pointer: String, why: &'static str, line: usize, column: usize },
 }
 
-/// The JSON pointer of the first member named twice in its object, if the
-/// text holds one (and parses up to it).
-pub fn repeated_member(bytes: &[u8]) -> Option<String> {
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self {
+            Self::Malformed { message, line, column } => write!(f, "{message} at line {line} column {column}"),
+            Self::TooDeep { line, column } => {
+                write!(f, "nests arrays and objects more than {MAX_DEPTH} deep (line {line} column {column})")
+            }
+            Self::Refused { pointer, why, line, column } => {
+                write!(f, "member {pointer} {why} (line {line} column {column})")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Parses a JSON text (after an optional byte order mark).
+pub fn parse(bytes: &[u8]) -> Result<Value, Error> {
+    let (text, shift) = match bytes.strip_prefix(BYTE_ORDER_MARK) {
+        Some(text) => (text, BYTE_ORDER_MARK.len()),
+        None => (bytes, 0),
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(text);
+    let parsed = deserializer.deserialize_any(Build).and_then(|value| deserializer.end().map(|()| value));
+    parsed.map_err(|e| {
+        let (line, column) = (e.line(), if e.line() == 1 { e.column() + shift } else { e.column() });
+        // serde_json's message ends in its own position, which the byte
+        // order mark may have shifted.
+        let full = e.to_string();
+        let message = full.strip_suffix(&format!(" at line {} column {}", e.line(), e.column())).unwrap_or(&full);
+        if let Some(why) = [REPEATED, RESERVED].into_iter().find(|why| e.is_data() && message == *why)
+            && let Some(pointer) = refused_member(text)
+        {
+            return Error::Refused { pointer, why, line, column };
+        }
+        if message == "recursion limit exceeded" {
+            return Error::TooDeep { line, column };
+        }
+        Error::Malformed { message: message.to_owned(), line, column }
+    })
+}
+
+/// Whether a body holds nothing but whitespace (and a byte order mark).
+pub fn is_blank(bytes: &[u8]) -> bool {
+    bytes.strip_prefix(BYTE_ORDER_MARK).unwrap_or(bytes).iter().all(u8::is_ascii_whitespace)
+}
+
+/// The JSON pointer of the first member [`Build`] refuses, if the text
+/// holds one (and parses up to it).
+fn refused_member(text: &[u8]) -> Option<String> {
     let (mut at, mut found) = (String::new(), None);
-    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let mut deserializer = serde_json::Deserializer::from_slice(text);
     let _ = Locate { at: &mut at, found: &mut found }.deserialize(&mut deserializer);
     found
 }
 
-/// Builds a `Value` as serde_json's does, but for the repeated name check.
+/// Builds a `Value` as serde_json's does, but for the refusals.
 struct Build;
 
 impl<'de> DeserializeSeed<'de> for Build {
@@ -101,16 +165,19 @@ impl<'de> Visitor<'de> for Build {
             return Ok(Value::Object(Map::new()));
         };
         if first == NUMBER_TOKEN {
-            let digits: String = map.next_value()?;
-            return digits.parse().map(Value::Number).map_err(de::Error::custom);
+            // A text's own value here (a string, or anything else) is refused.
+            return map.next_value_seed(Digits).map(Value::Number).map_err(|_| de::Error::custom(RESERVED));
         }
         let mut members = Map::new();
         members.insert(first, map.next_value_seed(Build)?);
         while let Some(name) = map.next_key::<String>()? {
             // The name is checked before its value is read, as `Locate` checks
             // it, so both name the same member.
+            if name == NUMBER_TOKEN {
+                return Err(de::Error::custom(RESERVED));
+            }
             let Entry::Vacant(slot) = members.entry(name) else {
-                return Err(de::Error::custom("a member appears twice"));
+                return Err(de::Error::custom(REPEATED));
             };
             slot.insert(map.next_value_seed(Build)?);
         }
@@ -118,17 +185,48 @@ impl<'de> Visitor<'de> for Build {
     }
 }
 
+/// A number's digits under [`NUMBER_TOKEN`]. serde_json hands them over as
+/// an owned `String`; a text that names a member so hands its value over
+/// any other way (a string from the text arrives borrowed or copied, never
+/// owned), which is how the two are told apart.
+struct Digits;
+
+impl<'de> DeserializeSeed<'de> for Digits {
+    type Value = Number;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Number, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Digits {
+    type Value = Number;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a number")
+    }
+
+    fn visit_string<E: de::Error>(self, digits: String) -> Result<Number, E> {
+        digits.parse().map_err(E::custom)
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, _: &'de str) -> Result<Number, E> {
+        Err(E::custom(RESERVED))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Number, E> {
+        Err(E::custom(RESERVED))
+    }
+}
+
 /// Walks a JSON text without building it, keeping the pointer of where it
 /// is (one buffer, each level appending its token and cutting it off again,
-/// so a deep body costs no copy per level), until it finds a repeated name.
+/// so a deep body costs no copy per level), until it finds a member `Build`
+/// refuses.
 struct Locate<'a> {
     at: &'a mut String,
     found: &'a mut Option<String>,
 }
-
-/// Stops the walk once the repeated name is found.
-#[derive(Debug)]
-struct Found;
 
 impl<'de> DeserializeSeed<'de> for Locate<'_> {
     type Value = ();
@@ -186,26 +284,24 @@ impl<'de> Visitor<'de> for Locate<'_> {
         let parent = self.at.len();
         let mut seen = std::collections::HashSet::new();
         while let Some(name) = map.next_key::<String>()? {
-            if name == NUMBER_TOKEN && seen.is_empty() {
-                return map.next_value::<IgnoredAny>().map(drop);
-            }
             self.at.truncate(parent);
             self.at.push('/');
             self.at.push_str(&pointer_token(&name));
+            if name == NUMBER_TOKEN {
+                if seen.is_empty() && map.next_value_seed(Digits).is_ok() {
+                    return Ok(());
+                }
+                *self.found = Some(self.at.clone());
+                return Err(de::Error::custom(RESERVED));
+            }
             if !seen.insert(name) {
                 *self.found = Some(self.at.clone());
-                return Err(de::Error::custom(Found));
+                return Err(de::Error::custom(REPEATED));
             }
             map.next_value_seed(Locate { at: &mut *self.at, found: &mut *self.found })?;
         }
         self.at.truncate(parent);
         Ok(())
-    }
-}
-
-impl fmt::Display for Found {
-    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("found a repeated member")
     }
 }
 
@@ -229,36 +325,69 @@ mod tests {
         }
     }
 
+    /// The pointer and reason of a refusal, or what else `parse` answered.
+    fn refusal(text: &str) -> Result<(String, &'static str), String> {
+        match parse(text.as_bytes()) {
+            Err(Error::Refused { pointer, why, .. }) => Ok((pointer, why)),
+            other => Err(format!("{other:?}")),
+        }
+    }
+
     #[test]
-    fn a_member_named_twice_is_a_data_error_and_located() {
+    fn a_member_named_twice_is_refused_where_it_is() {
         for (text, pointer) in [
             (r#"{"a": 1, "a": 1}"#, "/a"),
             (r#"{"detail": {"x": [1, {"k": 1, "j": 2, "k": 3}]}}"#, "/detail/x/1/k"),
             (r#"[0, {"a/b~": 1, "a/b~": {}}]"#, "/1/a~1b~0"),
             (r#"{"é": 1, "\u00e9": 2}"#, "/é"),
+            // The outer member is found first by both walks.
+            (r#"{"a":1,"a":{"b":1,"b":2}}"#, "/a"),
         ] {
-            let err = parse(text.as_bytes()).unwrap_err();
-            assert!(err.is_data(), "{text}: {err}");
-            assert!(err.to_string().contains("appears twice"), "{text}: {err}");
-            assert_eq!(repeated_member(text.as_bytes()).as_deref(), Some(pointer), "{text}");
+            assert_eq!(refusal(text), Ok((pointer.to_owned(), REPEATED)), "{text}");
         }
-        // The outer member is found first by both walks.
-        assert_eq!(repeated_member(br#"{"a":1,"a":{"b":1,"b":2}}"#).as_deref(), Some("/a"));
+        let err = parse(b"{\"a\": 1,\n \"a\": 2}").unwrap_err();
+        assert_eq!(err.to_string(), format!("member /a {REPEATED} (line 2 column 4)"));
     }
 
     #[test]
-    fn malformed_text_and_trailing_data_fail_as_syntax() {
-        for text in ["{", r#"{"a": 1} x"#, "[1,]", ""] {
-            let err = parse(text.as_bytes()).unwrap_err();
-            assert!(!err.is_data(), "{text}: {err}");
-            assert_eq!(repeated_member(text.as_bytes()), None, "{text}");
+    fn serde_json_number_token_as_a_name_is_refused_not_turned_into_a_number() {
+        for (text, pointer) in [
+            (r#"{"$serde_json::private::Number": "5"}"#, "/$serde_json::private::Number"),
+            (r#"{"x": {"$serde_json::private::Number": "1e5"}}"#, "/x/$serde_json::private::Number"),
+            (r#"{"x": {"$serde_json::private::Number": 7}}"#, "/x/$serde_json::private::Number"),
+            (r#"[{"$serde_json::private::Number": "\u0031"}]"#, "/0/$serde_json::private::Number"),
+            (r#"{"a": 1, "$serde_json::private::Number": "5"}"#, "/$serde_json::private::Number"),
+        ] {
+            assert_eq!(refusal(text), Ok((pointer.to_owned(), RESERVED)), "{text}");
         }
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_ignored_but_counted_in_columns() {
+        assert_eq!(parse(b"\xEF\xBB\xBF {\"a\": 1}").unwrap(), serde_json::json!({"a": 1}));
+        let Err(Error::Malformed { line: 1, column, .. }) = parse(b"\xEF\xBB\xBF{\"a\" 1}") else { panic!() };
+        let Err(Error::Malformed { column: without, .. }) = parse(b"{\"a\" 1}") else { panic!() };
+        assert_eq!(column, without + 3);
+        let Err(Error::Refused { line: 1, column, .. }) = parse(b"\xEF\xBB\xBF{\"a\":1,\"a\":2}") else { panic!() };
+        let Err(Error::Refused { column: without, .. }) = parse(b"{\"a\":1,\"a\":2}") else { panic!() };
+        assert_eq!(column, without + 3);
+        assert!(is_blank(b"\xEF\xBB\xBF \n") && is_blank(b"") && !is_blank(b"\xEF\xBB\xBF0"));
+    }
+
+    #[test]
+    fn malformed_and_too_deep_text_are_told_apart() {
+        for text in ["{", r#"{"a": 1} x"#, "[1,]", "", "{} \u{feff}"] {
+            assert!(matches!(parse(text.as_bytes()), Err(Error::Malformed { .. })), "{text}");
+        }
+        let deep = format!("{}{}", "[".repeat(MAX_DEPTH + 1), "]".repeat(MAX_DEPTH + 1));
+        assert!(matches!(parse(deep.as_bytes()), Err(Error::TooDeep { line: 1, .. })));
+        let deepest = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(parse(deepest.as_bytes()).is_ok());
     }
 
     #[test]
     fn the_same_name_in_different_objects_is_fine() {
         let text = r#"{"a": {"a": 1}, "b": [{"a": 1}, {"a": 2}]}"#;
         assert!(parse(text.as_bytes()).is_ok());
-        assert_eq!(repeated_member(text.as_bytes()), None);
     }
 }

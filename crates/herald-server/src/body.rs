@@ -10,8 +10,8 @@ use std::time::Duration;
 use axum::BoxError;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, header};
-use herald_core::Invalid;
 use herald_core::limits::MAX_BODY_BYTES;
+use herald_core::{Invalid, json};
 use http_body::{Frame, SizeHint};
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -367,47 +367,29 @@ impl http_body::Body for AdmittedBody {
     }
 }
 
-/// Parses JSON, naming the line and column of a syntax error.
 /// A body that may be left empty (whitespace only): `None`, or the JSON it holds.
 pub async fn optional_json(headers: &HeaderMap, body: Body) -> Result<Option<Value>, ApiError> {
     let bytes = read_limited(headers, body).await?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    if json::is_blank(&bytes) {
         return Ok(None);
     }
     require_json(headers)?;
     parse_json(&bytes).map(Some)
 }
 
-/// A UTF-8 byte order mark, which RFC 8259 lets a parser ignore (and some
-/// Windows clients send).
-const BYTE_ORDER_MARK: &[u8] = b"\xEF\xBB\xBF";
-
+/// Parses JSON: malformed text is a 400 naming its line and column; a
+/// well-formed text Herald will not read (too deep, a member named twice) is
+/// a 422 naming where.
 pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
-    let bytes = bytes.strip_prefix(BYTE_ORDER_MARK).unwrap_or(bytes);
-    if bytes.iter().all(u8::is_ascii_whitespace) {
+    if json::is_blank(bytes) {
         return Err(ApiError::MalformedJson("the body is empty".into()));
     }
-    herald_core::json::parse(bytes).map_err(|e| {
-        let message = e.to_string();
-        if message.starts_with("recursion limit exceeded") {
-            // Not malformed: deeper than Herald reads (serde_json's limit,
-            // which keeps a hostile body from exhausting the stack).
-            let nested = format!("nests arrays and objects more than {MAX_JSON_DEPTH} deep ({message})");
-            ApiError::InvalidRequest(Invalid::one("", nested))
-        } else if let Some(pointer) = e.is_data().then(|| herald_core::json::repeated_member(bytes)).flatten() {
-            let at = format!("line {} column {}", e.line(), e.column());
-            ApiError::InvalidRequest(Invalid::one(
-                pointer,
-                format!("is named twice in one object ({at}), which JSON leaves ambiguous"),
-            ))
-        } else {
-            ApiError::MalformedJson(message)
-        }
+    json::parse(bytes).map_err(|e| match &e {
+        json::Error::Malformed { .. } => ApiError::MalformedJson(e.to_string()),
+        json::Error::TooDeep { .. } => ApiError::InvalidRequest(Invalid::one("", e.to_string())),
+        json::Error::Refused { pointer, .. } => ApiError::InvalidRequest(Invalid::one(pointer.clone(), e.to_string())),
     })
 }
-
-/// How deep serde_json parses arrays and objects into one another.
-pub const MAX_JSON_DEPTH: usize = 127;
 
 /// The media type's essence (`application/json`), lower-cased, without parameters.
 pub fn media_type(headers: &HeaderMap) -> Option<String> {
@@ -672,8 +654,8 @@ mod tests {
     #[test]
     fn json_nested_past_the_limit_is_refused_as_too_deep_not_malformed() {
         let depth = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
-        assert!(parse_json(depth(MAX_JSON_DEPTH).as_bytes()).is_ok());
-        match parse_json(depth(MAX_JSON_DEPTH + 1).as_bytes()) {
+        assert!(parse_json(depth(json::MAX_DEPTH).as_bytes()).is_ok());
+        match parse_json(depth(json::MAX_DEPTH + 1).as_bytes()) {
             Err(ApiError::InvalidRequest(invalid)) => {
                 assert_eq!(invalid.errors[0].pointer, "");
                 assert!(invalid.errors[0].message.contains("more than 127 deep"), "{invalid:?}");

@@ -2,6 +2,7 @@ use std::io::BufRead;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
+use herald_core::json;
 use serde_json::{Map, Value};
 
 use crate::args::PublishArgs;
@@ -36,7 +37,7 @@ pub async fn run(server: &str, args: PublishArgs) -> Result<ExitCode> {
         if line.trim().is_empty() {
             continue;
         }
-        let event: Value = serde_json::from_str(&line).with_context(|| format!("line {} is not JSON", n + 1))?;
+        let event = json::parse(line.as_bytes()).with_context(|| format!("line {} is not JSON Herald reads", n + 1))?;
         batch.push(event);
         if batch.len() == args.batch as usize {
             failed += send_batch(&client, std::mem::take(&mut batch)).await?;
@@ -61,7 +62,7 @@ fn event_from_flags(args: &PublishArgs) -> Result<Value> {
         bail!("give --source and --detail-type (and --detail), or --file");
     };
     let detail: Value = match &args.detail {
-        Some(d) => serde_json::from_str(d).context("--detail is not JSON")?,
+        Some(d) => json::parse(d.as_bytes()).context("--detail is not JSON Herald reads")?,
         None => Value::Object(Map::new()),
     };
     let mut event = Map::new();

@@ -46,7 +46,7 @@ pub async fn subs(server: &str, args: SubsArgs) -> Result<ExitCode> {
                 None | Some("-") => std::io::read_to_string(std::io::stdin()).context("reading stdin")?,
                 Some(f) => std::fs::read_to_string(f).with_context(|| format!("reading {f}"))?,
             };
-            let spec: Value = serde_json::from_str(&text).context("the declaration is not JSON")?;
+            let spec = herald_core::json::parse(text.as_bytes()).context("the declaration is not JSON Herald reads")?;
             client.expect_ok(http.put(client.url(&path(&name, ""))).json(&spec)).await?
         }
         SubsCommand::Delete { name } => {

@@ -63,6 +63,15 @@ async fn publish_get_list_and_tail_from_the_command_line() {
     let (ok, out, _) = herald(&h, &["publish", "--file", "-"], Some("{\"id\":\"bad\",\"source\":\"cli\"}\n"));
     assert!(!ok, "a refused event fails the command");
     assert!(out.contains("/0/detail-type"), "{out}");
+    // A member named twice is refused before anything is sent (the server
+    // would never see it: sending re-encodes what the CLI read). The list
+    // below shows nothing was stored.
+    let twice = "{\"id\":\"t-1\",\"source\":\"cli\",\"detail-type\":\"Note\",\"detail\":{\"n\":1,\"n\":2}}\n";
+    let (ok, _, err) = herald(&h, &["publish", "--file", "-"], Some(twice));
+    assert!(!ok && err.contains("line 1") && err.contains("member /detail/n is named twice"), "{err}");
+    let flags = ["publish", "--source", "cli", "--detail-type", "Note", "--detail", r#"{"n":1,"n":2}"#, "--id", "t-2"];
+    let (ok, _, err) = herald(&h, &flags, None);
+    assert!(!ok && err.contains("member /n is named twice"), "{err}");
 
     let (ok, out, _) = herald(&h, &["events", "get", "n-2"], None);
     assert!(ok);

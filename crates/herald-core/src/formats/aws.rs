@@ -36,9 +36,10 @@ pub fn entry_to_envelope(entry: &Value, origin: &Origin) -> Result<Value, Invali
         Some(Value::String(text)) => match crate::json::parse(text.as_bytes()) {
             Ok(detail @ Value::Object(_)) => drop(envelope.insert("detail".into(), detail)),
             Ok(_) => errors.push(FieldError::new("/Detail", "must be a JSON object")),
-            // A member named twice (or serde_json's private number token misused).
-            Err(e) if e.is_data() => errors.push(FieldError::new("/Detail", format!("is ambiguous: {e}"))),
-            Err(e) => errors.push(FieldError::new("/Detail", format!("is not valid JSON: {e}"))),
+            Err(e @ crate::json::Error::Malformed { .. }) => {
+                errors.push(FieldError::new("/Detail", format!("is not valid JSON: {e}")))
+            }
+            Err(e) => errors.push(FieldError::new("/Detail", format!("is not JSON Herald reads: {e}"))),
         },
         Some(_) => errors.push(FieldError::new("/Detail", "must be a string holding a JSON object")),
         None => errors.push(FieldError::new("/Detail", "is required")),
@@ -124,7 +125,7 @@ mod tests {
         let twice = json!({"Source": "s", "DetailType": "t", "Detail": r#"{"n": 1, "n": 2}"#});
         let err = entry_to_envelope(&twice, &Origin::default()).unwrap_err();
         assert_eq!(err.errors[0].pointer, "/Detail");
-        assert!(err.errors[0].message.contains("a member appears twice"), "{err}");
+        assert!(err.errors[0].message.contains("member /n is named twice"), "{err}");
     }
 
     #[test]
