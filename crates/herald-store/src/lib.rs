@@ -285,7 +285,8 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes dead letters (all, or those with these event ids). Returns how many.
     async fn purge_dead_letters(&self, name: &str, ids: Option<Vec<String>>) -> Result<u64, StoreError>;
 
-    /// A cheap probe that the store can read and write (for `/readyz`).
+    /// A cheap probe that the store can read and has room to write (for
+    /// `/readyz`); [`StoreError::Full`] when its disk is full.
     async fn ready(&self) -> Result<(), StoreError>;
 
     /// Finishes queued writes and releases the store.

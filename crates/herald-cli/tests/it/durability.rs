@@ -283,9 +283,15 @@ async fn a_full_disk_refuses_writes_with_507_loses_nothing_survives_kill_9_and_r
     };
     let (status, before) = h.post("/v1/events", &batch("before", 50)).await;
     assert_eq!((status, &before["failed"]), (200, &json!(0)), "{before}");
+    assert_eq!(h.get("/readyz").await.0, 200);
 
-    // Fill the disk, then publish until a commit finds no room.
+    // Fill the disk: not ready, before any publish is refused; then publish
+    // until a commit finds no room.
     let ballast = disk.fill("ballast");
+    let not_ready = |(status, problem): (u16, Value)| {
+        assert_eq!((status, &problem["type"]), (507, &json!("urn:herald:problem:storage-full")), "{problem}");
+    };
+    not_ready(h.get("/readyz").await);
     let mut acked = ids_and_positions(before["results"].as_array().unwrap());
     let mut refused = None;
     for n in 0..1000 {
@@ -326,9 +332,11 @@ async fn a_full_disk_refuses_writes_with_507_loses_nothing_survives_kill_9_and_r
     assert_eq!(ids_and_positions(&h.all_events().await), acked, "every acknowledged event, nothing refused, no gaps");
     let h = h.crash_and_restart();
     assert_eq!(ids_and_positions(&h.all_events().await), acked, "the same after kill -9 and a restart on a full disk");
+    not_ready(h.get("/readyz").await);
 
     // Space freed: writes succeed again, and the refused events were never stored.
     std::fs::remove_file(&ballast).unwrap();
+    assert_eq!(h.get("/readyz").await.0, 200, "ready again once space is freed, before any write");
     let (status, again) = h.post("/v1/events", &batch(&refused, 50)).await;
     assert_eq!((status, &again["failed"]), (200, &json!(0)), "{again}");
     for (i, result) in again["results"].as_array().unwrap().iter().enumerate() {

@@ -18,9 +18,12 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// The store answers reads and the writer is running.
+/// The store answers reads, the writer is running, and the data directory's
+/// disk has room to write (a full disk is a 507, as publishes get).
 #[utoipa::path(get, path = "/readyz", tag = "ops",
-    responses((status = 200, description = "Ready", body = Object), (status = 503, description = "Not ready", body = crate::problem::Problem)))]
+    responses((status = 200, description = "Ready", body = Object),
+        (status = 503, description = "Not ready", body = crate::problem::Problem),
+        (status = 507, description = "The data directory's disk is full", body = crate::problem::Problem)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     state.store.ready().await?;
     let head = *state.store.head().borrow();

@@ -351,7 +351,9 @@ impl Store for SqliteStore {
         if self.jobs.is_closed() {
             return Err(StoreError::Closed);
         }
-        self.read(|conn| conn.query_row("SELECT count(*) FROM id_rules", [], |_| Ok(()))).await
+        self.read(|conn| conn.query_row("SELECT count(*) FROM id_rules", [], |_| Ok(()))).await?;
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || has_room(&path)).await.map_err(|e| StoreError::Task(e.to_string()))?
     }
 
     async fn close(&self) {
@@ -362,6 +364,25 @@ impl Store for SqliteStore {
         for thread in threads {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
+    }
+}
+
+/// Bytes the data file's disk must still take for the store to be ready: a
+/// full disk refuses every commit (each needs WAL frames), so `/readyz`
+/// should fail before publishes do, not only after.
+const ROOM_FOR_READY: usize = 1 << 20;
+
+/// Whether the disk holding `db` takes [`ROOM_FOR_READY`] more bytes, found
+/// by writing them to an unnamed file beside it (gone when closed, even on
+/// a crash, and never written back: only the page cache is charged).
+fn has_room(db: &Path) -> Result<(), StoreError> {
+    use std::io::Write;
+    let dir = db.parent().unwrap_or(Path::new("."));
+    let probe = tempfile::tempfile_in(dir).and_then(|mut file| file.write_all(&vec![0; ROOM_FOR_READY]));
+    match probe {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::StorageFull => Err(StoreError::Full { path: db.to_owned() }),
+        Err(source) => Err(StoreError::Open { path: dir.to_owned(), source }),
     }
 }
 
