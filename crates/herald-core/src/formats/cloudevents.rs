@@ -108,11 +108,14 @@ fn percent_decode(s: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
+        // Two hex digits exactly (`from_str_radix` alone would take "+1").
         if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) = u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16)
+            && let Some(&[high, low]) = bytes.get(i + 1..i + 3)
+            && high.is_ascii_hexdigit()
+            && low.is_ascii_hexdigit()
         {
-            out.push(b);
+            let digit = |d: u8| (d as char).to_digit(16).unwrap_or(0) as u8;
+            out.push(digit(high) << 4 | digit(low));
             i += 3;
         } else {
             out.push(bytes[i]);
@@ -164,6 +167,16 @@ mod tests {
             from_binary([("id".to_owned(), "a%20b".to_owned()), ("type".to_owned(), "100%".to_owned())], json!({}));
         assert_eq!(ce["id"], "a b");
         assert_eq!(ce["type"], "100%");
+        for (encoded, decoded) in [
+            ("Zo%C3%AB%2fx", "Zoë/x"),
+            // Not two hex digits: kept as sent.
+            ("%+1 %-1 %1 %g0 %", "%+1 %-1 %1 %g0 %"),
+            ("%é1", "%é1"),
+            // Not UTF-8 once decoded: kept as sent.
+            ("%FF", "%FF"),
+        ] {
+            assert_eq!(percent_decode(encoded), decoded, "{encoded}");
+        }
     }
 
     #[test]
