@@ -22,7 +22,9 @@ const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 #[utoipa::path(post, path = "/", tag = "aws",
     params(("X-Amz-Target" = String, Header, description = "AWSEvents.PutEvents")),
     request_body(content = Object, content_type = "application/x-amz-json-1.1", description = "PutEvents request"),
-    responses((status = 200, description = "PutEvents response: FailedEntryCount and Entries", body = Object)))]
+    responses((status = 200, description = "PutEvents response: FailedEntryCount and Entries", body = Object, content_type = "application/x-amz-json-1.1"),
+        (status = "4XX", description = "Not a valid PutEvents request (ValidationException and others), in AWS's error shape: `{\"__type\", \"message\"}`", body = Object, content_type = "application/x-amz-json-1.1"),
+        (status = "5XX", description = "Not stored (InternalException: a full disk, an internal error; ThrottlingException: overloaded), in AWS's error shape: SDKs retry", body = Object, content_type = "application/x-amz-json-1.1")))]
 pub async fn put_events(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     match handle(&state, &headers, body).await {
         Ok(response) => response,

@@ -25,11 +25,12 @@ use crate::state::AppState;
 /// Also takes CloudEvents: structured (`application/cloudevents+json`), batch
 /// (`application/cloudevents-batch+json`) and binary mode (`ce-*` headers).
 #[utoipa::path(post, path = "/v1/events", tag = "events",
-    request_body(content = super::wire::EventIn, description = "One event, or an array of up to 1,000"),
-    params(("Idempotency-Key" = Option<String>, Header, description = "Derive ids from (source, key) so a retried request is a duplicate")),
+    request_body(content = super::wire::PublishBody, description = "One event, or an array of up to 1,000"),
+    params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 256, pattern = "^[!-~]([ -~]*[!-~])?$",
+        description = "Derive ids from (source, key) so a retried request is a duplicate: 1-256 visible ASCII characters")),
     responses(
         (status = 201, description = "Stored", body = PublishOut),
-        (status = 200, description = "Duplicate of a stored event (one event), or the results of a batch", body = BatchOut),
+        (status = 200, description = "Duplicate of a stored event (one event), or the results of a batch", body = super::wire::PublishAnswer),
         (status = 400, description = "Malformed JSON", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Same id, different content", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Too large", body = crate::problem::Problem, content_type = "application/problem+json"),
@@ -177,26 +178,32 @@ pub async fn list(
 
 pub fn list_query(params: &ListParams) -> Result<ListQuery, ApiError> {
     Ok(ListQuery {
-        after: parse_param("after", params.after.as_deref(), 0, u64::MAX)?,
-        limit: parse_param("limit", params.limit.as_deref(), 100, 1000)? as usize,
+        after: parse_param("after", params.after.as_deref(), 0, 0..=MAX_POSITION)?,
+        limit: parse_param("limit", params.limit.as_deref(), 100, 1..=1000)? as usize,
         source: params.source.clone(),
         detail_type: params.detail_type.clone(),
         stream: params.stream.clone(),
     })
 }
 
-pub fn parse_param(name: &str, value: Option<&str>, default: u64, max: u64) -> Result<u64, ApiError> {
+/// The highest position: positions are SQLite integers (i64).
+pub const MAX_POSITION: u64 = i64::MAX as u64;
+
+/// A whole-number parameter in `range`, or `default` when absent.
+pub fn parse_param(
+    name: &str,
+    value: Option<&str>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64, ApiError> {
     let Some(value) = value else {
         return Ok(default);
     };
     match value.parse::<u64>() {
-        Ok(n) if n <= max && (name != "limit" || n > 0) => Ok(n),
+        Ok(n) if range.contains(&n) => Ok(n),
         _ => Err(ApiError::InvalidParameter {
             name: name.to_owned(),
-            message: format!(
-                "must be a whole number{}",
-                if name == "limit" { format!(" from 1 to {max}") } else { String::new() }
-            ),
+            message: format!("must be a whole number from {} to {}", range.start(), range.end()),
         }),
     }
 }

@@ -1,7 +1,9 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
-use utoipa::openapi::path::Operation;
-use utoipa::openapi::{Content, Ref, ResponseBuilder};
+use herald_core::limits::{MAX_ID_CHARS, MAX_NAME_CHARS, MAX_RESOURCES};
+use utoipa::openapi::path::{Operation, ParameterIn};
+use utoipa::openapi::schema::{ArrayItems, KnownFormat, Schema, SchemaFormat};
+use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 use super::{aws, events, id_rules, live, ops, pull, subscriptions, wire};
@@ -44,7 +46,7 @@ use crate::problem::Problem;
         ops::openapi,
     ),
     components(schemas(wire::EventIn, wire::EventOut, wire::PublishOut, wire::BatchOut, wire::EventPage, Problem)),
-    modifiers(&CommonProblems)
+    modifiers(&CommonProblems, &EventConstraints)
 )]
 pub struct ApiDoc;
 
@@ -60,6 +62,20 @@ impl Modify for CommonProblems {
             if !path.starts_with("/v1/") || path == "/v1/openapi.json" {
                 continue; // operations, and PutEvents, which answers in AWS's own way
             }
+            for operation in [&mut item.get, &mut item.post, &mut item.put, &mut item.delete].into_iter().flatten() {
+                problems_as_problem_json(operation);
+                if path.starts_with("/v1/subscriptions/{name}") {
+                    constrain_subscription_name(operation);
+                }
+                let query = operation
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| matches!(p, RefOr::T(p) if p.parameter_in == ParameterIn::Query));
+                if query {
+                    add(operation, "400", "A query parameter is invalid");
+                }
+            }
             for operation in [&mut item.post, &mut item.put, &mut item.delete].into_iter().flatten() {
                 add(operation, "503", "Too much work queued: retry after Retry-After");
                 add(
@@ -71,8 +87,34 @@ impl Modify for CommonProblems {
                     add(operation, "400", "The body is not JSON");
                     add(operation, "413", "The body is too large");
                     add(operation, "415", "The body is not declared as UTF-8 JSON");
+                    add(operation, "422", "The body is JSON, but not what this operation takes");
                 }
             }
+        }
+    }
+}
+
+/// A problem is served as `application/problem+json` (RFC 9457), whatever
+/// an annotation left as the default.
+fn problems_as_problem_json(operation: &mut Operation) {
+    for response in operation.responses.responses.values_mut() {
+        let RefOr::T(response) = response else { continue };
+        let is_problem = |content: &RefOr<Content>| matches!(content, RefOr::T(Content { schema: Some(RefOr::Ref(r)), .. }) if r.ref_location.ends_with("/Problem"));
+        if let Some(content) = response.content.shift_remove("application/json") {
+            let media_type = if is_problem(&content) { "application/problem+json" } else { "application/json" };
+            response.content.insert(media_type.to_owned(), content);
+        }
+    }
+}
+
+/// A subscription's name, as `subscriptions::check_name` takes it.
+fn constrain_subscription_name(operation: &mut Operation) {
+    for parameter in operation.parameters.iter_mut().flatten() {
+        if let RefOr::T(parameter) = parameter
+            && parameter.name == "name"
+            && let Some(RefOr::T(Schema::Object(name))) = &mut parameter.schema
+        {
+            name.pattern = Some(format!("^[A-Za-z0-9._-]{{1,{}}}$", subscriptions::MAX_NAME_CHARS));
         }
     }
 }
@@ -82,4 +124,47 @@ fn add(operation: &mut Operation, status: &str, description: &str) {
         let problem = Content::new(Some(Ref::from_schema_name("Problem")));
         ResponseBuilder::new().description(description).content("application/problem+json", problem).build().into()
     });
+}
+
+/// Writes `herald_core::envelope`'s rules for a published event into its
+/// schema, so a client (or a test generator) knows what is accepted without
+/// trying: text fields are 1 to 256 characters, not only whitespace, without
+/// control characters; `time` is RFC 3339; `resources` has at most 100
+/// non-empty strings.
+struct EventConstraints;
+
+/// A text field: no control character (C0, DEL, C1), and one character that
+/// is not whitespace.
+const TEXT_PATTERN: &str =
+    "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$";
+
+impl Modify for EventConstraints {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let Some(RefOr::T(Schema::Object(event))) =
+            openapi.components.as_mut().and_then(|c| c.schemas.get_mut("EventIn"))
+        else {
+            return;
+        };
+        let texts = [("id", MAX_ID_CHARS)]
+            .into_iter()
+            .chain(["version", "detail-type", "source", "account", "region", "stream"].map(|n| (n, MAX_NAME_CHARS)));
+        for (name, max_chars) in texts {
+            if let Some(RefOr::T(Schema::Object(field))) = event.properties.get_mut(name) {
+                field.min_length = Some(1);
+                field.max_length = Some(max_chars);
+                field.pattern = Some(TEXT_PATTERN.to_owned());
+            }
+        }
+        if let Some(RefOr::T(Schema::Object(time))) = event.properties.get_mut("time") {
+            time.format = Some(SchemaFormat::KnownFormat(KnownFormat::DateTime));
+        }
+        if let Some(RefOr::T(Schema::Array(resources))) = event.properties.get_mut("resources") {
+            resources.max_items = Some(MAX_RESOURCES);
+            if let ArrayItems::RefOrSchema(item) = &mut resources.items
+                && let RefOr::T(Schema::Object(item)) = item.as_mut()
+            {
+                item.min_length = Some(1);
+            }
+        }
+    }
 }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::IntoParams;
 
-use super::events::parse_param;
+use super::events::{MAX_POSITION, parse_param};
 use super::extract::{Path, Query};
 use crate::body::{optional_json, parse_json, read_limited, require_json};
 use crate::client::Client;
@@ -25,7 +25,7 @@ use crate::dispatch::worker::now_us;
 use crate::problem::ApiError;
 use crate::state::AppState;
 
-const MAX_NAME_CHARS: usize = 128;
+pub const MAX_NAME_CHARS: usize = 128;
 
 /// Create or update a subscription (idempotent).
 ///
@@ -169,7 +169,7 @@ pub async fn attempts(
     let query = AttemptQuery {
         event_id: params.event_id,
         outcome: params.outcome,
-        limit: parse_param("limit", params.limit.as_deref(), 100, 1000)? as usize,
+        limit: parse_param("limit", params.limit.as_deref(), 100, 1..=1000)? as usize,
     };
     // Each attempt keeps up to 1 KiB of its response: up to ~4 MiB for 1,000.
     let charge = state.response_budget.for_client(client).reserve(query.limit * ATTEMPT_RESERVE).await?;
@@ -197,8 +197,8 @@ pub async fn dead_letters(
     Query(params): Query<DeadLetterParams>,
 ) -> Result<Json<Value>, ApiError> {
     load(&state, &name).await?;
-    let after = parse_param("after", params.after.as_deref(), 0, u64::MAX)?;
-    let limit = parse_param("limit", params.limit.as_deref(), 100, 1000)? as usize;
+    let after = parse_param("after", params.after.as_deref(), 0, 0..=MAX_POSITION)?;
+    let limit = parse_param("limit", params.limit.as_deref(), 100, 1..=1000)? as usize;
     let letters = state.store.dead_letters(&name, after, limit).await?;
     let next = letters.last().map_or(after, |l| l.position);
     Ok(Json(json!({ "dead_letters": letters.iter().map(dead_letter_json).collect::<Vec<_>>(), "next": next })))

@@ -93,6 +93,27 @@ pub struct EventIn {
     pub stream: Option<String>,
 }
 
+/// What `POST /v1/events` takes: one event, or an array of up to 1,000. A
+/// batch's entries are validated one by one and each answered in `results`,
+/// so any JSON value is taken as an entry.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // documentation only: the handler reads the body itself
+pub enum PublishBody {
+    One(Box<EventIn>),
+    #[schema(value_type = Vec<Value>)]
+    Batch(Vec<Value>),
+}
+
+/// The answer to `POST /v1/events`: one event's, or a batch's.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // documentation only: the handler answers with either type
+pub enum PublishAnswer {
+    One(PublishOut),
+    Batch(BatchOut),
+}
+
 /// A page of the log.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventPage {
@@ -105,10 +126,13 @@ pub struct EventPage {
 #[derive(Debug, serde::Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
-    /// Only events after this position (default 0).
+    /// Only events after this position (default 0). Read as text, so that
+    /// a bad value gets Herald's own problem.
+    #[param(value_type = Option<i64>, minimum = 0)]
     pub after: Option<String>,
     /// At most this many events (1-1000, default 100); a page also ends
     /// once it holds 1 MiB of events, so read on from `next` until a page is empty.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000)]
     pub limit: Option<String>,
     pub source: Option<String>,
     #[serde(rename = "detail-type")]
