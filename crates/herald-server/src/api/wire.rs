@@ -105,6 +105,52 @@ pub enum PublishBody {
     Batch(Vec<Value>),
 }
 
+/// `PUT /v1/id-rules/{detail_type}`: where in an event the values that make
+/// its id are (documentation only: the handler reads the body itself, to
+/// name each problem's field).
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct IdRuleIn {
+    /// JSON pointers into the envelope, e.g. `/detail/user_id`.
+    #[schema(min_items = 1)]
+    pub fields: Vec<String>,
+}
+
+/// `POST /v1/subscriptions/{name}/pull` (documentation only).
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct PullIn {
+    /// At most this many messages (default 10).
+    #[schema(minimum = 1, maximum = 1000)]
+    pub max: Option<u32>,
+    /// How long to wait for a first message, at most 30 s (default none), e.g. `"5s"`.
+    pub wait: Option<String>,
+}
+
+/// `POST /v1/subscriptions/{name}/ack` (documentation only).
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct AckIn {
+    /// The `ack_id`s of messages a pull handed out, at most 1,000.
+    #[schema(max_items = 1000)]
+    pub ack_ids: Vec<String>,
+}
+
+/// `POST /v1/subscriptions/{name}/nack` (documentation only).
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct NackIn {
+    /// The `ack_id`s of messages a pull handed out, at most 1,000.
+    #[schema(max_items = 1000)]
+    pub ack_ids: Vec<String>,
+    /// Deliver them again after this long, at most 12 h (default 0), e.g. `"1s"`.
+    pub delay: Option<String>,
+}
+
 /// The answer to `POST /v1/events`: one event's, or a batch's.
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
