@@ -151,6 +151,40 @@ pub struct NackIn {
     pub delay: Option<String>,
 }
 
+/// Which dead letters a redrive or purge takes: all (no body), or those of
+/// these event ids (documentation only).
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct IdsIn {
+    pub ids: Vec<String>,
+}
+
+/// `POST /v1/subscriptions/{name}/replay` (documentation only).
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct ReplayIn {
+    pub from: ReplayBound,
+    /// Default: what the subscription has fanned out so far.
+    pub to: Option<ReplayBound>,
+}
+
+/// One end of a replayed range: a position, or a time.
+#[derive(serde::Deserialize, ToSchema)]
+#[serde(untagged, deny_unknown_fields)]
+#[allow(dead_code)]
+pub enum ReplayBound {
+    Position {
+        #[schema(minimum = 0)]
+        position: i64,
+    },
+    Time {
+        #[schema(format = DateTime)]
+        time: String,
+    },
+}
+
 /// The answer to `POST /v1/events`: one event's, or a batch's.
 #[derive(Serialize, ToSchema)]
 #[serde(untagged)]
