@@ -4,8 +4,9 @@
 //! ("unpredictable"): serde_json keeps the last, others keep the first or
 //! fail. Herald compares, hashes and derives ids from the parsed value, so
 //! it refuses such an object rather than store one reading of it. It also
-//! refuses a member named `$serde_json::private::Number`, which serde_json
-//! (with `arbitrary_precision`) would silently turn into a number.
+//! refuses a member named with one of serde_json's private tokens
+//! (`$serde_json::private::Number`, `...::RawValue`), which serde_json would
+//! silently read as something else.
 //!
 //! [`parse`] builds the value as serde_json's own `Value` does, checking each
 //! name as it is inserted (no cost beyond the insert it already does); on a
@@ -30,12 +31,19 @@ pub const MAX_DEPTH: usize = 127;
 /// as a one-member map of its digits.
 const NUMBER_TOKEN: &str = "$serde_json::private::Number";
 
+/// What serde_json's private tokens start with. Each makes serde_json read a
+/// one-member object as something else (`...::Number` as a number,
+/// `...::RawValue`, with the `raw_value` feature axum turns on, as the JSON
+/// text in its string), so a text naming a member so is refused: read back
+/// later, it would not be what was stored.
+const PRIVATE_PREFIX: &str = "$serde_json::private::";
+
 const BYTE_ORDER_MARK: &[u8] = b"\xEF\xBB\xBF";
 
 /// Why a member is refused; `Build` fails with this text, which tells its
 /// refusals apart from serde_json's own data errors.
 const REPEATED: &str = "is named twice in one object, which JSON leaves ambiguous";
-const RESERVED: &str = "has the name serde_json reserves for numbers, which Herald cannot keep as sent";
+const RESERVED: &str = "has a name serde_json reserves ($serde_json::private::...), which Herald cannot keep as sent";
 
 /// Why a text is not one JSON value Herald reads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,15 +173,17 @@ impl<'de> Visitor<'de> for Build {
             return Ok(Value::Object(Map::new()));
         };
         if first == NUMBER_TOKEN {
-            // A text's own value here (a string, or anything else) is refused.
-            return map.next_value_seed(Digits).map(Value::Number).map_err(|_| de::Error::custom(RESERVED));
+            return map.next_value_seed(Digits).map(Value::Number);
+        }
+        if first.starts_with(PRIVATE_PREFIX) {
+            return Err(de::Error::custom(RESERVED));
         }
         let mut members = Map::new();
         members.insert(first, map.next_value_seed(Build)?);
         while let Some(name) = map.next_key::<String>()? {
             // The name is checked before its value is read, as `Locate` checks
             // it, so both name the same member.
-            if name == NUMBER_TOKEN {
+            if name.starts_with(PRIVATE_PREFIX) {
                 return Err(de::Error::custom(RESERVED));
             }
             let Entry::Vacant(slot) = members.entry(name) else {
@@ -188,7 +198,8 @@ impl<'de> Visitor<'de> for Build {
 /// A number's digits under [`NUMBER_TOKEN`]. serde_json hands them over as
 /// an owned `String`; a text that names a member so hands its value over
 /// any other way (a string from the text arrives borrowed or copied, never
-/// owned), which is how the two are told apart.
+/// owned), which is how the two are told apart. Malformed text in that
+/// value stays a syntax error.
 struct Digits;
 
 impl<'de> DeserializeSeed<'de> for Digits {
@@ -216,6 +227,35 @@ impl<'de> Visitor<'de> for Digits {
 
     fn visit_str<E: de::Error>(self, _: &str) -> Result<Number, E> {
         Err(E::custom(RESERVED))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Number, E> {
+        Err(E::custom(RESERVED))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Number, E> {
+        Err(E::custom(RESERVED))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Number, E> {
+        Err(E::custom(RESERVED))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Number, E> {
+        Err(E::custom(RESERVED))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Number, E> {
+        Err(E::custom(RESERVED))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Number, A::Error> {
+        Err(de::Error::custom(RESERVED))
+    }
+
+    /// An object (or a number, where `arbitrary_precision` hands it over as one).
+    fn visit_map<A: MapAccess<'de>>(self, _: A) -> Result<Number, A::Error> {
+        Err(de::Error::custom(RESERVED))
     }
 }
 
@@ -287,10 +327,17 @@ impl<'de> Visitor<'de> for Locate<'_> {
             self.at.truncate(parent);
             self.at.push('/');
             self.at.push_str(&pointer_token(&name));
-            if name == NUMBER_TOKEN {
-                if seen.is_empty() && map.next_value_seed(Digits).is_ok() {
-                    return Ok(());
-                }
+            if name == NUMBER_TOKEN && seen.is_empty() {
+                // A number, or else what `Build` refused.
+                return match map.next_value_seed(Digits) {
+                    Ok(_) => Ok(()),
+                    Err(e) => {
+                        *self.found = Some(self.at.clone());
+                        Err(e)
+                    }
+                };
+            }
+            if name.starts_with(PRIVATE_PREFIX) {
                 *self.found = Some(self.at.clone());
                 return Err(de::Error::custom(RESERVED));
             }
@@ -350,16 +397,26 @@ mod tests {
     }
 
     #[test]
-    fn serde_json_number_token_as_a_name_is_refused_not_turned_into_a_number() {
+    fn serde_json_private_tokens_as_names_are_refused_not_read_as_something_else() {
         for (text, pointer) in [
             (r#"{"$serde_json::private::Number": "5"}"#, "/$serde_json::private::Number"),
             (r#"{"x": {"$serde_json::private::Number": "1e5"}}"#, "/x/$serde_json::private::Number"),
             (r#"{"x": {"$serde_json::private::Number": 7}}"#, "/x/$serde_json::private::Number"),
             (r#"[{"$serde_json::private::Number": "\u0031"}]"#, "/0/$serde_json::private::Number"),
             (r#"{"a": 1, "$serde_json::private::Number": "5"}"#, "/$serde_json::private::Number"),
+            (r#"{"x": {"$serde_json::private::Number": {}}}"#, "/x/$serde_json::private::Number"),
+            // With `raw_value`, serde_json reads this as the JSON in the string.
+            (r#"{"x": {"$serde_json::private::RawValue": "[1]"}}"#, "/x/$serde_json::private::RawValue"),
+            (r#"[{"a": 1, "$serde_json::private::Other": 1}]"#, "/0/$serde_json::private::Other"),
         ] {
             assert_eq!(refusal(text), Ok((pointer.to_owned(), RESERVED)), "{text}");
         }
+        // Malformed text in the value is still malformed, not refused.
+        for text in [r#"{"$serde_json::private::Number": "5"#, r#"{"$serde_json::private::Number": tru}"#] {
+            assert!(matches!(parse(text.as_bytes()), Err(Error::Malformed { .. })), "{text}");
+        }
+        // A name that only looks alike is fine.
+        assert!(parse(br#"{"$serde_json::private": 1, "serde_json::private::Number": 2}"#).is_ok());
     }
 
     #[test]

@@ -217,7 +217,7 @@ impl SubscriptionSpec {
 
     /// A declaration as stored (the JSON text of [`Self::to_json`]).
     pub fn from_stored(text: &str) -> Result<Self, String> {
-        let value: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let value = crate::json::parse(text.as_bytes()).map_err(|e| e.to_string())?;
         Self::from_json(&value).map_err(|e| e.to_string())
     }
 

@@ -288,9 +288,11 @@ async fn a_full_disk_refuses_writes_with_507_loses_nothing_survives_kill_9_and_r
     // Fill the disk: not ready, before any publish is refused; then publish
     // until a commit finds no room.
     let ballast = disk.fill("ballast");
+    // Room found is trusted for a second; a full disk is seen at the next probe.
     let not_ready = |(status, problem): (u16, Value)| {
         assert_eq!((status, &problem["type"]), (507, &json!("urn:herald:problem:storage-full")), "{problem}");
     };
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     not_ready(h.get("/readyz").await);
     let mut acked = ids_and_positions(before["results"].as_array().unwrap());
     let mut refused = None;

@@ -298,11 +298,15 @@ async fn malformed_oversized_and_mistyped_bodies_get_problems() {
     assert!(problem["errors"][0]["message"].as_str().unwrap().contains("named twice"), "{problem}");
     let (status, problem) = post_raw("application/json", format!("[{{}}, {twice}]").into_bytes()).await;
     assert_eq!((status, pointers(&problem)), (422, vec!["/1/detail/total".to_owned()]), "{problem}");
-    // serde_json would read this object as the number 5.
-    let token = r#"{"source": "s", "detail-type": "t", "detail": {"n": {"$serde_json::private::Number": "5"}}}"#;
-    let (status, problem) = post_raw("application/json", token.into()).await;
-    let at = "/detail/n/$serde_json::private::Number".to_owned();
-    assert_eq!((status, pointers(&problem)), (422, vec![at]), "{problem}");
+    // serde_json would read these objects as the number 5 and as [1].
+    for token in ["Number\": \"5", "RawValue\": \"[1]"] {
+        let body =
+            format!(r#"{{"source": "s", "detail-type": "t", "detail": {{"n": {{"$serde_json::private::{token}"}}}}}}"#);
+        let (status, problem) = post_raw("application/json", body.into_bytes()).await;
+        let name = token.split('"').next().unwrap();
+        let at = format!("/detail/n/$serde_json::private::{name}");
+        assert_eq!((status, pointers(&problem)), (422, vec![at]), "{problem}");
+    }
     assert!(h.all_events().await.is_empty(), "nothing invalid is stored");
 
     let utf8 = event("utf8", json!({"name": "Zoë"})).to_string().into_bytes();

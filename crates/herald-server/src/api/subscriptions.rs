@@ -74,7 +74,7 @@ pub async fn put(
 
 /// The secret of a stored webhook subscription, kept when an update leaves it out.
 fn stored_secret(record: &SubscriptionRecord) -> Option<String> {
-    let spec: Value = serde_json::from_str(&record.spec).ok()?;
+    let spec = herald_core::json::parse(record.spec.as_bytes()).ok()?;
     spec.pointer("/target/secret")?.as_str().map(str::to_owned)
 }
 
@@ -331,7 +331,7 @@ fn check_name(name: &str) -> Result<(), ApiError> {
 
 /// The declaration with the subscription's status.
 fn view(state: &AppState, record: &SubscriptionRecord) -> Value {
-    let mut out = serde_json::from_str::<Value>(&record.spec).unwrap_or_else(|_| json!({}));
+    let mut out = herald_core::json::parse(record.spec.as_bytes()).unwrap_or_else(|_| json!({}));
     let head: Position = *state.store.head().borrow();
     if let Some(object) = out.as_object_mut() {
         object.insert("name".into(), json!(record.name));

@@ -15,6 +15,7 @@ mod writer;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use herald_core::subscription::SubscriptionState;
@@ -79,6 +80,8 @@ pub struct SqliteStore {
     readers: ReadPool,
     /// The writer, then the checkpoint thread (which stops once the writer has).
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// When `ready` last found room on the disk.
+    room_seen: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl SqliteStore {
@@ -124,6 +127,7 @@ impl SqliteStore {
             queue_bytes,
             head,
             threads: Mutex::new(vec![handle, checkpoints]),
+            room_seen: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -352,8 +356,20 @@ impl Store for SqliteStore {
             return Err(StoreError::Closed);
         }
         self.read(|conn| conn.query_row("SELECT count(*) FROM id_rules", [], |_| Ok(()))).await?;
+        // One probe at a time, so a flood of `/readyz` cannot fill the disk
+        // (or the blocking pool) itself, and room found is trusted for a
+        // second. No room is probed again each time: it fails at once, and
+        // space freed is seen at once.
+        let mut room_seen = self.room_seen.lock().await;
+        if room_seen.is_some_and(|at| at.elapsed() < ROOM_PROBE_EVERY) {
+            return Ok(());
+        }
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || has_room(&path)).await.map_err(|e| StoreError::Task(e.to_string()))?
+        let room = tokio::task::spawn_blocking(move || has_room(&path))
+            .await
+            .map_err(|e| StoreError::Task(e.to_string()))??;
+        *room_seen = room.then(Instant::now);
+        if room { Ok(()) } else { Err(StoreError::Full { path: self.path.clone() }) }
     }
 
     async fn close(&self) {
@@ -372,16 +388,19 @@ impl Store for SqliteStore {
 /// should fail before publishes do, not only after.
 const ROOM_FOR_READY: usize = 1 << 20;
 
+/// How long room found by [`has_room`] is trusted.
+const ROOM_PROBE_EVERY: Duration = Duration::from_secs(1);
+
 /// Whether the disk holding `db` takes [`ROOM_FOR_READY`] more bytes, found
 /// by writing them to an unnamed file beside it (gone when closed, even on
 /// a crash, and never written back: only the page cache is charged).
-fn has_room(db: &Path) -> Result<(), StoreError> {
-    use std::io::Write;
+fn has_room(db: &Path) -> Result<bool, StoreError> {
+    use std::io::{ErrorKind, Write};
     let dir = db.parent().unwrap_or(Path::new("."));
     let probe = tempfile::tempfile_in(dir).and_then(|mut file| file.write_all(&vec![0; ROOM_FOR_READY]));
     match probe {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::StorageFull => Err(StoreError::Full { path: db.to_owned() }),
+        Ok(()) => Ok(true),
+        Err(e) if matches!(e.kind(), ErrorKind::StorageFull | ErrorKind::QuotaExceeded) => Ok(false),
         Err(source) => Err(StoreError::Open { path: dir.to_owned(), source }),
     }
 }
