@@ -46,14 +46,15 @@ use crate::problem::Problem;
         ops::openapi,
     ),
     components(schemas(wire::EventIn, wire::EventOut, wire::PublishOut, wire::BatchOut, wire::EventPage, Problem)),
-    modifiers(&CommonProblems, &EventConstraints)
+    modifiers(&CommonProblems, &Constraints)
 )]
 pub struct ApiDoc;
 
-/// Adds the answers every `/v1` route of a kind can give, where its own
-/// annotation does not describe them more closely: each write can meet a
+/// Serves problems as problem+json, and adds the answers every `/v1` route
+/// of a kind can give, where its own annotation does not describe them more
+/// closely: a query parameter can be invalid (400); each write can meet a
 /// full queue (503) or a full disk (507), and each body can be malformed
-/// (400), too large (413) or not JSON (415).
+/// (400), too large (413), not JSON (415) or not what the operation takes (422).
 struct CommonProblems;
 
 impl Modify for CommonProblems {
@@ -64,9 +65,6 @@ impl Modify for CommonProblems {
             }
             for operation in [&mut item.get, &mut item.post, &mut item.put, &mut item.delete].into_iter().flatten() {
                 problems_as_problem_json(operation);
-                if path.starts_with("/v1/subscriptions/{name}") {
-                    constrain_subscription_name(operation);
-                }
                 let query = operation
                     .parameters
                     .iter()
@@ -126,20 +124,26 @@ fn add(operation: &mut Operation, status: &str, description: &str) {
     });
 }
 
-/// Writes `herald_core::envelope`'s rules for a published event into its
-/// schema, so a client (or a test generator) knows what is accepted without
-/// trying: text fields are 1 to 256 characters, not only whitespace, without
-/// control characters; `time` is RFC 3339; `resources` has at most 100
-/// non-empty strings.
-struct EventConstraints;
+/// Writes the rules the handlers check into the schemas, so a client (or a
+/// test generator) knows what is accepted without trying. A published
+/// event's (`herald_core::envelope`): text fields are 1 to 256 characters,
+/// not only whitespace, without control characters; `time` is RFC 3339;
+/// `resources` has at most 100 non-empty strings. A subscription's name.
+struct Constraints;
 
 /// A text field: no control character (C0, DEL, C1), and one character that
 /// is not whitespace.
 const TEXT_PATTERN: &str =
     "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$";
 
-impl Modify for EventConstraints {
+impl Modify for Constraints {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in &mut openapi.paths.paths {
+            if path.starts_with("/v1/subscriptions/{name}") {
+                let operations = [&mut item.get, &mut item.post, &mut item.put, &mut item.delete];
+                operations.into_iter().flatten().for_each(constrain_subscription_name);
+            }
+        }
         let Some(RefOr::T(Schema::Object(event))) =
             openapi.components.as_mut().and_then(|c| c.schemas.get_mut("EventIn"))
         else {
