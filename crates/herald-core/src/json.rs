@@ -54,7 +54,8 @@ pub enum Error {
     /// limit, which keeps a hostile text from exhausting the stack).
     TooDeep { line: usize, column: usize },
     /// Well-formed, but the member at `pointer` has no one reading: it is
-    /// named twice in its object, or named with serde_json's number token.
+    /// named twice in its object, or named with one of serde_json's private
+    /// tokens.
     Refused { pointer: String, why: &'static str, line: usize, column: usize },
 }
 
@@ -329,21 +330,16 @@ impl<'de> Visitor<'de> for Locate<'_> {
             self.at.push_str(&pointer_token(&name));
             if name == NUMBER_TOKEN && seen.is_empty() {
                 // A number, or else what `Build` refused.
-                return match map.next_value_seed(Digits) {
-                    Ok(_) => Ok(()),
-                    Err(e) => {
-                        *self.found = Some(self.at.clone());
-                        Err(e)
-                    }
-                };
+                return map.next_value_seed(Digits).map(drop).inspect_err(|_| *self.found = Some(self.at.clone()));
             }
-            if name.starts_with(PRIVATE_PREFIX) {
+            let refusal = if name.starts_with(PRIVATE_PREFIX) {
+                Some(RESERVED)
+            } else {
+                (!seen.insert(name)).then_some(REPEATED)
+            };
+            if let Some(why) = refusal {
                 *self.found = Some(self.at.clone());
-                return Err(de::Error::custom(RESERVED));
-            }
-            if !seen.insert(name) {
-                *self.found = Some(self.at.clone());
-                return Err(de::Error::custom(REPEATED));
+                return Err(de::Error::custom(why));
             }
             map.next_value_seed(Locate { at: &mut *self.at, found: &mut *self.found })?;
         }

@@ -378,8 +378,8 @@ pub async fn optional_json(headers: &HeaderMap, body: Body) -> Result<Option<Val
 }
 
 /// Parses JSON: malformed text is a 400 naming its line and column; a
-/// well-formed text Herald will not read (too deep, a member named twice) is
-/// a 422 naming where.
+/// well-formed text Herald will not read (too deep, a member it refuses) is a
+/// 422 naming where.
 pub fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     if json::is_blank(bytes) {
         return Err(ApiError::MalformedJson("the body is empty".into()));

@@ -25,12 +25,12 @@ use crate::state::AppState;
 /// Also takes CloudEvents: structured (`application/cloudevents+json`), batch
 /// (`application/cloudevents-batch+json`) and binary mode (`ce-*` headers).
 #[utoipa::path(post, path = "/v1/events", tag = "events",
-    request_body(content = super::wire::PublishBody, description = "One event, or an array of up to 1,000"),
+    request_body(content = super::wire::documented::PublishBody, description = "One event, or an array of up to 1,000"),
     params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 256, pattern = "^[!-~]([ -~]*[!-~])?$",
         description = "Derive ids from (source, key) so a retried request is a duplicate: 1-256 visible ASCII characters")),
     responses(
         (status = 201, description = "Stored", body = PublishOut),
-        (status = 200, description = "Duplicate of a stored event (one event), or the results of a batch", body = super::wire::PublishAnswer),
+        (status = 200, description = "Duplicate of a stored event (one event), or the results of a batch", body = super::wire::documented::PublishAnswer),
         (status = 400, description = "Malformed JSON", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 409, description = "Same id, different content", body = crate::problem::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Too large", body = crate::problem::Problem, content_type = "application/problem+json"),

@@ -20,7 +20,7 @@ use crate::state::AppState;
 /// webhook redelivered is stored once.
 #[utoipa::path(put, path = "/v1/id-rules/{detail_type}", tag = "id-rules",
     params(("detail_type" = String, Path)),
-    request_body(content = super::wire::IdRuleIn, description = r#"{"fields": ["/detail/user_id", "/detail/tweet_id"]}"#),
+    request_body(content = super::wire::documented::IdRuleIn, description = r#"{"fields": ["/detail/user_id", "/detail/tweet_id"]}"#),
     responses(
         (status = 200, description = "The rule as stored", body = Object),
         (status = 422, description = "Invalid rule", body = crate::problem::Problem, content_type = "application/problem+json"),

@@ -95,12 +95,13 @@ impl Modify for CommonProblems {
 /// A problem is served as `application/problem+json` (RFC 9457), whatever
 /// an annotation left as the default.
 fn problems_as_problem_json(operation: &mut Operation) {
+    let is_problem = |content: &RefOr<Content>| matches!(content, RefOr::T(Content { schema: Some(RefOr::Ref(r)), .. }) if r.ref_location.ends_with("/Problem"));
     for response in operation.responses.responses.values_mut() {
-        let RefOr::T(response) = response else { continue };
-        let is_problem = |content: &RefOr<Content>| matches!(content, RefOr::T(Content { schema: Some(RefOr::Ref(r)), .. }) if r.ref_location.ends_with("/Problem"));
-        if let Some(content) = response.content.shift_remove("application/json") {
-            let media_type = if is_problem(&content) { "application/problem+json" } else { "application/json" };
-            response.content.insert(media_type.to_owned(), content);
+        if let RefOr::T(response) = response
+            && response.content.get("application/json").is_some_and(is_problem)
+            && let Some(content) = response.content.shift_remove("application/json")
+        {
+            response.content.insert("application/problem+json".to_owned(), content);
         }
     }
 }

@@ -29,7 +29,7 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 /// Lease up to `max` messages (default 10), waiting up to `wait` (default 0,
 /// at most 30 s) for the first to arrive.
 #[utoipa::path(post, path = "/v1/subscriptions/{name}/pull", tag = "pull", params(("name" = String, Path)),
-    request_body(content = super::wire::PullIn, description = r#"{"max": 10, "wait": "5s"}"#),
+    request_body(content = super::wire::documented::PullIn, description = r#"{"max": 10, "wait": "5s"}"#),
     responses((status = 200, description = r#"{"messages": [{"ack_id", "attempt", "replay", "event"}]}"#, body = Object),
         (status = 404, description = "No such subscription", body = crate::problem::Problem),
         (status = 409, description = "Not a pull subscription", body = crate::problem::Problem),
@@ -103,7 +103,7 @@ fn messages_json(leased: &[pull::Leased]) -> String {
 
 /// Acknowledge messages: they are done and never delivered again.
 #[utoipa::path(post, path = "/v1/subscriptions/{name}/ack", tag = "pull", params(("name" = String, Path)),
-    request_body(content = super::wire::AckIn, description = r#"{"ack_ids": ["..."]}"#),
+    request_body(content = super::wire::documented::AckIn, description = r#"{"ack_ids": ["..."]}"#),
     responses((status = 200, description = r#"{"acked": N}: messages leased again since (their lease ran out) are not counted"#, body = Object),
         (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
 pub async fn ack(
@@ -124,7 +124,7 @@ pub async fn ack(
 /// Give messages back, to be delivered again after `delay` (default 0);
 /// past the retry policy's `max_attempts` they go to the dead letters.
 #[utoipa::path(post, path = "/v1/subscriptions/{name}/nack", tag = "pull", params(("name" = String, Path)),
-    request_body(content = super::wire::NackIn, description = r#"{"ack_ids": ["..."], "delay": "1s"}"#),
+    request_body(content = super::wire::documented::NackIn, description = r#"{"ack_ids": ["..."], "delay": "1s"}"#),
     responses((status = 200, description = r#"{"nacked": N}"#, body = Object),
         (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
 pub async fn nack(

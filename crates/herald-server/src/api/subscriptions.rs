@@ -206,7 +206,7 @@ pub async fn dead_letters(
 
 /// Put dead letters back for delivery: all, or `{"ids": [event ids]}`.
 #[utoipa::path(post, path = "/v1/subscriptions/{name}/dead-letters/redrive", tag = "subscriptions",
-    params(("name" = String, Path)), request_body(content = Option<super::wire::IdsIn>, description = r#"optional {"ids": ["..."]}"#),
+    params(("name" = String, Path)), request_body(content = Option<super::wire::documented::IdsIn>, description = r#"optional {"ids": ["..."]}"#),
     responses((status = 200, description = r#"{"redriven": N}"#, body = Object),
         (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
 pub async fn redrive(
@@ -224,7 +224,7 @@ pub async fn redrive(
 
 /// Delete dead letters: all, or `{"ids": [event ids]}`.
 #[utoipa::path(delete, path = "/v1/subscriptions/{name}/dead-letters", tag = "subscriptions",
-    params(("name" = String, Path)), request_body(content = Option<super::wire::IdsIn>, description = r#"optional {"ids": ["..."]}"#),
+    params(("name" = String, Path)), request_body(content = Option<super::wire::documented::IdsIn>, description = r#"optional {"ids": ["..."]}"#),
     responses((status = 200, description = r#"{"purged": N}"#, body = Object),
         (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
 pub async fn purge(
@@ -244,7 +244,7 @@ pub async fn purge(
 /// Replayed webhook deliveries carry `herald-replay: true`.
 #[utoipa::path(post, path = "/v1/subscriptions/{name}/replay", tag = "subscriptions",
     params(("name" = String, Path)),
-    request_body(content = super::wire::ReplayIn, description = r#"{"from": {"position": 1}, "to": {"time": "2026-01-01T00:00:00Z"}}"#),
+    request_body(content = super::wire::documented::ReplayIn, description = r#"{"from": {"position": 1}, "to": {"time": "2026-01-01T00:00:00Z"}}"#),
     responses((status = 200, description = r#"{"from", "to", "scanned", "matched", "enqueued"}"#, body = Object),
         (status = 404, description = "No such subscription", body = crate::problem::Problem),
         (status = 422, description = "Invalid range", body = crate::problem::Problem)))]

@@ -93,105 +93,108 @@ pub struct EventIn {
     pub stream: Option<String>,
 }
 
-/// What `POST /v1/events` takes: one event, or an array of up to 1,000. A
-/// batch's entries are validated one by one and each answered in `results`,
-/// so any JSON value is taken as an entry.
-#[derive(Serialize, ToSchema)]
-#[serde(untagged)]
-#[allow(dead_code)] // documentation only: the handler reads the body itself
-pub enum PublishBody {
-    One(Box<EventIn>),
-    #[schema(value_type = Vec<Value>)]
-    Batch(Vec<Value>),
-}
+/// Bodies as the OpenAPI document describes them. Documentation only: the
+/// handlers read bodies themselves, to name each problem's field, and answer
+/// `POST /v1/events` with one of two types.
+pub mod documented {
+    #![allow(dead_code)]
 
-/// `PUT /v1/id-rules/{detail_type}`: where in an event the values that make
-/// its id are (documentation only: the handler reads the body itself, to
-/// name each problem's field).
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct IdRuleIn {
-    /// JSON pointers into the envelope, e.g. `/detail/user_id`.
-    #[schema(min_items = 1)]
-    pub fields: Vec<String>,
-}
+    use serde::Serialize;
+    use serde_json::Value;
+    use utoipa::ToSchema;
 
-/// `POST /v1/subscriptions/{name}/pull` (documentation only).
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct PullIn {
-    /// At most this many messages (default 10).
-    #[schema(minimum = 1, maximum = 1000)]
-    pub max: Option<u32>,
-    /// How long to wait for a first message, at most 30 s (default none), e.g. `"5s"`.
-    pub wait: Option<String>,
-}
+    use super::{BatchOut, EventIn, PublishOut};
 
-/// `POST /v1/subscriptions/{name}/ack` (documentation only).
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct AckIn {
-    /// The `ack_id`s of messages a pull handed out, at most 1,000.
-    #[schema(max_items = 1000)]
-    pub ack_ids: Vec<String>,
-}
+    /// What `POST /v1/events` takes: one event, or an array of up to 1,000. A
+    /// batch's entries are validated one by one and each answered in `results`,
+    /// so any JSON value is taken as an entry.
+    #[derive(Serialize, ToSchema)]
+    #[serde(untagged)]
+    pub enum PublishBody {
+        One(Box<EventIn>),
+        #[schema(value_type = Vec<Value>)]
+        Batch(Vec<Value>),
+    }
 
-/// `POST /v1/subscriptions/{name}/nack` (documentation only).
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct NackIn {
-    /// The `ack_id`s of messages a pull handed out, at most 1,000.
-    #[schema(max_items = 1000)]
-    pub ack_ids: Vec<String>,
-    /// Deliver them again after this long, at most 12 h (default 0), e.g. `"1s"`.
-    pub delay: Option<String>,
-}
+    /// `PUT /v1/id-rules/{detail_type}`: where in an event the values that make
+    /// its id are.
+    #[derive(serde::Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct IdRuleIn {
+        /// JSON pointers into the envelope, e.g. `/detail/user_id`.
+        #[schema(min_items = 1)]
+        pub fields: Vec<String>,
+    }
 
-/// Which dead letters a redrive or purge takes: all (no body), or those of
-/// these event ids (documentation only).
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct IdsIn {
-    pub ids: Vec<String>,
-}
+    /// `POST /v1/subscriptions/{name}/pull`.
+    #[derive(serde::Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct PullIn {
+        /// At most this many messages (default 10).
+        #[schema(minimum = 1, maximum = 1000)]
+        pub max: Option<u32>,
+        /// How long to wait for a first message, at most 30 s (default none), e.g. `"5s"`.
+        pub wait: Option<String>,
+    }
 
-/// `POST /v1/subscriptions/{name}/replay` (documentation only).
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct ReplayIn {
-    pub from: ReplayBound,
-    /// Default: what the subscription has fanned out so far.
-    pub to: Option<ReplayBound>,
-}
+    /// `POST /v1/subscriptions/{name}/ack`.
+    #[derive(serde::Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct AckIn {
+        /// The `ack_id`s of messages a pull handed out, at most 1,000.
+        #[schema(max_items = 1000)]
+        pub ack_ids: Vec<String>,
+    }
 
-/// One end of a replayed range: a position, or a time.
-#[derive(serde::Deserialize, ToSchema)]
-#[serde(untagged, deny_unknown_fields)]
-#[allow(dead_code)]
-pub enum ReplayBound {
-    Position {
-        #[schema(minimum = 0)]
-        position: i64,
-    },
-    Time {
-        #[schema(format = DateTime)]
-        time: String,
-    },
-}
+    /// `POST /v1/subscriptions/{name}/nack`.
+    #[derive(serde::Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct NackIn {
+        /// The `ack_id`s of messages a pull handed out, at most 1,000.
+        #[schema(max_items = 1000)]
+        pub ack_ids: Vec<String>,
+        /// Deliver them again after this long, at most 12 h (default 0), e.g. `"1s"`.
+        pub delay: Option<String>,
+    }
 
-/// The answer to `POST /v1/events`: one event's, or a batch's.
-#[derive(Serialize, ToSchema)]
-#[serde(untagged)]
-#[allow(dead_code)] // documentation only: the handler answers with either type
-pub enum PublishAnswer {
-    One(PublishOut),
-    Batch(BatchOut),
+    /// Which dead letters a redrive or purge takes: all (no body), or those of
+    /// these event ids.
+    #[derive(serde::Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct IdsIn {
+        pub ids: Vec<String>,
+    }
+
+    /// `POST /v1/subscriptions/{name}/replay`.
+    #[derive(serde::Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct ReplayIn {
+        pub from: ReplayBound,
+        /// Default: what the subscription has fanned out so far.
+        pub to: Option<ReplayBound>,
+    }
+
+    /// One end of a replayed range: a position, or a time.
+    #[derive(serde::Deserialize, ToSchema)]
+    #[serde(untagged, deny_unknown_fields)]
+    pub enum ReplayBound {
+        Position {
+            #[schema(minimum = 0)]
+            position: i64,
+        },
+        Time {
+            #[schema(format = DateTime)]
+            time: String,
+        },
+    }
+
+    /// The answer to `POST /v1/events`: one event's, or a batch's.
+    #[derive(Serialize, ToSchema)]
+    #[serde(untagged)]
+    pub enum PublishAnswer {
+        One(PublishOut),
+        Batch(BatchOut),
+    }
 }
 
 /// A page of the log.
