@@ -15,6 +15,9 @@ use crate::limits::{MAX_DETAIL_BYTES, MAX_ID_CHARS, MAX_NAME_CHARS, MAX_RESOURCE
 /// Place of an event in the log: strictly increasing in commit order, starting at 1.
 pub type Position = u64;
 
+/// The highest position: the stores keep positions as signed 64-bit integers.
+pub const MAX_POSITION: Position = i64::MAX as u64;
+
 /// The schema version an event gets when the producer names none.
 pub const DEFAULT_VERSION: &str = "1";
 

@@ -22,6 +22,6 @@ pub mod pattern;
 pub mod signature;
 pub mod subscription;
 
-pub use envelope::{Event, EventDraft, Position};
+pub use envelope::{Event, EventDraft, MAX_POSITION, Position};
 pub use error::{FieldError, Invalid};
 pub use identity::IdRule;

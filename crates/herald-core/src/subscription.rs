@@ -371,10 +371,12 @@ fn start(value: Option<&Value>) -> Result<Start, Vec<FieldError>> {
                     .map(|t| Start::Time(t.with_timezone(&Utc)))
                     .ok_or_else(|| vec![FieldError::new("/start/time", "must be an RFC 3339 timestamp")])
             } else if let Some(position) = o.get("position") {
-                position
-                    .as_u64()
-                    .map(Start::Position)
-                    .ok_or_else(|| vec![FieldError::new("/start/position", "must be a non-negative integer")])
+                position.as_u64().filter(|p| *p <= crate::MAX_POSITION).map(Start::Position).ok_or_else(|| {
+                    vec![FieldError::new(
+                        "/start/position",
+                        format!("must be an integer from 0 to {}", crate::MAX_POSITION),
+                    )]
+                })
             } else {
                 Err(invalid())
             }
@@ -511,6 +513,13 @@ mod tests {
         for expected in ["/colour", "/target/url", "/start", "/retry/max_attempts", "/retry/timeout", "/ordering"] {
             assert!(got.contains(&expected.to_string()), "{expected} missing from {got:?}");
         }
+    }
+
+    #[test]
+    fn a_start_position_must_fit_the_store() {
+        let at = |position: u64| parse(json!({"target": {"type": "pull"}, "start": {"position": position}}));
+        assert_eq!(at(crate::MAX_POSITION).unwrap().start, Start::Position(crate::MAX_POSITION));
+        assert_eq!(pointers(at(crate::MAX_POSITION + 1)), ["/start/position"]);
     }
 
     #[test]

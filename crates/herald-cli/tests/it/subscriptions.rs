@@ -587,6 +587,9 @@ async fn replay_redelivers_a_range_without_moving_the_cursor() {
     assert_eq!((code, pointers(&problem)), (422, vec!["/from".to_owned()]));
     let (code, problem) = h.post("/v1/subscriptions/r/replay", &json!({"from": {"time": "yesterday"}})).await;
     assert_eq!((code, pointers(&problem)), (422, vec!["/from/time".to_owned()]));
+    // Past the highest position a store can hold (i64::MAX).
+    let (code, problem) = h.post("/v1/subscriptions/r/replay", &json!({"from": {"position": 1u64 << 63}})).await;
+    assert_eq!((code, pointers(&problem)), (422, vec!["/from".to_owned()]));
     let backwards = json!({"from": {"position": 5}, "to": {"position": 2}});
     let (code, problem) = h.post("/v1/subscriptions/r/replay", &backwards).await;
     assert_eq!((code, pointers(&problem)), (422, vec!["/to".to_owned()]));

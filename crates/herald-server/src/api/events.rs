@@ -5,9 +5,9 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use herald_core::Invalid;
 use herald_core::formats::cloudevents;
 use herald_core::limits::MAX_BATCH_EVENTS;
+use herald_core::{Invalid, MAX_POSITION};
 use herald_store::{ListQuery, Page, StoredEvent};
 use serde_json::Value;
 
@@ -185,9 +185,6 @@ pub fn list_query(params: &ListParams) -> Result<ListQuery, ApiError> {
         stream: params.stream.clone(),
     })
 }
-
-/// The highest position: positions are SQLite integers (i64).
-pub const MAX_POSITION: u64 = i64::MAX as u64;
 
 /// A whole-number parameter in `range`, or `default` when absent.
 pub fn parse_param(

@@ -46,7 +46,7 @@ pub async fn tail(
     query.limit = PAGE;
     if params.after.is_none() {
         query.after = match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
-            Some(id) => super::events::parse_param("Last-Event-ID", Some(id), 0, 0..=super::events::MAX_POSITION)?,
+            Some(id) => super::events::parse_param("Last-Event-ID", Some(id), 0, 0..=herald_core::MAX_POSITION)?,
             None => *state.store.head().borrow(),
         };
     }

@@ -16,6 +16,7 @@ use herald_store::{Attempt, Delivery, Settlement};
 use serde_json::{Map, Value, json};
 
 use super::extract::Path;
+use super::wire::{Acked, Nacked};
 use crate::body::optional_json;
 use crate::client::Client;
 use crate::dispatch::pull;
@@ -30,7 +31,7 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 /// at most 30 s) for the first to arrive.
 #[utoipa::path(post, path = "/v1/subscriptions/{name}/pull", tag = "pull", params(("name" = String, Path)),
     request_body(content = super::wire::documented::PullIn, description = r#"{"max": 10, "wait": "5s"}"#),
-    responses((status = 200, description = r#"{"messages": [{"ack_id", "attempt", "replay", "event"}]}"#, body = Object),
+    responses((status = 200, description = "The messages leased, oldest first", body = super::wire::documented::PullAnswer),
         (status = 404, description = "No such subscription", body = crate::problem::Problem),
         (status = 409, description = "Not a pull subscription", body = crate::problem::Problem),
         (status = 503, description = "Answers held fill the response budget, or this client's share of it: nothing was leased; retry after Retry-After", body = crate::problem::Problem)))]
@@ -104,35 +105,37 @@ fn messages_json(leased: &[pull::Leased]) -> String {
 /// Acknowledge messages: they are done and never delivered again.
 #[utoipa::path(post, path = "/v1/subscriptions/{name}/ack", tag = "pull", params(("name" = String, Path)),
     request_body(content = super::wire::documented::AckIn, description = r#"{"ack_ids": ["..."]}"#),
-    responses((status = 200, description = r#"{"acked": N}: messages leased again since (their lease ran out) are not counted"#, body = Object),
-        (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
+    responses((status = 200, description = "How many were acknowledged: messages leased again since (their lease ran out) are not counted", body = Acked),
+        (status = 404, description = "No such subscription", body = crate::problem::Problem),
+        (status = 409, description = "Not a pull subscription", body = crate::problem::Problem)))]
 pub async fn ack(
     State(state): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Acked>, ApiError> {
     let request = object(&headers, body).await?;
     let leases = ack_ids(&request, &["ack_ids"])?;
     pull_spec(&state, &name, false).await?;
     let now = now_us();
     let decide =
         Box::new(move |d: &Delivery| (Attempt::of(d, d.attempts, now, "delivered", None), Settlement::Delivered));
-    Ok(Json(json!({ "acked": state.store.settle_leased(&name, leases, decide).await? })))
+    Ok(Json(Acked { acked: state.store.settle_leased(&name, leases, decide).await? }))
 }
 
 /// Give messages back, to be delivered again after `delay` (default 0);
 /// past the retry policy's `max_attempts` they go to the dead letters.
 #[utoipa::path(post, path = "/v1/subscriptions/{name}/nack", tag = "pull", params(("name" = String, Path)),
     request_body(content = super::wire::documented::NackIn, description = r#"{"ack_ids": ["..."], "delay": "1s"}"#),
-    responses((status = 200, description = r#"{"nacked": N}"#, body = Object),
-        (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
+    responses((status = 200, description = "How many were given back", body = Nacked),
+        (status = 404, description = "No such subscription", body = crate::problem::Problem),
+        (status = 409, description = "Not a pull subscription", body = crate::problem::Problem)))]
 pub async fn nack(
     State(state): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Nacked>, ApiError> {
     let request = object(&headers, body).await?;
     let leases = ack_ids(&request, &["ack_ids", "delay"])?;
     let delay = match request.get("delay") {
@@ -152,7 +155,7 @@ pub async fn nack(
         let outcome = if matches!(settlement, Settlement::Dead { .. }) { "dead" } else { "failed" };
         (Attempt::of(d, d.attempts, now, outcome, Some(error.to_owned())), settlement)
     });
-    Ok(Json(json!({ "nacked": state.store.settle_leased(&name, leases, decide).await? })))
+    Ok(Json(Nacked { nacked: state.store.settle_leased(&name, leases, decide).await? }))
 }
 
 /// The subscription's declaration; 409 unless it is a pull
@@ -200,7 +203,8 @@ fn ack_ids(request: &Map<String, Value>, known: &[&str]) -> Result<Vec<(Position
     let mut leases = Vec::with_capacity(ids.len());
     for (i, id) in ids.iter().enumerate() {
         let parsed = id.as_str().and_then(|s| s.split_once('.')).and_then(|(position, lease)| {
-            Some((position.parse::<Position>().ok()?, lease.to_owned())).filter(|(_, l)| !l.is_empty())
+            let position = position.parse::<Position>().ok().filter(|p| *p <= herald_core::MAX_POSITION)?;
+            Some((position, lease.to_owned())).filter(|(_, l)| !l.is_empty())
         });
         match parsed {
             Some(lease) => leases.push(lease),

@@ -9,18 +9,20 @@ use axum::response::{IntoResponse, Response};
 use herald_core::envelope::format_time;
 use herald_core::signature::Secret;
 use herald_core::subscription::{Start, SubscriptionSpec, SubscriptionState, Target};
-use herald_core::{Invalid, Position};
+use herald_core::{Invalid, MAX_POSITION, Position};
 use herald_store::{ATTEMPT_OUTCOMES, Attempt, AttemptQuery, DeadLetter, SubscriptionRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::IntoParams;
 
-use super::events::{MAX_POSITION, parse_param};
+use super::events::parse_param;
 use super::extract::{Path, Query};
+use super::wire::documented::{SubscriptionIn, SubscriptionList, SubscriptionOut};
+use super::wire::{AttemptList, AttemptOut, DeadLetterOut, DeadLetterPage, Purged, Redriven};
 use crate::body::{optional_json, parse_json, read_limited, require_json};
 use crate::client::Client;
 use crate::dispatch::circuit::CircuitState;
-use crate::dispatch::replay::{self, Bound};
+use crate::dispatch::replay::{self, Bound, Replayed};
 use crate::dispatch::worker::now_us;
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -37,10 +39,10 @@ pub const MAX_NAME_CHARS: usize = 128;
 /// A webhook secret left out is generated on creation and kept on update.
 #[utoipa::path(put, path = "/v1/subscriptions/{name}", tag = "subscriptions",
     params(("name" = String, Path, description = "1-128 of A-Z a-z 0-9 . _ -")),
-    request_body(content = Object),
+    request_body(content = SubscriptionIn),
     responses(
-        (status = 201, description = "Created", body = Object),
-        (status = 200, description = "Updated", body = Object),
+        (status = 201, description = "Created", body = SubscriptionOut),
+        (status = 200, description = "Updated", body = SubscriptionOut),
         (status = 422, description = "Invalid declaration (the pointer names the field, also inside the pattern)",
             body = crate::problem::Problem, content_type = "application/problem+json"),
     ))]
@@ -79,7 +81,7 @@ fn stored_secret(record: &SubscriptionRecord) -> Option<String> {
 }
 
 #[utoipa::path(get, path = "/v1/subscriptions", tag = "subscriptions",
-    responses((status = 200, description = "Every subscription with its status", body = Object)))]
+    responses((status = 200, description = "Every subscription with its status", body = SubscriptionList)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let records = state.store.subscriptions().await?;
     Ok(Json(json!({ "subscriptions": records.iter().map(|r| view(&state, r)).collect::<Vec<_>>() })))
@@ -88,7 +90,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
 /// A subscription: its declaration and status (lag, in flight, delivered,
 /// failed, dead letters, last error, state).
 #[utoipa::path(get, path = "/v1/subscriptions/{name}", tag = "subscriptions", params(("name" = String, Path)),
-    responses((status = 200, description = "The subscription", body = Object),
+    responses((status = 200, description = "The subscription", body = SubscriptionOut),
         (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
 pub async fn get(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     Ok(Json(view(&state, &load(&state, &name).await?)))
@@ -107,7 +109,7 @@ pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> 
 
 /// Stop delivering; the cursor waits where it is.
 #[utoipa::path(post, path = "/v1/subscriptions/{name}/pause", tag = "subscriptions", params(("name" = String, Path)),
-    responses((status = 200, description = "The subscription, paused", body = Object),
+    responses((status = 200, description = "The subscription, paused", body = SubscriptionOut),
         (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
 pub async fn pause(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     set_state(state, name, SubscriptionState::Paused).await
@@ -115,7 +117,7 @@ pub async fn pause(State(state): State<AppState>, Path(name): Path<String>) -> R
 
 /// Deliver again, also after the target answered 410 Gone.
 #[utoipa::path(post, path = "/v1/subscriptions/{name}/resume", tag = "subscriptions", params(("name" = String, Path)),
-    responses((status = 200, description = "The subscription, active", body = Object),
+    responses((status = 200, description = "The subscription, active", body = SubscriptionOut),
         (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
 pub async fn resume(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
     set_state(state, name, SubscriptionState::Active).await
@@ -148,7 +150,7 @@ const ATTEMPT_RESERVE: usize = 4 << 10;
 /// start of the answer's body.
 #[utoipa::path(get, path = "/v1/subscriptions/{name}/attempts", tag = "subscriptions",
     params(("name" = String, Path), AttemptParams),
-    responses((status = 200, description = "Attempts", body = Object),
+    responses((status = 200, description = "Attempts", body = AttemptList),
         (status = 404, description = "No such subscription", body = crate::problem::Problem),
         (status = 503, description = "Answers held fill the response budget, or this client's share of it: retry after Retry-After", body = crate::problem::Problem)))]
 pub async fn attempts(
@@ -174,7 +176,9 @@ pub async fn attempts(
     // Each attempt keeps up to 1 KiB of its response: up to ~4 MiB for 1,000.
     let charge = state.response_budget.for_client(client).reserve(query.limit * ATTEMPT_RESERVE).await?;
     let attempts = state.store.attempts(&name, query).await?;
-    charge.json(json!({ "attempts": attempts.iter().map(attempt_json).collect::<Vec<_>>() }).to_string())
+    let list = AttemptList { attempts: attempts.iter().map(attempt_out).collect() };
+    // Strings and numbers only: serializing cannot fail.
+    charge.json(serde_json::to_string(&list).expect("attempts serialize"))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -189,53 +193,53 @@ pub struct DeadLetterParams {
 /// Events the subscription gave up on, with the reason, in position order.
 #[utoipa::path(get, path = "/v1/subscriptions/{name}/dead-letters", tag = "subscriptions",
     params(("name" = String, Path), DeadLetterParams),
-    responses((status = 200, description = "Dead letters", body = Object),
+    responses((status = 200, description = "Dead letters", body = DeadLetterPage),
         (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
 pub async fn dead_letters(
     State(state): State<AppState>,
     Path(name): Path<String>,
     Query(params): Query<DeadLetterParams>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeadLetterPage>, ApiError> {
     load(&state, &name).await?;
     let after = parse_param("after", params.after.as_deref(), 0, 0..=MAX_POSITION)?;
     let limit = parse_param("limit", params.limit.as_deref(), 100, 1..=1000)? as usize;
     let letters = state.store.dead_letters(&name, after, limit).await?;
     let next = letters.last().map_or(after, |l| l.position);
-    Ok(Json(json!({ "dead_letters": letters.iter().map(dead_letter_json).collect::<Vec<_>>(), "next": next })))
+    Ok(Json(DeadLetterPage { dead_letters: letters.iter().map(dead_letter_out).collect(), next }))
 }
 
 /// Put dead letters back for delivery: all, or `{"ids": [event ids]}`.
 #[utoipa::path(post, path = "/v1/subscriptions/{name}/dead-letters/redrive", tag = "subscriptions",
     params(("name" = String, Path)), request_body(content = Option<super::wire::documented::IdsIn>, description = r#"optional {"ids": ["..."]}"#),
-    responses((status = 200, description = r#"{"redriven": N}"#, body = Object),
+    responses((status = 200, description = "How many were put back", body = Redriven),
         (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
 pub async fn redrive(
     State(state): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Redriven>, ApiError> {
     load(&state, &name).await?;
     let ids = selected_ids(&headers, body).await?;
     let redriven = state.store.redrive(&name, ids, now_us()).await?;
     state.dispatcher.nudge(&name);
-    Ok(Json(json!({ "redriven": redriven })))
+    Ok(Json(Redriven { redriven }))
 }
 
 /// Delete dead letters: all, or `{"ids": [event ids]}`.
 #[utoipa::path(delete, path = "/v1/subscriptions/{name}/dead-letters", tag = "subscriptions",
     params(("name" = String, Path)), request_body(content = Option<super::wire::documented::IdsIn>, description = r#"optional {"ids": ["..."]}"#),
-    responses((status = 200, description = r#"{"purged": N}"#, body = Object),
+    responses((status = 200, description = "How many were deleted", body = Purged),
         (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
 pub async fn purge(
     State(state): State<AppState>,
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Purged>, ApiError> {
     load(&state, &name).await?;
     let ids = selected_ids(&headers, body).await?;
-    Ok(Json(json!({ "purged": state.store.purge_dead_letters(&name, ids).await? })))
+    Ok(Json(Purged { purged: state.store.purge_dead_letters(&name, ids).await? }))
 }
 
 /// Deliver a stored range again (without moving the live cursor):
@@ -245,7 +249,7 @@ pub async fn purge(
 #[utoipa::path(post, path = "/v1/subscriptions/{name}/replay", tag = "subscriptions",
     params(("name" = String, Path)),
     request_body(content = super::wire::documented::ReplayIn, description = r#"{"from": {"position": 1}, "to": {"time": "2026-01-01T00:00:00Z"}}"#),
-    responses((status = 200, description = r#"{"from", "to", "scanned", "matched", "enqueued"}"#, body = Object),
+    responses((status = 200, description = "What was scanned, matched and enqueued", body = Replayed),
         (status = 404, description = "No such subscription", body = crate::problem::Problem),
         (status = 422, description = "Invalid range", body = crate::problem::Problem)))]
 pub async fn replay(
@@ -253,7 +257,7 @@ pub async fn replay(
     Path(name): Path<String>,
     headers: HeaderMap,
     body: Body,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Replayed>, ApiError> {
     require_json(&headers)?;
     let value = parse_json(&read_limited(&headers, body).await?)?;
     let Some(object) = value.as_object() else {
@@ -281,7 +285,7 @@ pub async fn replay(
         .await?
         .ok_or_else(|| not_found(&name))?;
     state.dispatcher.nudge(&name);
-    Ok(Json(json!(report)))
+    Ok(Json(report))
 }
 
 fn bound(value: Option<&Value>, pointer: &str) -> Result<Option<Bound>, Invalid> {
@@ -289,7 +293,8 @@ fn bound(value: Option<&Value>, pointer: &str) -> Result<Option<Bound>, Invalid>
     let Some(value) = value else { return Ok(None) };
     let object = value.as_object().filter(|o| o.len() == 1).ok_or_else(invalid)?;
     if let Some(position) = object.get("position") {
-        return position.as_u64().map(|p| Some(Bound::Position(p))).ok_or_else(invalid);
+        let position = position.as_u64().filter(|p| *p <= MAX_POSITION);
+        return position.map(|p| Some(Bound::Position(p))).ok_or_else(invalid);
     }
     let time = object.get("time").ok_or_else(invalid)?;
     let bad_time = || Invalid::one(format!("{pointer}/time"), "must be an RFC 3339 timestamp");
@@ -377,28 +382,28 @@ fn time_text(micros: i64) -> String {
     chrono::DateTime::from_timestamp_micros(micros).map(|t| format_time(&t)).unwrap_or_default()
 }
 
-fn attempt_json(a: &Attempt) -> Value {
-    json!({
-        "event_id": a.event_id,
-        "position": a.position,
-        "attempt": a.attempt,
-        "time": time_text(a.time_us),
-        "outcome": a.outcome,
-        "status": a.status,
-        "latency_ms": a.latency_us as f64 / 1000.0,
-        "error": a.error,
-        "response": a.response,
-        "replay": a.replay,
-    })
+fn attempt_out(a: &Attempt) -> AttemptOut {
+    AttemptOut {
+        event_id: a.event_id.clone(),
+        position: a.position,
+        attempt: a.attempt,
+        time: time_text(a.time_us),
+        outcome: a.outcome.clone(),
+        status: a.status,
+        latency_ms: a.latency_us as f64 / 1000.0,
+        error: a.error.clone(),
+        response: a.response.clone(),
+        replay: a.replay,
+    }
 }
 
-fn dead_letter_json(l: &DeadLetter) -> Value {
-    json!({
-        "event_id": l.event_id,
-        "position": l.position,
-        "stream": l.stream,
-        "attempts": l.attempts,
-        "reason": l.reason,
-        "time": time_text(l.time_us),
-    })
+fn dead_letter_out(l: &DeadLetter) -> DeadLetterOut {
+    DeadLetterOut {
+        event_id: l.event_id.clone(),
+        position: l.position,
+        stream: l.stream.clone(),
+        attempts: l.attempts,
+        reason: l.reason.clone(),
+        time: time_text(l.time_us),
+    }
 }

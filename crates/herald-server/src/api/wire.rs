@@ -93,6 +93,79 @@ pub struct EventIn {
     pub stream: Option<String>,
 }
 
+/// `GET /v1/subscriptions/{name}/attempts`: newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptList {
+    pub attempts: Vec<AttemptOut>,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptOut {
+    pub event_id: String,
+    pub position: u64,
+    /// 1 for the first attempt; a `dead` entry repeats the last attempt's number (0 if none was made).
+    pub attempt: u32,
+    #[schema(format = DateTime)]
+    pub time: String,
+    /// `delivered`, `failed`, `dead` or `gone`.
+    pub outcome: String,
+    /// The target's HTTP status, when it answered.
+    pub status: Option<u16>,
+    pub latency_ms: f64,
+    pub error: Option<String>,
+    /// The start of the target's answer.
+    pub response: Option<String>,
+    /// Made for a replay.
+    pub replay: bool,
+}
+
+/// `GET /v1/subscriptions/{name}/dead-letters`: in position order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterPage {
+    pub dead_letters: Vec<DeadLetterOut>,
+    /// Pass as `after` to read on.
+    pub next: u64,
+}
+
+/// An event the subscription gave up on.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DeadLetterOut {
+    pub event_id: String,
+    pub position: u64,
+    pub stream: Option<String>,
+    /// Attempts made.
+    pub attempts: u32,
+    pub reason: String,
+    /// When it was dead-lettered.
+    #[schema(format = DateTime)]
+    pub time: String,
+}
+
+/// The answer to a redrive: dead letters put back for delivery.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Redriven {
+    pub redriven: u64,
+}
+
+/// The answer to a purge: dead letters deleted.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Purged {
+    pub purged: u64,
+}
+
+/// The answer to an ack.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Acked {
+    pub acked: u64,
+}
+
+/// The answer to a nack.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Nacked {
+    pub nacked: u64,
+}
+
 /// Bodies as the OpenAPI document describes them. Documentation only: the
 /// handlers read bodies themselves, to name each problem's field, and answer
 /// `POST /v1/events` with one of two types.
@@ -102,6 +175,8 @@ pub mod documented {
     use serde::Serialize;
     use serde_json::Value;
     use utoipa::ToSchema;
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
 
     use super::{BatchOut, EventIn, PublishOut};
 
@@ -134,7 +209,8 @@ pub mod documented {
         #[schema(minimum = 1, maximum = 1000)]
         pub max: Option<u32>,
         /// How long to wait for a first message, at most 30 s (default none), e.g. `"5s"`.
-        pub wait: Option<String>,
+        #[schema(nullable = false)]
+        pub wait: Option<TimeSpan>,
     }
 
     /// `POST /v1/subscriptions/{name}/ack`.
@@ -154,7 +230,8 @@ pub mod documented {
         #[schema(max_items = 1000)]
         pub ack_ids: Vec<String>,
         /// Deliver them again after this long, at most 12 h (default 0), e.g. `"1s"`.
-        pub delay: Option<String>,
+        #[schema(nullable = false)]
+        pub delay: Option<TimeSpan>,
     }
 
     /// Which dead letters a redrive or purge takes: all (no body), or those of
@@ -186,6 +263,226 @@ pub mod documented {
             #[schema(format = DateTime)]
             time: String,
         },
+    }
+
+    /// `PUT /v1/subscriptions/{name}`: which events, where to, and how.
+    #[derive(serde::Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct SubscriptionIn {
+        /// An EventBridge event pattern; none: every event.
+        #[schema(value_type = Option<Object>)]
+        pub pattern: Option<Value>,
+        pub target: TargetIn,
+        /// Where a new subscription starts (default `"latest"`); an update keeps its cursor.
+        pub start: Option<Start>,
+        pub retry: Option<RetryIn>,
+        /// Default `"none"`.
+        pub ordering: Option<Ordering>,
+        /// Deliveries in flight at once (default 16).
+        #[schema(minimum = 1, maximum = 256)]
+        pub concurrency: Option<u32>,
+        /// Most deliveries per second to the target (default: no limit).
+        #[schema(exclusive_minimum = 0)]
+        pub rate_limit: Option<f64>,
+    }
+
+    /// Where deliveries go.
+    #[derive(serde::Deserialize, ToSchema)]
+    #[serde(tag = "type", rename_all = "lowercase", deny_unknown_fields)]
+    pub enum TargetIn {
+        /// POSTed to `url`, signed with `secret` (Standard Webhooks).
+        Webhook {
+            /// An absolute http(s) URL.
+            #[schema(max_length = 2048, pattern = "^https?://[^/]")]
+            url: String,
+            /// `whsec_` and the base64 of 24 to 64 bytes: generated when left
+            /// out, and kept when an update leaves it out.
+            #[schema(pattern = "^whsec_")]
+            secret: Option<String>,
+        },
+        /// Consumers pull leased messages and acknowledge them.
+        Pull {
+            /// Time to acknowledge before a message is handed out again, 10 ms to 12 h (default 30 s).
+            ack_timeout: Option<TimeSpan>,
+        },
+    }
+
+    /// Where a new subscription's cursor starts.
+    #[derive(Serialize, serde::Deserialize, ToSchema)]
+    #[serde(untagged, deny_unknown_fields)]
+    pub enum Start {
+        Named(StartNamed),
+        /// At the first event whose `time` is not before this.
+        Time {
+            #[schema(format = DateTime)]
+            time: String,
+        },
+        /// After this position.
+        Position {
+            #[schema(minimum = 0)]
+            position: i64,
+        },
+    }
+
+    /// `latest`: only events published from now on; `earliest`: the whole log.
+    #[derive(Serialize, serde::Deserialize, ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum StartNamed {
+        Latest,
+        Earliest,
+    }
+
+    /// Retries with exponential backoff and full jitter.
+    #[derive(serde::Deserialize, ToSchema)]
+    #[serde(deny_unknown_fields)]
+    pub struct RetryIn {
+        /// Attempts in all, the first included (default 185).
+        #[schema(minimum = 1, maximum = 185)]
+        pub max_attempts: Option<u32>,
+        /// Dead-letter a delivery this long after it was first due, 1 s to 24 h (default 24 h).
+        pub max_age: Option<TimeSpan>,
+        /// The first retry waits up to this long, each further one twice as long (default 1 s).
+        pub min_backoff: Option<TimeSpan>,
+        /// No retry waits longer (default 300 s).
+        pub max_backoff: Option<TimeSpan>,
+        /// One attempt's time limit, 10 ms to 60 s (default 10 s).
+        pub timeout: Option<TimeSpan>,
+    }
+
+    /// `none`: deliveries in parallel; `stream`: one at a time per `stream`.
+    #[derive(Serialize, serde::Deserialize, ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum Ordering {
+        None,
+        Stream,
+    }
+
+    /// Seconds (a number), or text with a unit: `"500ms"`, `"30s"`, `"5m"`, `"24h"`.
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    pub enum TimeSpan {
+        Seconds(f64),
+        Text(String),
+    }
+
+    impl utoipa::PartialSchema for TimeSpan {
+        fn schema() -> RefOr<Schema> {
+            OneOfBuilder::new()
+                .item(ObjectBuilder::new().schema_type(Type::Number).minimum(Some(0)))
+                .item(ObjectBuilder::new().schema_type(Type::String).pattern(Some("^[0-9.]+(ms|s|m|h)$")))
+                .description(Some("Seconds (a number), or text with a unit: \"500ms\", \"30s\", \"5m\", \"24h\""))
+                .into()
+        }
+    }
+
+    impl ToSchema for TimeSpan {}
+
+    /// A subscription as served: its declaration with every default written
+    /// out (durations in seconds), and how its deliveries are going.
+    #[derive(Serialize, ToSchema)]
+    pub struct SubscriptionOut {
+        pub name: String,
+        pub state: State,
+        #[schema(value_type = Option<Object>)]
+        pub pattern: Option<Value>,
+        pub target: TargetOut,
+        pub start: Start,
+        pub retry: RetryOut,
+        pub ordering: Ordering,
+        pub concurrency: u32,
+        pub rate_limit: Option<f64>,
+        pub status: Status,
+        #[schema(format = DateTime)]
+        pub created: String,
+        #[schema(format = DateTime)]
+        pub updated: String,
+    }
+
+    /// `paused` by an operator, or `disabled` by a target that answered 410 Gone.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "lowercase")]
+    pub enum State {
+        Active,
+        Paused,
+        Disabled,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    #[serde(tag = "type", rename_all = "lowercase")]
+    pub enum TargetOut {
+        Webhook { url: String, secret: String },
+        Pull { ack_timeout: f64 },
+    }
+
+    /// Every duration in seconds.
+    #[derive(Serialize, ToSchema)]
+    pub struct RetryOut {
+        pub max_attempts: u32,
+        pub max_age: f64,
+        pub min_backoff: f64,
+        pub max_backoff: f64,
+        pub timeout: f64,
+    }
+
+    #[derive(Serialize, ToSchema)]
+    pub struct Status {
+        /// Events up to here have been matched and fanned out.
+        pub cursor: u64,
+        /// Events in the log past the cursor.
+        pub lag: u64,
+        /// Deliveries owed: due now, or waiting for a retry.
+        pub pending: u64,
+        pub in_flight: u64,
+        /// Deliveries that succeeded.
+        pub delivered: u64,
+        /// Attempts that failed.
+        pub failed: u64,
+        pub dead_letters: u64,
+        pub last_error: Option<String>,
+        /// A webhook target's circuit breaker.
+        pub circuit: Option<Circuit>,
+    }
+
+    /// A webhook URL's circuit breaker.
+    #[derive(Serialize, ToSchema)]
+    pub struct Circuit {
+        pub state: CircuitState,
+        /// When an `open` circuit lets a probe through.
+        #[schema(format = DateTime)]
+        pub until: Option<String>,
+    }
+
+    /// `open` while the target keeps failing, then `half-open`: one probe decides.
+    #[derive(Serialize, ToSchema)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum CircuitState {
+        Closed,
+        Open,
+        HalfOpen,
+    }
+
+    /// The answer to a pull (written by splicing the stored events' text).
+    #[derive(Serialize, ToSchema)]
+    pub struct PullAnswer {
+        pub messages: Vec<Message>,
+    }
+
+    /// One leased message.
+    #[derive(Serialize, ToSchema)]
+    pub struct Message {
+        /// Pass to ack or nack.
+        pub ack_id: String,
+        /// 1 for the first delivery.
+        pub attempt: u32,
+        /// Delivered for a replay.
+        pub replay: bool,
+        pub event: super::EventOut,
+    }
+
+    /// `GET /v1/subscriptions`.
+    #[derive(Serialize, ToSchema)]
+    pub struct SubscriptionList {
+        pub subscriptions: Vec<SubscriptionOut>,
     }
 
     /// The answer to `POST /v1/events`: one event's, or a batch's.

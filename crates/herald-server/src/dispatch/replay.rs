@@ -21,10 +21,13 @@ pub enum Bound {
 /// Events read per step.
 const PAGE: usize = 1000;
 
-#[derive(Debug, Default, serde::Serialize)]
+/// What a replay did.
+#[derive(Debug, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct Replayed {
     /// Positions scanned, from first to last.
+    #[schema(value_type = u64)]
     pub from: Position,
+    #[schema(value_type = u64)]
     pub to: Position,
     pub scanned: u64,
     pub matched: u64,
