@@ -113,4 +113,11 @@ def test_answers_full_of_data_match_their_documented_schemas(herald):
     assert replayed["matched"] == 3, replayed
     assert check("POST", dead_letters + "/redrive", "/v1/subscriptions/pulled/dead-letters/redrive", 200)["redriven"] == 1
     assert check("DELETE", dead_letters, "/v1/subscriptions/hook/dead-letters", 200)["purged"] == 3
-    assert len(set(checked)) == 14, sorted(set(checked))
+
+    rule = {"fields": ["/detail/n"]}
+    check("PUT", "/v1/id-rules/{detail_type}", "/v1/id-rules/order.placed", 200, rule)
+    assert check("GET", "/v1/id-rules", "/v1/id-rules", 200)["rules"] == [{"detail-type": "order.placed", **rule}]
+    check("GET", "/v1/id-rules/{detail_type}", "/v1/id-rules/order.placed", 200)
+    check("GET", "/healthz", "/healthz", 200)
+    assert check("GET", "/readyz", "/readyz", 200)["head"] == 3
+    assert len(set(checked)) == 19, sorted(set(checked))

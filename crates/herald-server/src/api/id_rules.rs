@@ -22,7 +22,7 @@ use crate::state::AppState;
     params(("detail_type" = String, Path)),
     request_body(content = super::wire::documented::IdRuleIn, description = r#"{"fields": ["/detail/user_id", "/detail/tweet_id"]}"#),
     responses(
-        (status = 200, description = "The rule as stored", body = Object),
+        (status = 200, description = "The rule as stored", body = super::wire::documented::IdRuleOut),
         (status = 422, description = "Invalid rule", body = crate::problem::Problem, content_type = "application/problem+json"),
     ))]
 pub async fn put(
@@ -60,13 +60,13 @@ fn fields(value: &Value) -> Result<Vec<String>, Invalid> {
     }
 }
 
-#[utoipa::path(get, path = "/v1/id-rules", tag = "id-rules", responses((status = 200, description = "All id rules", body = Object)))]
+#[utoipa::path(get, path = "/v1/id-rules", tag = "id-rules", responses((status = 200, description = "All id rules", body = super::wire::documented::IdRuleList)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({ "rules": state.store.id_rules().await? })))
 }
 
 #[utoipa::path(get, path = "/v1/id-rules/{detail_type}", tag = "id-rules", params(("detail_type" = String, Path)),
-    responses((status = 200, description = "The rule", body = Object), (status = 404, description = "No rule", body = crate::problem::Problem)))]
+    responses((status = 200, description = "The rule", body = super::wire::documented::IdRuleOut), (status = 404, description = "No rule", body = crate::problem::Problem)))]
 pub async fn get(State(state): State<AppState>, Path(detail_type): Path<String>) -> Result<Json<IdRule>, ApiError> {
     let rules = state.store.id_rules().await?;
     rules.into_iter().find(|r| r.detail_type == detail_type).map(Json).ok_or_else(|| no_rule(&detail_type))

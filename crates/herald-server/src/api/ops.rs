@@ -13,7 +13,7 @@ use crate::problem::ApiError;
 use crate::state::AppState;
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Alive", body = Object)))]
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Alive", body = super::wire::documented::Alive)))]
 pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
@@ -21,7 +21,7 @@ pub async fn healthz() -> Json<Value> {
 /// The store answers reads, the writer is running, and the data directory's
 /// disk has room to write (a full disk is a 507, as publishes get).
 #[utoipa::path(get, path = "/readyz", tag = "ops",
-    responses((status = 200, description = "Ready", body = Object),
+    responses((status = 200, description = "Ready", body = super::wire::documented::Ready),
         (status = 503, description = "Not ready", body = crate::problem::Problem),
         (status = 507, description = "The data directory's disk is full", body = crate::problem::Problem)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {

@@ -479,6 +479,37 @@ pub mod documented {
         pub event: super::EventOut,
     }
 
+    /// An id rule as stored (`herald_core::IdRule`).
+    #[derive(Serialize, ToSchema)]
+    pub struct IdRuleOut {
+        #[serde(rename = "detail-type")]
+        pub detail_type: String,
+        /// JSON pointers into the envelope.
+        pub fields: Vec<String>,
+    }
+
+    /// `GET /v1/id-rules`.
+    #[derive(Serialize, ToSchema)]
+    pub struct IdRuleList {
+        pub rules: Vec<IdRuleOut>,
+    }
+
+    /// `GET /healthz`.
+    #[derive(Serialize, ToSchema)]
+    pub struct Alive {
+        /// `ok`
+        pub status: String,
+    }
+
+    /// `GET /readyz`.
+    #[derive(Serialize, ToSchema)]
+    pub struct Ready {
+        /// `ready`
+        pub status: String,
+        /// The last position committed.
+        pub head: u64,
+    }
+
     /// `GET /v1/subscriptions`.
     #[derive(Serialize, ToSchema)]
     pub struct SubscriptionList {
