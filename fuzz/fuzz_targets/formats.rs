@@ -67,5 +67,5 @@ fn points_into(sent: &Value, pointer: &str) -> bool {
         return true;
     }
     let parent = pointer.rsplit_once('/').map_or("", |(parent, _)| parent);
-    !pointer.is_empty() && sent.pointer(parent).is_some_and(Value::is_object)
+    pointer.starts_with('/') && sent.pointer(parent).is_some_and(Value::is_object)
 }

@@ -6,9 +6,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use herald_core::{IdRule, Invalid};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::extract::Path;
+use super::wire::IdRuleList;
 use crate::body::{parse_json, read_limited, require_json};
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -60,9 +61,9 @@ fn fields(value: &Value) -> Result<Vec<String>, Invalid> {
     }
 }
 
-#[utoipa::path(get, path = "/v1/id-rules", tag = "id-rules", responses((status = 200, description = "All id rules", body = super::wire::documented::IdRuleList)))]
-pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "rules": state.store.id_rules().await? })))
+#[utoipa::path(get, path = "/v1/id-rules", tag = "id-rules", responses((status = 200, description = "All id rules", body = IdRuleList)))]
+pub async fn list(State(state): State<AppState>) -> Result<Json<IdRuleList>, ApiError> {
+    Ok(Json(IdRuleList { rules: state.store.id_rules().await? }))
 }
 
 #[utoipa::path(get, path = "/v1/id-rules/{detail_type}", tag = "id-rules", params(("detail_type" = String, Path)),

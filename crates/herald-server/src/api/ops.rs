@@ -6,28 +6,28 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
 use utoipa::OpenApi;
 
+use super::wire::{Alive, Ready};
 use crate::problem::ApiError;
 use crate::state::AppState;
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Alive", body = super::wire::documented::Alive)))]
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Alive", body = Alive)))]
+pub async fn healthz() -> Json<Alive> {
+    Json(Alive { status: "ok" })
 }
 
 /// The store answers reads, the writer is running, and the data directory's
 /// disk has room to write (a full disk is a 507, as publishes get).
 #[utoipa::path(get, path = "/readyz", tag = "ops",
-    responses((status = 200, description = "Ready", body = super::wire::documented::Ready),
+    responses((status = 200, description = "Ready", body = Ready),
         (status = 503, description = "Not ready", body = crate::problem::Problem),
         (status = 507, description = "The data directory's disk is full", body = crate::problem::Problem)))]
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
     state.store.ready().await?;
     let head = *state.store.head().borrow();
-    Ok(Json(json!({ "status": "ready", "head": head })))
+    Ok(Json(Ready { status: "ready", head }))
 }
 
 /// Per subscription, in the order [`metrics`] computes them.

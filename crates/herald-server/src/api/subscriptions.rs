@@ -289,7 +289,8 @@ pub async fn replay(
 }
 
 fn bound(value: Option<&Value>, pointer: &str) -> Result<Option<Bound>, Invalid> {
-    let invalid = || Invalid::one(pointer, r#"must be {"position": N} or {"time": RFC 3339}"#);
+    let invalid =
+        || Invalid::one(pointer, format!(r#"must be {{"position": 0 to {MAX_POSITION}}} or {{"time": RFC 3339}}"#));
     let Some(value) = value else { return Ok(None) };
     let object = value.as_object().filter(|o| o.len() == 1).ok_or_else(invalid)?;
     if let Some(position) = object.get("position") {

@@ -166,6 +166,29 @@ pub struct Nacked {
     pub nacked: u64,
 }
 
+/// `GET /v1/id-rules`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IdRuleList {
+    #[schema(value_type = Vec<documented::IdRuleOut>)]
+    pub rules: Vec<herald_core::IdRule>,
+}
+
+/// `GET /healthz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Alive {
+    /// `ok`
+    pub status: &'static str,
+}
+
+/// `GET /readyz`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    /// `ready`
+    pub status: &'static str,
+    /// The last position committed.
+    pub head: u64,
+}
+
 /// Bodies as the OpenAPI document describes them. Documentation only: the
 /// handlers read bodies themselves, to name each problem's field, and answer
 /// `POST /v1/events` with one of two types.
@@ -256,7 +279,7 @@ pub mod documented {
     #[serde(untagged, deny_unknown_fields)]
     pub enum ReplayBound {
         Position {
-            #[schema(minimum = 0)]
+            #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
             position: i64,
         },
         Time {
@@ -319,7 +342,7 @@ pub mod documented {
         },
         /// After this position.
         Position {
-            #[schema(minimum = 0)]
+            #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
             position: i64,
         },
     }
@@ -486,28 +509,6 @@ pub mod documented {
         pub detail_type: String,
         /// JSON pointers into the envelope.
         pub fields: Vec<String>,
-    }
-
-    /// `GET /v1/id-rules`.
-    #[derive(Serialize, ToSchema)]
-    pub struct IdRuleList {
-        pub rules: Vec<IdRuleOut>,
-    }
-
-    /// `GET /healthz`.
-    #[derive(Serialize, ToSchema)]
-    pub struct Alive {
-        /// `ok`
-        pub status: String,
-    }
-
-    /// `GET /readyz`.
-    #[derive(Serialize, ToSchema)]
-    pub struct Ready {
-        /// `ready`
-        pub status: String,
-        /// The last position committed.
-        pub head: u64,
     }
 
     /// `GET /v1/subscriptions`.
