@@ -215,9 +215,15 @@ impl SubscriptionSpec {
         Ok(Self { pattern, target, start, retry, ordering, concurrency, rate_limit })
     }
 
-    /// A declaration as stored (the JSON text of [`Self::to_json`]).
+    /// A declaration as stored (the JSON text of [`Self::to_json`]). Its
+    /// `start` is not read back (it is [`Start::Latest`]): it counted once,
+    /// when the subscription was created, and one stored before a limit was
+    /// tightened must not make the subscription unreadable.
     pub fn from_stored(text: &str) -> Result<Self, String> {
-        let value = crate::json::parse(text.as_bytes()).map_err(|e| e.to_string())?;
+        let mut value = crate::json::parse(text.as_bytes()).map_err(|e| e.to_string())?;
+        if let Some(declaration) = value.as_object_mut() {
+            declaration.remove("start");
+        }
         Self::from_json(&value).map_err(|e| e.to_string())
     }
 
@@ -520,6 +526,10 @@ mod tests {
         let at = |position: u64| parse(json!({"target": {"type": "pull"}, "start": {"position": position}}));
         assert_eq!(at(crate::MAX_POSITION).unwrap().start, Start::Position(crate::MAX_POSITION));
         assert_eq!(pointers(at(crate::MAX_POSITION + 1)), ["/start/position"]);
+        // Stored before the limit: the subscription still reads.
+        let stored = json!({"target": {"type": "pull"}, "start": {"position": crate::MAX_POSITION + 1}});
+        let spec = SubscriptionSpec::from_stored(&stored.to_string()).unwrap();
+        assert_eq!((spec.target, spec.start), (Target::Pull { ack_timeout: DEFAULT_ACK_TIMEOUT }, Start::Latest));
     }
 
     #[test]
