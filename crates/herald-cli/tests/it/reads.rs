@@ -168,6 +168,21 @@ async fn health_readiness_metrics_and_openapi() {
         assert!(doc["paths"][path].is_object(), "OpenAPI lacks {path}");
     }
     assert!(doc["components"]["schemas"]["Problem"].is_object());
+    // Every /v1 JSON body, asked or answered, is a named schema (optional at
+    // most), never a bare object; the document describes itself as one.
+    let named = |schema: &Value| {
+        let optional = schema["oneOf"].as_array().filter(|o| o.len() == 2 && o[1] == json!({"type": "null"}));
+        schema["$ref"].is_string() || optional.is_some_and(|o| o[0]["$ref"].is_string())
+    };
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap().iter().filter(|_| path != "/v1/openapi.json") {
+            let request = std::iter::once(&operation["requestBody"]);
+            for body in request.chain(operation["responses"].as_object().unwrap().values()) {
+                let schema = &body["content"]["application/json"]["schema"];
+                assert!(schema.is_null() || !path.starts_with("/v1/") || named(schema), "{method} {path}: {schema}");
+            }
+        }
+    }
     // Every write can meet a full disk; every body can be refused.
     for (path, method) in [
         ("/v1/id-rules/{detail_type}", "put"),
