@@ -57,9 +57,10 @@ async fn idempotency_key_makes_a_retried_post_a_duplicate() {
     assert_eq!(again["duplicate"], true);
     assert_ne!(first["id"], other["id"]);
 
-    let (status, problem) = post("", body.clone()).await;
-    assert_eq!(status, 400);
-    assert_eq!(problem["errors"][0]["parameter"], "Idempotency-Key");
+    for refused in ["", "retry\tabc"] {
+        let (status, problem) = post(refused, body.clone()).await;
+        assert_eq!((status, &problem["errors"][0]["parameter"]), (400, &json!("Idempotency-Key")), "{refused:?}");
+    }
     // Two keys: which one the client meant is not Herald's guess.
     let twice = h
         .http

@@ -229,7 +229,7 @@ pub mod documented {
     #[serde(deny_unknown_fields)]
     pub struct PullIn {
         /// At most this many messages (default 10).
-        #[schema(minimum = 1, maximum = 1000)]
+        #[schema(minimum = 1, maximum = 1000, nullable = false)]
         pub max: Option<u32>,
         /// How long to wait for a first message, at most 30 s (default none), e.g. `"5s"`.
         #[schema(nullable = false)]
@@ -271,6 +271,7 @@ pub mod documented {
     pub struct ReplayIn {
         pub from: ReplayBound,
         /// Default: what the subscription has fanned out so far.
+        #[schema(nullable = false)]
         pub to: Option<ReplayBound>,
     }
 
@@ -360,15 +361,19 @@ pub mod documented {
     #[serde(deny_unknown_fields)]
     pub struct RetryIn {
         /// Attempts in all, the first included (default 185).
-        #[schema(minimum = 1, maximum = 185)]
+        #[schema(minimum = 1, maximum = 185, nullable = false)]
         pub max_attempts: Option<u32>,
         /// Dead-letter a delivery this long after it was first due, 1 s to 24 h (default 24 h).
+        #[schema(nullable = false)]
         pub max_age: Option<TimeSpan>,
         /// The first retry waits up to this long, each further one twice as long (default 1 s).
+        #[schema(nullable = false)]
         pub min_backoff: Option<TimeSpan>,
         /// No retry waits longer (default 300 s).
+        #[schema(nullable = false)]
         pub max_backoff: Option<TimeSpan>,
         /// One attempt's time limit, 10 ms to 60 s (default 10 s).
+        #[schema(nullable = false)]
         pub timeout: Option<TimeSpan>,
     }
 
