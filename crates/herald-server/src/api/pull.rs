@@ -30,7 +30,7 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 /// Lease up to `max` messages (default 10), waiting up to `wait` (default 0,
 /// at most 30 s) for the first to arrive.
 #[utoipa::path(post, path = "/v1/subscriptions/{name}/pull", tag = "pull", params(("name" = String, Path)),
-    request_body(content = super::wire::documented::PullIn, description = r#"{"max": 10, "wait": "5s"}"#),
+    request_body(content = Option<super::wire::documented::PullIn>, description = r#"optional: {"max": 10, "wait": "5s"}"#),
     responses((status = 200, description = "The messages leased, oldest first", body = super::wire::documented::PullAnswer),
         (status = 404, description = "No such subscription", body = crate::problem::Problem),
         (status = 409, description = "Not a pull subscription", body = crate::problem::Problem),
