@@ -145,6 +145,9 @@ const MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 const MAX_TIMEOUT: Duration = Duration::from_secs(60);
 const MAX_CONCURRENCY: u32 = 256;
 const MAX_URL_CHARS: usize = 2048;
+/// Deliveries per second: at least one per 1,000 s (the interval between two
+/// must be a time the dispatcher can wait), at most a million.
+const RATE_LIMITS: std::ops::RangeInclusive<f64> = 0.001..=1e6;
 
 impl SubscriptionSpec {
     /// Parses and validates a declaration; every problem found is reported,
@@ -197,9 +200,9 @@ impl SubscriptionSpec {
             match object.get("rate_limit") {
                 None | Some(Value::Null) => Ok(None),
                 Some(v) => match v.as_f64() {
-                    Some(r) if r > 0.0 && r.is_finite() => Ok(Some(r)),
+                    Some(r) if RATE_LIMITS.contains(&r) => Ok(Some(r)),
                     _ => {
-                        Err(vec![FieldError::new("/rate_limit", "must be a positive number of deliveries per second")])
+                        Err(vec![FieldError::new("/rate_limit", "must be from 0.001 to 1000000 deliveries per second")])
                     }
                 },
             },
@@ -518,6 +521,18 @@ mod tests {
         })));
         for expected in ["/colour", "/target/url", "/start", "/retry/max_attempts", "/retry/timeout", "/ordering"] {
             assert!(got.contains(&expected.to_string()), "{expected} missing from {got:?}");
+        }
+    }
+
+    #[test]
+    fn a_rate_limit_is_one_the_dispatcher_can_space_out() {
+        let rated = |rate: f64| parse(json!({"target": {"type": "pull"}, "rate_limit": rate}));
+        for fine in [0.001, 5.0, 1e6] {
+            assert_eq!(rated(fine).unwrap().rate_limit, Some(fine));
+        }
+        // 5e-324 made an interval of infinite seconds, which panicked the subscription's worker.
+        for refused in [0.0, -1.0, 5e-324, 0.0009, 1.1e6] {
+            assert_eq!(pointers(rated(refused)), ["/rate_limit"], "{refused}");
         }
     }
 

@@ -305,8 +305,8 @@ pub mod documented {
         /// Deliveries in flight at once (default 16).
         #[schema(minimum = 1, maximum = 256)]
         pub concurrency: Option<u32>,
-        /// Most deliveries per second to the target (default: no limit).
-        #[schema(exclusive_minimum = 0)]
+        /// Most deliveries per second to the target, 0.001 to 1,000,000 (default: no limit).
+        #[schema(minimum = 0.001, maximum = 1_000_000)]
         pub rate_limit: Option<f64>,
     }
 
