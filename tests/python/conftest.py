@@ -31,10 +31,11 @@ class Herald:
 
 @pytest.fixture
 def herald():
-    with tempfile.TemporaryDirectory() as data_dir:
+    with tempfile.TemporaryDirectory() as data_dir, tempfile.TemporaryFile("w+") as stderr:
         process = subprocess.Popen(
             [herald_binary(), "serve", "--listen", "127.0.0.1:0", "--data-dir", data_dir],
             stdout=subprocess.PIPE,
+            stderr=stderr,
             env={**os.environ, "HERALD_LOG": "warn", "HERALD_ALLOW_PRIVATE_TARGETS": "true"},
             text=True,
         )
@@ -45,3 +46,8 @@ def herald():
         finally:
             process.terminate()
             assert process.wait(timeout=20) == 0, "herald exits 0 on SIGTERM"
+            # A task that panics (a delivery worker, say) answers no request
+            # with a 5xx: only its stderr tells.
+            stderr.seek(0)
+            log = stderr.read()
+            assert "panicked" not in log, log[-5000:]

@@ -1,6 +1,7 @@
 //! Starting and stopping the real binary.
 
-use std::io::{BufRead, BufReader};
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -17,6 +18,9 @@ pub struct Herald {
     /// The holder of the [`SmallDisk`] it runs on, if any.
     on: Option<u32>,
     child: Child,
+    /// The server's stderr: a task that panics (a delivery worker, say)
+    /// answers no request with a 5xx, so only this tells.
+    stderr: File,
     pub http: reqwest::Client,
 }
 
@@ -55,13 +59,14 @@ impl Herald {
     /// Runs `command` (the binary, or something that execs it) with `serve`'s arguments.
     fn launch(mut command: Command, data_dir: &Path, env: &[(&str, &str)]) -> Herald {
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let stderr = tempfile::tempfile().expect("a file for herald's stderr");
         let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .env("HERALD_LOG", "warn")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr.try_clone().expect("herald's stderr"))
             .spawn()
             .expect("start herald");
         let stdout = child.stdout.take().expect("piped stdout");
@@ -75,6 +80,7 @@ impl Herald {
             env,
             on: None,
             child,
+            stderr,
             http: reqwest::Client::builder().pool_max_idle_per_host(64).build().unwrap(),
         }
     }
@@ -175,6 +181,14 @@ impl Drop for Herald {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let mut log = String::new();
+        let _ = self.stderr.rewind().and_then(|()| self.stderr.read_to_string(&mut log));
+        if std::thread::panicking() {
+            // The test failed: what the server said may tell why.
+            eprintln!("herald's stderr:\n{log}");
+        } else {
+            assert!(!log.contains("panicked"), "herald panicked:\n{log}");
+        }
     }
 }
 
