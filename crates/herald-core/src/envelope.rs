@@ -18,6 +18,11 @@ pub type Position = u64;
 /// The highest position: the stores keep positions as signed 64-bit integers.
 pub const MAX_POSITION: Position = i64::MAX as u64;
 
+/// A position as a request gives it in JSON: a whole number up to [`MAX_POSITION`].
+pub fn position_in(value: &Value) -> Option<Position> {
+    value.as_u64().filter(|p| *p <= MAX_POSITION)
+}
+
 /// The schema version an event gets when the producer names none.
 pub const DEFAULT_VERSION: &str = "1";
 

@@ -380,7 +380,7 @@ fn start(value: Option<&Value>) -> Result<Start, Vec<FieldError>> {
                     .map(|t| Start::Time(t.with_timezone(&Utc)))
                     .ok_or_else(|| vec![FieldError::new("/start/time", "must be an RFC 3339 timestamp")])
             } else if let Some(position) = o.get("position") {
-                position.as_u64().filter(|p| *p <= crate::MAX_POSITION).map(Start::Position).ok_or_else(|| {
+                crate::envelope::position_in(position).map(Start::Position).ok_or_else(|| {
                     vec![FieldError::new(
                         "/start/position",
                         format!("must be an integer from 0 to {}", crate::MAX_POSITION),

@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use herald_core::envelope::format_time;
+use herald_core::envelope::{format_time, position_in};
 use herald_core::signature::Secret;
 use herald_core::subscription::{Start, SubscriptionSpec, SubscriptionState, Target};
 use herald_core::{Invalid, MAX_POSITION, Position};
@@ -294,8 +294,7 @@ fn bound(value: Option<&Value>, pointer: &str) -> Result<Option<Bound>, Invalid>
     let Some(value) = value else { return Ok(None) };
     let object = value.as_object().filter(|o| o.len() == 1).ok_or_else(invalid)?;
     if let Some(position) = object.get("position") {
-        let position = position.as_u64().filter(|p| *p <= MAX_POSITION);
-        return position.map(|p| Some(Bound::Position(p))).ok_or_else(invalid);
+        return position_in(position).map(|p| Some(Bound::Position(p))).ok_or_else(invalid);
     }
     let time = object.get("time").ok_or_else(invalid)?;
     let bad_time = || Invalid::one(format!("{pointer}/time"), "must be an RFC 3339 timestamp");

@@ -269,16 +269,16 @@ pub mod documented {
     #[derive(serde::Deserialize, ToSchema)]
     #[serde(deny_unknown_fields)]
     pub struct ReplayIn {
-        pub from: ReplayBound,
+        pub from: LogPoint,
         /// Default: what the subscription has fanned out so far.
         #[schema(nullable = false)]
-        pub to: Option<ReplayBound>,
+        pub to: Option<LogPoint>,
     }
 
-    /// One end of a replayed range: a position, or a time.
-    #[derive(serde::Deserialize, ToSchema)]
+    /// A point in the log: a position, or a time (the events' own `time`).
+    #[derive(Serialize, serde::Deserialize, ToSchema)]
     #[serde(untagged, deny_unknown_fields)]
-    pub enum ReplayBound {
+    pub enum LogPoint {
         Position {
             #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
             position: i64,
@@ -331,21 +331,13 @@ pub mod documented {
         },
     }
 
-    /// Where a new subscription's cursor starts.
+    /// Where a new subscription's cursor starts: after a position, or at the
+    /// first event whose `time` is not before a time.
     #[derive(Serialize, serde::Deserialize, ToSchema)]
-    #[serde(untagged, deny_unknown_fields)]
+    #[serde(untagged)]
     pub enum Start {
         Named(StartNamed),
-        /// At the first event whose `time` is not before this.
-        Time {
-            #[schema(format = DateTime)]
-            time: String,
-        },
-        /// After this position.
-        Position {
-            #[schema(minimum = 0, maximum = 9_223_372_036_854_775_807_i64)]
-            position: i64,
-        },
+        At(LogPoint),
     }
 
     /// `latest`: only events published from now on; `earliest`: the whole log.
