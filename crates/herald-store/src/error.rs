@@ -21,6 +21,12 @@ pub enum StoreError {
     /// A stored record could not be decoded.
     #[error("stored record at position {position} is unreadable: {detail}")]
     BadRecord { position: Position, detail: String },
+    /// The data directory holds no Herald store (`herald check`).
+    #[error("{} is not a Herald store: {detail}", path.display())]
+    NotAStore { path: PathBuf, detail: String },
+    /// Another Herald (or `herald check`) holds the data directory.
+    #[error("data directory {} is in use by another herald process", path.display())]
+    InUse { path: PathBuf },
     #[error("cannot open data directory {}: {source}", path.display())]
     Open { path: PathBuf, source: std::io::Error },
     #[error("sqlite: {0}")]

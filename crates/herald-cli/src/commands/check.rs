@@ -5,7 +5,8 @@ use herald_store::sqlite;
 
 use crate::args::CheckArgs;
 
-/// Runs the full integrity check; exit status 2 when the file is damaged.
+/// Runs the full check; exit status 2 when the store is damaged (a database
+/// file without Herald's tables included), 1 when it cannot be checked.
 pub fn run(args: CheckArgs) -> Result<ExitCode> {
     let file = args.data_dir.join(sqlite::DB_FILE);
     match sqlite::check(&args.data_dir) {
@@ -22,6 +23,10 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
         }
         Err(herald_store::StoreError::Corrupt { path, detail }) => {
             eprintln!("damaged: {} cannot be read: {detail}", path.display());
+            Ok(ExitCode::from(2))
+        }
+        Err(e @ herald_store::StoreError::NotAStore { .. }) if file.is_file() => {
+            eprintln!("damaged: {e}");
             Ok(ExitCode::from(2))
         }
         Err(e) => Err(e.into()),

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{BIN, Herald, SmallDisk, data_dir, event};
+use crate::harness::{BIN, Herald, SmallDisk, data_dir, event, wait_timeout};
 
 #[tokio::test]
 async fn a_restart_keeps_events_positions_and_dedup() {
@@ -352,6 +352,144 @@ async fn a_full_disk_refuses_writes_with_507_loses_nothing_survives_kill_9_and_r
     let check = disk.check();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     assert!(String::from_utf8_lossy(&check.stdout).starts_with("ok"));
+}
+
+#[tokio::test]
+async fn a_body_damaged_byte_for_byte_is_reported_by_check_and_never_served() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+    let batch: Vec<Value> =
+        (0..100).map(|i| event(&format!("b{i:03}"), json!({"k": format!("value-{i:03}")}))).collect();
+    h.post("/v1/events", &Value::Array(batch)).await;
+    assert!(h.terminate().success());
+
+    // One character of one event's detail changed, the same length: every
+    // page stays well-formed, so SQLite's own check cannot see it. (Every
+    // copy of it: a free page may still hold one from before a page split.)
+    let file = dir.path().join("herald.db");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let copies: Vec<usize> =
+        bytes.windows(9).enumerate().filter(|(_, w)| *w == b"value-042").map(|(at, _)| at).collect();
+    assert!(!copies.is_empty(), "the event's detail is in the file");
+    for at in copies {
+        bytes[at + 8] = b'9';
+    }
+    std::fs::write(&file, &bytes).unwrap();
+
+    let check = run_check(dir.path());
+    assert_eq!(check.status.code(), Some(2), "{}", String::from_utf8_lossy(&check.stdout));
+    let said = String::from_utf8_lossy(&check.stderr);
+    assert!(said.contains("herald.db") && said.contains("checksum"), "{said}");
+
+    let h = Herald::start(dir.path());
+    let (status, body) = h.get("/v1/events/b042").await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(body["type"], "urn:herald:problem:storage-damaged");
+    let (status, page) = h.get("/v1/events?limit=100").await;
+    assert_eq!(status, 500, "a page holding it fails too: {page}");
+    let (status, body) = h.get("/v1/events/b041").await;
+    assert_eq!((status, &body["detail"]["k"]), (200, &json!("value-041")), "its neighbours are served");
+}
+
+#[tokio::test]
+async fn a_second_server_on_a_data_dir_in_use_is_refused_and_so_is_check() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+    let mut second = std::process::Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_timeout(&mut second, Duration::from_secs(20));
+    if status.is_none() {
+        let _ = second.kill();
+    }
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut said).unwrap();
+    assert!(status.is_some_and(|s| !s.success()), "the second server must exit: {status:?} {said}");
+    assert!(said.contains("in use"), "{said}");
+
+    let check = run_check(dir.path());
+    assert_eq!(check.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&check.stderr).contains("in use"));
+
+    let (status, _) = h.post("/v1/events", &event("still-mine", json!({}))).await;
+    assert_eq!(status, 201, "the first server carries on");
+    assert!(h.terminate().success());
+    assert!(run_check(dir.path()).status.success(), "free once it has stopped");
+}
+
+#[tokio::test]
+async fn check_leaves_a_crashed_store_as_it_was_and_a_wal_damaged_mid_file_is_refused() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+    for i in 0..40 {
+        let (status, _) = h.post("/v1/events", &event(&format!("w{i:02}"), json!({"i": i}))).await;
+        assert_eq!(status, 201);
+    }
+    h.crash();
+    let wal = dir.path().join("herald.db-wal");
+    let before = std::fs::read(&wal).expect("a crash leaves the WAL");
+
+    let check = run_check(dir.path());
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert_eq!(std::fs::read(&wal).unwrap(), before, "check changed nothing");
+
+    // Damage the third frame's page: 40 acknowledged commits follow it.
+    let page = u32::from_be_bytes(before[8..12].try_into().unwrap()) as usize;
+    let mut damaged = before.clone();
+    damaged[32 + 2 * (24 + page) + 24 + 100] ^= 0xff;
+    std::fs::write(&wal, &damaged).unwrap();
+
+    let check = run_check(dir.path());
+    assert_eq!(check.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&check.stderr).contains("WAL frame 3"),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let serve = std::process::Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!serve.status.success(), "a store whose WAL would lose acknowledged events is not served");
+    assert!(String::from_utf8_lossy(&serve.stderr).contains("herald.db-wal"), "names the file");
+
+    // Undamaged again, everything acknowledged is there.
+    std::fs::write(&wal, &before).unwrap();
+    let h = Herald::start(dir.path());
+    assert_eq!(h.all_events().await.len(), 40);
+}
+
+#[tokio::test]
+async fn check_refuses_what_is_not_a_herald_store() {
+    let dir = data_dir();
+    let check = run_check(dir.path());
+    assert_eq!(check.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&check.stderr);
+    assert!(said.contains("not a Herald store") && said.matches("database file").count() == 1, "{said}");
+
+    std::fs::write(dir.path().join("herald.db"), b"").unwrap();
+    assert_eq!(run_check(dir.path()).status.code(), Some(2), "an empty file is no store");
+
+    let other = rusqlite::Connection::open(dir.path().join("herald.db")).unwrap();
+    other.execute_batch("CREATE TABLE foo (x); INSERT INTO foo VALUES (1);").unwrap();
+    drop(other);
+    assert_eq!(run_check(dir.path()).status.code(), Some(2), "another program's database is no store");
+    let serve = std::process::Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!serve.status.success());
+    assert!(String::from_utf8_lossy(&serve.stderr).contains("not a Herald store"));
+}
+
+fn run_check(dir: &std::path::Path) -> std::process::Output {
+    std::process::Command::new(BIN).args(["check", "--data-dir"]).arg(dir).output().unwrap()
 }
 
 /// The `id` and `position` of stored events or of publish results.

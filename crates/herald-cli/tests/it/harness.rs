@@ -57,11 +57,16 @@ impl Herald {
     }
 
     /// Runs `command` (the binary, or something that execs it) with `serve`'s arguments.
-    fn launch(mut command: Command, data_dir: &Path, env: &[(&str, &str)]) -> Herald {
+    fn launch(command: Command, data_dir: &Path, env: &[(&str, &str)]) -> Herald {
+        Self::launch_at("127.0.0.1:0", command, data_dir, env)
+    }
+
+    /// [`launch`](Self::launch), listening on `listen`.
+    fn launch_at(listen: &str, mut command: Command, data_dir: &Path, env: &[(&str, &str)]) -> Herald {
         let env: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         let stderr = tempfile::tempfile().expect("a file for herald's stderr");
         let mut child = command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["serve", "--listen", listen, "--data-dir"])
             .arg(data_dir)
             .env("HERALD_LOG", "warn")
             .envs(env.iter().map(|(k, v)| (k, v)))
@@ -106,12 +111,27 @@ impl Herald {
         again()
     }
 
+    /// SIGTERM, then start again on the same data directory listening on
+    /// `addr` (`host:port`), where clients that kept an address find it.
+    pub fn restart_at(self, addr: &str) -> Herald {
+        assert!(self.on.is_none(), "a server on a small disk restarts with `restart`");
+        let (dir, env) = (self.data_dir.clone(), self.env.clone());
+        assert!(self.terminate().success());
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Self::launch_at(addr, Command::new(BIN), &dir, &env)
+    }
+
     /// `kill -9`, then start again on the same data directory.
-    pub fn crash_and_restart(mut self) -> Herald {
+    pub fn crash_and_restart(self) -> Herald {
         let again = self.again();
+        self.crash();
+        again()
+    }
+
+    /// `kill -9`, and wait until the process is gone.
+    pub fn crash(mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
-        again()
     }
 
     /// Starts another server as this one was started.
@@ -274,7 +294,7 @@ pub fn signal(pid: u32, name: &str) {
     assert!(ok, "kill -{name} {pid}");
 }
 
-fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+pub fn wait_timeout(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
     let start = Instant::now();
     while start.elapsed() < limit {
         if let Some(status) = child.try_wait().ok()? {

@@ -4,12 +4,15 @@
 //! [`writer`]); reads use a small pool of separate connections on the blocking
 //! thread pool, so they never wait for a commit.
 
+mod check;
 mod checkpoint;
 mod id_rules;
+mod lock;
 mod reader;
 mod schema;
 mod subscriptions;
 mod time_marks;
+mod wal;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -25,7 +28,9 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
 use crate::subscriptions::{Attempt, AttemptQuery, DeadLetter, Decide, Delivery, Settlement, SubscriptionRecord};
 use crate::{AppendOutcome, ListQuery, NewEvent, Page, Store, StoreError, StoredEvent};
+pub use check::check;
 use checkpoint::Checkpointer;
+use lock::DirLock;
 use reader::ReadPool;
 use writer::{Job, Op, Writer};
 
@@ -82,6 +87,8 @@ pub struct SqliteStore {
     threads: Mutex<Vec<JoinHandle<()>>>,
     /// When `ready` last found room on the disk.
     room_seen: tokio::sync::Mutex<Option<Instant>>,
+    /// Released once the writer has stopped (on close, or when dropped).
+    lock: Mutex<Option<DirLock>>,
 }
 
 impl SqliteStore {
@@ -90,9 +97,17 @@ impl SqliteStore {
     /// takes the same time at any size.
     pub fn open(data_dir: &Path, config: SqliteConfig) -> Result<Self, StoreError> {
         std::fs::create_dir_all(data_dir).map_err(|source| StoreError::Open { path: data_dir.to_owned(), source })?;
+        let lock = DirLock::take(data_dir)?;
         let path = data_dir.join(DB_FILE);
+        refuse_damaged_wal(&path)?;
         let mut conn = Connection::open(&path).map_err(|e| classify(e, &path))?;
         schema::configure_writer(&conn, config.page_size).map_err(|e| classify(e, &path))?;
+        if schema::is_foreign(&conn).map_err(|e| classify(e, &path))? {
+            return Err(StoreError::NotAStore {
+                path,
+                detail: "its database holds tables that are not Herald's".into(),
+            });
+        }
         schema::migrate(&mut conn).map_err(|e| classify(e, &path))?;
         // Replaces SQLite's automatic checkpoint: the checkpoint thread copies.
         conn.wal_hook(Some(checkpoint::record_wal_frames));
@@ -128,6 +143,7 @@ impl SqliteStore {
             head,
             threads: Mutex::new(vec![handle, checkpoints]),
             room_seen: tokio::sync::Mutex::new(None),
+            lock: Mutex::new(Some(lock)),
         })
     }
 
@@ -380,6 +396,7 @@ impl Store for SqliteStore {
         for thread in threads {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
         }
+        drop(self.lock.lock().map(|mut lock| lock.take()));
     }
 }
 
@@ -405,28 +422,25 @@ fn has_room(db: &Path) -> Result<bool, StoreError> {
     }
 }
 
-/// Runs SQLite's full integrity check on the data directory's database
-/// (`herald check`). Returns the problems found; empty means healthy.
-pub fn check(data_dir: &Path) -> Result<Vec<String>, StoreError> {
-    let path = data_dir.join(DB_FILE);
-    if !path.exists() {
-        return Err(StoreError::Open {
-            path,
-            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no Herald database here"),
-        });
-    }
-    let conn = Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
-        .map_err(|e| classify(e, &path))?;
-    let mut problems = Vec::new();
-    let mut stmt = conn.prepare("PRAGMA integrity_check").map_err(|e| classify(e, &path))?;
-    let rows = stmt.query_map([], |r| r.get::<_, String>(0)).map_err(|e| classify(e, &path))?;
-    for row in rows {
-        let row = row.map_err(|e| classify(e, &path))?;
-        if row != "ok" {
-            problems.push(row);
+/// SQLite would open a WAL damaged in the middle by dropping the
+/// acknowledged transactions after the damage (see [`wal`]): refuse instead,
+/// naming the file.
+fn refuse_damaged_wal(db: &Path) -> Result<(), StoreError> {
+    let wal = wal_path(db);
+    match wal::damage_in(&wal) {
+        Ok(None) => Ok(()),
+        Ok(Some(detail)) => {
+            tracing::error!(file = %wal.display(), %detail, "data file is damaged");
+            Err(StoreError::Corrupt { path: wal, detail })
         }
+        Err(source) => Err(StoreError::Open { path: wal, source }),
     }
-    Ok(problems)
+}
+
+fn wal_path(db: &Path) -> PathBuf {
+    let mut wal = db.as_os_str().to_owned();
+    wal.push("-wal");
+    wal.into()
 }
 
 /// Turns a SQLite error into a [`StoreError`], singling out damaged files so

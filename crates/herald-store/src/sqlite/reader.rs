@@ -60,11 +60,13 @@ impl ReadPool {
 }
 
 pub fn get(conn: &Connection, id: &str) -> rusqlite::Result<Option<StoredEvent>> {
-    conn.prepare_cached("SELECT position, body FROM events WHERE id = ?1")?.query_row([id], stored_event).optional()
+    conn.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE id = ?1"))?
+        .query_row([id], stored_event)
+        .optional()
 }
 
 pub fn at(conn: &Connection, positions: &[Position]) -> rusqlite::Result<Vec<StoredEvent>> {
-    let mut stmt = conn.prepare_cached("SELECT position, body FROM events WHERE position = ?1")?;
+    let mut stmt = conn.prepare_cached(&format!("SELECT {EVENT_COLUMNS} FROM events WHERE position = ?1"))?;
     let mut sorted = positions.to_vec();
     sorted.sort_unstable();
     sorted.dedup();
@@ -84,7 +86,7 @@ pub const SCAN_SPAN: u64 = 100_000;
 
 pub fn list(conn: &Connection, query: &ListQuery) -> rusqlite::Result<Page> {
     let after = query.after.min(i64::MAX as u64 - SCAN_SPAN);
-    let mut sql = String::from("SELECT position, body FROM events WHERE position > ?");
+    let mut sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ?");
     let mut args = vec![SqlValue::Integer(after as i64)];
     for (column, value) in [("source", &query.source), ("detail_type", &query.detail_type), ("stream", &query.stream)] {
         if let Some(value) = value {
@@ -136,6 +138,27 @@ pub fn list(conn: &Connection, query: &ListQuery) -> rusqlite::Result<Page> {
     Ok(Page { events, next, cut_short })
 }
 
+/// What [`stored_event`] reads, in its order.
+pub const EVENT_COLUMNS: &str = "position, body, body_crc";
+
+/// An event from a row of [`EVENT_COLUMNS`], its body checked against its
+/// checksum: SQLite notices damage to its pages' structure, not to the bytes
+/// of a value, which would otherwise be served as the event. A mismatch is
+/// reported as SQLite reports damage, so it fails the request the same way.
 pub fn stored_event(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEvent> {
-    Ok(StoredEvent { position: row.get::<_, i64>(0)? as Position, body: row.get(1)? })
+    let position = row.get::<_, i64>(0)? as Position;
+    let body: String = row.get(1)?;
+    match row.get::<_, Option<u32>>(2)? {
+        Some(crc) if crc != body_crc(&body) => Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CORRUPT),
+            Some(format!("event at position {position}: its body does not match its checksum")),
+        )),
+        _ => Ok(StoredEvent { position, body }),
+    }
+}
+
+/// The checksum stored beside each body (CRC-32, which `crc32fast` computes
+/// at gigabytes per second, so every read can afford it).
+pub fn body_crc(body: &str) -> u32 {
+    crc32fast::hash(body.as_bytes())
 }

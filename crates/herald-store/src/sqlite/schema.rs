@@ -83,6 +83,9 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX time_marks_by_time ON time_marks (max_time_us);
     INSERT INTO time_marks SELECT coalesce(max(position), 0), -9223372036854775807 - 1 FROM events;",
+    // 4: a CRC-32 of each event's body, checked on every read (NULL for
+    // events stored before it; see sqlite/reader.rs).
+    "ALTER TABLE events ADD COLUMN body_crc INTEGER;",
 ];
 
 /// Settings of the one write connection. `synchronous = FULL` makes every
@@ -116,6 +119,14 @@ fn configure_common(conn: &Connection, cache_kib: i64) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.pragma_update(None, "cache_size", cache_kib)?;
     conn.pragma_update(None, "temp_store", "MEMORY")
+}
+
+/// A database that has tables but no Herald schema version: some other
+/// program's file, which migrating would write Herald's tables into.
+pub fn is_foreign(conn: &Connection) -> rusqlite::Result<bool> {
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    let tables: i64 = conn.query_row("SELECT count(*) FROM sqlite_schema WHERE type = 'table'", [], |r| r.get(0))?;
+    Ok(version == 0 && tables > 0)
 }
 
 pub fn migrate(conn: &mut Connection) -> rusqlite::Result<()> {

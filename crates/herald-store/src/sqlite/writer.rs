@@ -16,8 +16,9 @@ use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
 
 use super::checkpoint::Checkpointer;
 use super::classify;
+use super::reader::{EVENT_COLUMNS, body_crc, stored_event};
 use super::time_marks::RunningMax;
-use crate::{AppendOutcome, NewEvent, StoreError, StoredEvent};
+use crate::{AppendOutcome, NewEvent, StoreError};
 
 type Reply<T> = oneshot::Sender<Result<T, StoreError>>;
 
@@ -279,8 +280,8 @@ fn append(
     times: &mut RunningMax,
 ) -> rusqlite::Result<Vec<AppendOutcome>> {
     let mut insert = tx.prepare_cached(
-        "INSERT INTO events (position, id, content_hash, source, detail_type, stream, time_us, body)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT (id) DO NOTHING",
+        "INSERT INTO events (position, id, content_hash, source, detail_type, stream, time_us, body, body_crc)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (id) DO NOTHING",
     )?;
     // A redelivery only needs the stored hash; the body is read for conflicts.
     let mut existing = tx.prepare_cached("SELECT position, content_hash FROM events WHERE id = ?1")?;
@@ -295,7 +296,8 @@ fn append(
             e.detail_type,
             e.stream,
             e.time_micros,
-            e.body
+            e.body,
+            body_crc(&e.body)
         ])?;
         if inserted == 1 {
             *next += 1;
@@ -308,8 +310,8 @@ fn append(
         outcomes.push(if hash == e.content_hash {
             AppendOutcome::Duplicate(position)
         } else {
-            let body = tx.query_row("SELECT body FROM events WHERE position = ?1", [position as i64], |r| r.get(0))?;
-            AppendOutcome::Conflict(StoredEvent { position, body })
+            let sql = format!("SELECT {EVENT_COLUMNS} FROM events WHERE position = ?1");
+            AppendOutcome::Conflict(tx.query_row(&sql, [position as i64], stored_event)?)
         });
     }
     Ok(outcomes)
