@@ -349,6 +349,7 @@ async fn a_full_disk_refuses_writes_with_507_loses_nothing_survives_kill_9_and_r
     let (status, duplicate) = h.post("/v1/events", &event(id, json!({"pad": "x".repeat(4000)}))).await;
     assert_eq!((status, &duplicate["position"]), (200, &json!(position)), "dedup survives: {duplicate}");
 
+    assert!(h.terminate().success(), "check runs with the server stopped");
     let check = disk.check();
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     assert!(String::from_utf8_lossy(&check.stdout).starts_with("ok"));
