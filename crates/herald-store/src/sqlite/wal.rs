@@ -71,7 +71,7 @@ fn damage(mut wal: impl Read) -> std::io::Result<Option<String>> {
     Ok(bad.filter(|_| later_commits >= 2).map(|bad| {
         format!(
             "WAL frame {bad} of {frames} is damaged and {later_commits} committed transactions follow it; \
-             opening the database would drop them"
+             opening the database would drop them (moving the file aside accepts that)"
         )
     }))
 }
