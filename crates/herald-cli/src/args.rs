@@ -10,11 +10,23 @@ use herald_core::network::Network;
 #[derive(Debug, Parser)]
 #[command(name = "herald", version, about = "Durable, idempotent event backbone")]
 pub struct Cli {
+    #[command(flatten)]
+    pub connection: Connection,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where the client commands find the server, and how long they wait for it.
+#[derive(Debug, Args)]
+pub struct Connection {
     /// The Herald server the client commands talk to.
     #[arg(long, global = true, env = "HERALD_SERVER", default_value = "http://127.0.0.1:8787")]
     pub server: String,
-    #[command(subcommand)]
-    pub command: Command,
+    /// Seconds a client command waits to connect to the server, and then
+    /// for its whole answer (`tail`'s stream has no end: a connection
+    /// silent for 45 s is given up instead, and tail reconnects).
+    #[arg(long, global = true, env = "HERALD_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,6 +224,11 @@ pub struct CheckArgs {
 #[derive(Debug, Args)]
 pub struct PublishArgs {
     /// Read events as JSON lines from this file (`-` for stdin) instead of flags.
+    ///
+    /// Prints one JSON result per line read, in order. A line not published
+    /// (an event the server refused, or a line that is not JSON) is
+    /// `{"line": N, "error": {...}}`, its pointers into that line's event;
+    /// publishing carries on past it, and the exit status is then 1.
     #[arg(long, short, conflicts_with_all = ["source", "detail_type", "detail"])]
     pub file: Option<PathBuf>,
     #[arg(long)]
@@ -230,7 +247,8 @@ pub struct PublishArgs {
     /// Sent as the Idempotency-Key header.
     #[arg(long)]
     pub idempotency_key: Option<String>,
-    /// Events per request when reading JSON lines.
+    /// Events per request when reading JSON lines (fewer when they would
+    /// make a body over the server's 10 MiB limit).
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u16).range(1..=1000))]
     pub batch: u16,
 }
@@ -249,18 +267,15 @@ pub enum EventsCommand {
     List(Filter),
 }
 
+/// A page of the log: where it starts, how long it is, which events.
 #[derive(Debug, Args, Default)]
 pub struct Filter {
     #[arg(long)]
     pub after: Option<u64>,
     #[arg(long)]
     pub limit: Option<u32>,
-    #[arg(long)]
-    pub source: Option<String>,
-    #[arg(long)]
-    pub detail_type: Option<String>,
-    #[arg(long)]
-    pub stream: Option<String>,
+    #[command(flatten)]
+    pub selection: Selection,
 }
 
 impl Filter {
@@ -272,19 +287,38 @@ impl Filter {
         if let Some(l) = self.limit {
             q.push(("limit", l.to_string()));
         }
-        for (name, value) in [("source", &self.source), ("detail-type", &self.detail_type), ("stream", &self.stream)] {
-            if let Some(v) = value {
-                q.push((name, v.clone()));
-            }
-        }
+        q.extend(self.selection.query());
         q
+    }
+}
+
+/// Which events to read.
+#[derive(Debug, Args, Default)]
+pub struct Selection {
+    #[arg(long)]
+    pub source: Option<String>,
+    #[arg(long)]
+    pub detail_type: Option<String>,
+    #[arg(long)]
+    pub stream: Option<String>,
+}
+
+impl Selection {
+    pub fn query(&self) -> Vec<(&'static str, String)> {
+        [("source", &self.source), ("detail-type", &self.detail_type), ("stream", &self.stream)]
+            .into_iter()
+            .filter_map(|(name, value)| Some((name, value.clone()?)))
+            .collect()
     }
 }
 
 #[derive(Debug, Args)]
 pub struct TailArgs {
+    /// Print events after this position (default: those published from now on).
+    #[arg(long)]
+    pub after: Option<u64>,
     #[command(flatten)]
-    pub filter: Filter,
+    pub selection: Selection,
 }
 
 fn parse_network(text: &str) -> Result<Network, String> {

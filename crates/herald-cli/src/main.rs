@@ -30,12 +30,12 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Serve(args) => commands::serve::run(args).await,
             Command::Check(args) => commands::check::run(args),
-            Command::Publish(args) => commands::publish::run(&cli.server, args).await,
-            Command::Events(args) => commands::events::run(&cli.server, args).await,
-            Command::Tail(args) => commands::tail::run(&cli.server, args).await,
-            Command::Subs(args) => commands::subs::subs(&cli.server, args).await,
-            Command::Dlq(args) => commands::subs::dlq(&cli.server, args).await,
-            Command::Replay(args) => commands::subs::replay(&cli.server, args).await,
+            Command::Publish(args) => commands::publish::run(&cli.connection, args).await,
+            Command::Events(args) => commands::events::run(&cli.connection, args).await,
+            Command::Tail(args) => commands::tail::run(&cli.connection, args).await,
+            Command::Subs(args) => commands::subs::subs(&cli.connection, args).await,
+            Command::Dlq(args) => commands::subs::dlq(&cli.connection, args).await,
+            Command::Replay(args) => commands::subs::replay(&cli.connection, args).await,
         }
     });
     match result {

@@ -1,15 +1,15 @@
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 
-use crate::args::{EventsArgs, EventsCommand};
+use crate::args::{Connection, EventsArgs, EventsCommand};
 use crate::client::Client;
 
-pub async fn run(server: &str, args: EventsArgs) -> Result<ExitCode> {
-    let client = Client::new(server)?;
+pub async fn run(connection: &Connection, args: EventsArgs) -> Result<ExitCode> {
+    let client = Client::new(connection)?;
     match args.command {
         EventsCommand::Get { id } => {
-            let url = format!("{}/{}", client.url("/v1/events"), encode_segment(&id));
+            let url = format!("{}/{}", client.url("/v1/events"), encode_segment(&id)?);
             let event = client.expect_ok(client.http().get(url)).await?;
             println!("{}", serde_json::to_string_pretty(&event)?);
         }
@@ -24,8 +24,14 @@ pub async fn run(server: &str, args: EventsArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Percent-encodes an id for use as one path segment.
-pub fn encode_segment(s: &str) -> String {
+/// Percent-encodes an id for use as one path segment. `.` and `..` are
+/// refused: URL parsing (WHATWG, as reqwest's) removes them as dot-segments
+/// even percent-encoded, so the request would reach another resource
+/// (`dlq purge .` would delete a subscription named `dead-letters`).
+pub fn encode_segment(s: &str) -> Result<String> {
+    if s == "." || s == ".." {
+        bail!("`{s}` cannot be sent in a URL path: URL parsing removes it, even percent-encoded");
+    }
     let mut out = String::with_capacity(s.len());
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
@@ -34,5 +40,18 @@ pub fn encode_segment(s: &str) -> String {
             out.push_str(&format!("%{b:02X}"));
         }
     }
-    out
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encode_segment;
+
+    #[test]
+    fn dot_segments_are_refused_and_dots_elsewhere_kept() {
+        assert!(encode_segment(".").is_err());
+        assert!(encode_segment("..").is_err());
+        assert_eq!(encode_segment("...").unwrap(), "...");
+        assert_eq!(encode_segment("a/../b").unwrap(), "a%2F..%2Fb");
+    }
 }

@@ -7,11 +7,11 @@ use anyhow::{Context, Result};
 use serde_json::{Value, json};
 
 use super::events::encode_segment;
-use crate::args::{DlqArgs, DlqCommand, ReplayArgs, SubsArgs, SubsCommand};
+use crate::args::{Connection, DlqArgs, DlqCommand, ReplayArgs, SubsArgs, SubsCommand};
 use crate::client::Client;
 
-fn path(name: &str, rest: &str) -> String {
-    format!("/v1/subscriptions/{}{rest}", encode_segment(name))
+fn path(name: &str, rest: &str) -> Result<String> {
+    Ok(format!("/v1/subscriptions/{}{rest}", encode_segment(name)?))
 }
 
 fn print(value: &Value) -> Result<()> {
@@ -19,8 +19,8 @@ fn print(value: &Value) -> Result<()> {
     Ok(())
 }
 
-pub async fn subs(server: &str, args: SubsArgs) -> Result<ExitCode> {
-    let client = Client::new(server)?;
+pub async fn subs(connection: &Connection, args: SubsArgs) -> Result<ExitCode> {
+    let client = Client::new(connection)?;
     let http = client.http();
     let answer = match args.command {
         SubsCommand::List => {
@@ -40,48 +40,48 @@ pub async fn subs(server: &str, args: SubsArgs) -> Result<ExitCode> {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        SubsCommand::Get { name } => client.expect_ok(http.get(client.url(&path(&name, "")))).await?,
+        SubsCommand::Get { name } => client.expect_ok(http.get(client.url(&path(&name, "")?))).await?,
         SubsCommand::Apply { name, file } => {
             let text = match file.as_deref() {
                 None | Some("-") => std::io::read_to_string(std::io::stdin()).context("reading stdin")?,
                 Some(f) => std::fs::read_to_string(f).with_context(|| format!("reading {f}"))?,
             };
             let spec = herald_core::json::parse(text.as_bytes()).context("the declaration is not JSON Herald reads")?;
-            client.expect_ok(http.put(client.url(&path(&name, ""))).json(&spec)).await?
+            client.expect_ok(http.put(client.url(&path(&name, "")?)).json(&spec)).await?
         }
         SubsCommand::Delete { name } => {
-            client.expect_ok(http.delete(client.url(&path(&name, "")))).await?;
+            client.expect_ok(http.delete(client.url(&path(&name, "")?))).await?;
             json!({"deleted": name})
         }
-        SubsCommand::Pause { name } => client.expect_ok(http.post(client.url(&path(&name, "/pause")))).await?,
-        SubsCommand::Resume { name } => client.expect_ok(http.post(client.url(&path(&name, "/resume")))).await?,
+        SubsCommand::Pause { name } => client.expect_ok(http.post(client.url(&path(&name, "/pause")?))).await?,
+        SubsCommand::Resume { name } => client.expect_ok(http.post(client.url(&path(&name, "/resume")?))).await?,
         SubsCommand::Attempts { name, event_id, outcome, limit } => {
             let mut query = vec![("limit", limit.to_string())];
             query.extend(event_id.map(|id| ("event_id", id)));
             query.extend(outcome.map(|o| ("outcome", o)));
-            client.expect_ok(http.get(client.url(&path(&name, "/attempts"))).query(&query)).await?
+            client.expect_ok(http.get(client.url(&path(&name, "/attempts")?)).query(&query)).await?
         }
     };
     print(&answer)?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn dlq(server: &str, args: DlqArgs) -> Result<ExitCode> {
-    let client = Client::new(server)?;
+pub async fn dlq(connection: &Connection, args: DlqArgs) -> Result<ExitCode> {
+    let client = Client::new(connection)?;
     let http = client.http();
     let selection = |ids: Vec<String>| if ids.is_empty() { json!({}) } else { json!({ "ids": ids }) };
     let answer = match args.command {
         DlqCommand::List { name, after, limit } => {
             let query = [("after", after.to_string()), ("limit", limit.to_string())];
-            client.expect_ok(http.get(client.url(&path(&name, "/dead-letters"))).query(&query)).await?
+            client.expect_ok(http.get(client.url(&path(&name, "/dead-letters")?)).query(&query)).await?
         }
         DlqCommand::Redrive { name, ids } => {
-            let request = http.post(client.url(&path(&name, "/dead-letters/redrive")));
+            let request = http.post(client.url(&path(&name, "/dead-letters/redrive")?));
             let request = if ids.is_empty() { request } else { request.json(&selection(ids)) };
             client.expect_ok(request).await?
         }
         DlqCommand::Purge { name, ids } => {
-            let request = http.delete(client.url(&path(&name, "/dead-letters")));
+            let request = http.delete(client.url(&path(&name, "/dead-letters")?));
             let request = if ids.is_empty() { request } else { request.json(&selection(ids)) };
             client.expect_ok(request).await?
         }
@@ -94,9 +94,9 @@ pub async fn dlq(server: &str, args: DlqArgs) -> Result<ExitCode> {
 /// a long replay shows progress and no single request runs long.
 const REPLAY_CHUNK: u64 = 20_000;
 
-pub async fn replay(server: &str, args: ReplayArgs) -> Result<ExitCode> {
-    let client = Client::new(server)?;
-    let url = client.url(&path(&args.name, "/replay"));
+pub async fn replay(connection: &Connection, args: ReplayArgs) -> Result<ExitCode> {
+    let client = Client::new(connection)?;
+    let url = client.url(&path(&args.name, "/replay")?);
     let send = |request: Value| client.expect_ok(client.http().post(&url).json(&request));
     if args.from_time.is_some() || args.to_time.is_some() {
         // Time bounds are resolved by the server: one request.

@@ -1,16 +1,22 @@
 //! The client subcommands against a running server.
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{BIN, Herald, data_dir};
+use crate::harness::{BIN, Herald, data_dir, event, pointers};
 
 fn herald(h: &Herald, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
+    herald_at(&h.url, args, stdin)
+}
+
+fn herald_at(server: &str, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     let mut child = Command::new(BIN)
         .args(args)
-        .env("HERALD_SERVER", &h.url)
+        .env("HERALD_SERVER", server)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -62,13 +68,17 @@ async fn publish_get_list_and_tail_from_the_command_line() {
 
     let (ok, out, _) = herald(&h, &["publish", "--file", "-"], Some("{\"id\":\"bad\",\"source\":\"cli\"}\n"));
     assert!(!ok, "a refused event fails the command");
-    assert!(out.contains("/0/detail-type"), "{out}");
+    let refused: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(refused["line"], 1, "{out}");
+    assert_eq!(pointers(&refused["error"]), vec!["/detail-type", "/detail"]);
     // A member named twice is refused before anything is sent (the server
     // would never see it: sending re-encodes what the CLI read). The list
     // below shows nothing was stored.
     let twice = "{\"id\":\"t-1\",\"source\":\"cli\",\"detail-type\":\"Note\",\"detail\":{\"n\":1,\"n\":2}}\n";
-    let (ok, _, err) = herald(&h, &["publish", "--file", "-"], Some(twice));
-    assert!(!ok && err.contains("line 1") && err.contains("member /detail/n is named twice"), "{err}");
+    let (ok, out, _) = herald(&h, &["publish", "--file", "-"], Some(twice));
+    let refused: Value = serde_json::from_str(&out).unwrap();
+    assert!(!ok && refused["line"] == 1 && out.contains("member /detail/n is named twice"), "{out}");
+    assert_eq!(pointers(&refused["error"]), vec!["/detail/n"]);
     let flags = ["publish", "--source", "cli", "--detail-type", "Note", "--detail", r#"{"n":1,"n":2}"#, "--id", "t-2"];
     let (ok, _, err) = herald(&h, &flags, None);
     assert!(!ok && err.contains("member /n is named twice"), "{err}");
@@ -209,4 +219,200 @@ fn check_takes_its_data_dir_from_the_config_file() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains(&format!("{}", store.join("herald.db").display())), "{stdout}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tail_without_after_prints_what_was_published_while_it_reconnected() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+    h.post("/v1/events", &event("before", json!({}))).await;
+    let addr = h.addr().to_owned();
+    let mut tail = Command::new(BIN).arg("tail").env("HERALD_SERVER", &h.url).stdout(Stdio::piped()).spawn().unwrap();
+    let printed = lines_of(tail.stdout.take().unwrap());
+    // The tail's connection is open (with this test's own): it has its start.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while h.metric("herald_connections_open").await < Some(2.0) {
+        assert!(Instant::now() < deadline, "tail did not connect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // Published on another address, where the tail cannot reconnect yet:
+    // when it does, the event is behind the head.
+    let elsewhere = h.restart();
+    elsewhere.post("/v1/events", &event("while-away", json!({}))).await;
+    let _h = elsewhere.restart_at(&addr);
+
+    let line = printed.recv_timeout(Duration::from_secs(15));
+    tail.kill().unwrap();
+    tail.wait().unwrap();
+    let first: Value = serde_json::from_str(&line.expect("tail printed the event")).unwrap();
+    assert_eq!((&first["id"], &first["position"]), (&json!("while-away"), &json!(2)));
+}
+
+#[test]
+fn publish_file_cuts_batches_at_the_servers_body_limit() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+    // 60 events of 200 KiB: 12 MiB, over the 10 MiB limit in one batch of
+    // the default 500; and on line 31 an event over the limit alone.
+    let blob = "x".repeat(200 << 10);
+    let mut lines: Vec<String> =
+        (0..60).map(|i| event(&format!("big-{i}"), json!({"blob": blob})).to_string()).collect();
+    lines.insert(30, event("huge", json!({"blob": "x".repeat(11 << 20)})).to_string());
+    let input = data_dir();
+    let file = input.path().join("events.jsonl");
+    std::fs::write(&file, lines.join("\n")).unwrap();
+
+    let (ok, out, err) = herald(&h, &["publish", "--file", file.to_str().unwrap()], None);
+    assert!(!ok, "the event too large is not published");
+    let results: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(results.len(), 61, "{err}");
+    assert_eq!((&results[30]["line"], &results[30]["error"]["status"]), (&json!(31), &json!(413)), "{err}");
+    let positions: Vec<&Value> = results.iter().filter_map(|r| r.get("position")).collect();
+    assert_eq!(positions, (1..=60).map(|p| json!(p)).collect::<Vec<_>>().iter().collect::<Vec<_>>());
+}
+
+#[test]
+fn publish_file_reports_each_line_not_published_by_its_number_and_carries_on() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+    let note = |id: &str| format!("{{\"id\":\"{id}\",\"source\":\"cli\",\"detail-type\":\"Note\",\"detail\":{{}}}}");
+    let lines = [
+        note("a"),
+        "{\"id\": ".to_owned(),
+        note("b"),
+        note("c"),
+        "{\"id\":\"no-type\",\"source\":\"cli\",\"detail\":{}}".to_owned(),
+        "{\"id\":\"twice\",\"source\":\"cli\",\"detail-type\":\"Note\",\"detail\":{\"n\":1,\"n\":2}}".to_owned(),
+        note("d"),
+    ];
+    // Two events a request: line 5's event is the second of its request.
+    let (ok, out, err) = herald(&h, &["publish", "--file", "-", "--batch", "2"], Some(&lines.join("\n")));
+    assert!(!ok, "lines were not published: {err}");
+    let results: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let outcomes: Vec<(Value, Vec<String>)> = results
+        .iter()
+        .map(|r| match r.get("error") {
+            Some(error) => (r["line"].clone(), pointers(error)),
+            None => (r["id"].clone(), Vec::new()),
+        })
+        .collect();
+    let at = |pointer: &str| vec![pointer.to_owned()];
+    assert_eq!(
+        outcomes,
+        vec![
+            (json!("a"), vec![]),
+            (json!(2), at("")),
+            (json!("b"), vec![]),
+            (json!("c"), vec![]),
+            (json!(5), at("/detail-type")),
+            (json!(6), at("/detail/n")),
+            (json!("d"), vec![]),
+        ],
+        "{out}"
+    );
+    assert_eq!(results[4]["error"]["status"], 422);
+    assert!(results[1]["error"]["detail"].as_str().unwrap().contains("column"), "{out}");
+    assert_eq!(results.last().unwrap()["position"], 4, "publishing went on past the malformed line");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_ids_and_names_are_refused_rather_than_sent_to_another_path() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+    for id in [".", ".."] {
+        h.post("/v1/events", &event(id, json!({}))).await;
+        let (ok, _, err) = herald(&h, &["events", "get", id], None);
+        assert!(!ok && err.contains(&format!("`{id}` cannot be sent in a URL path")), "{id}: {err}");
+    }
+    // `/v1/subscriptions/./dead-letters` is `/v1/subscriptions/dead-letters`
+    // once parsed: purging `.` must not delete the subscription of that name.
+    let spec = json!({"target": {"type": "pull"}});
+    assert_eq!(h.put("/v1/subscriptions/dead-letters", &spec).await.0, 201);
+    let (ok, _, err) = herald(&h, &["dlq", "purge", "."], None);
+    assert!(!ok && err.contains("cannot be sent in a URL path"), "{err}");
+    assert_eq!(h.get("/v1/subscriptions/dead-letters").await.0, 200);
+}
+
+#[test]
+fn client_commands_give_up_on_a_server_that_never_answers() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let server = format!("http://{}", listener.local_addr().unwrap());
+    // Accepts connections and holds them open, never answering.
+    std::thread::spawn(move || listener.incoming().collect::<Vec<_>>());
+
+    let started = Instant::now();
+    let mut get = Command::new(BIN)
+        .args(["--timeout", "1", "events", "get", "e-1"])
+        .env("HERALD_SERVER", &server)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = exit_within(&mut get, Duration::from_secs(10)).expect("events get gave up");
+    let mut err = String::new();
+    get.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(!status.success() && err.contains("no answer within 1 s"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+
+    // `tail` waits for its stream as long as it runs, but not for a first answer.
+    let mut tail = Command::new(BIN)
+        .args(["--timeout", "1", "tail"])
+        .env("HERALD_SERVER", &server)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let said = lines_of(tail.stderr.take().unwrap()).recv_timeout(Duration::from_secs(5));
+    tail.kill().unwrap();
+    tail.wait().unwrap();
+    let said = said.expect("tail said why it is retrying");
+    assert!(said.contains("no answer within 1 s") && said.contains("retrying"), "{said}");
+}
+
+#[test]
+fn tail_takes_no_limit_and_publish_says_the_detail_is_optional() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+    let mut tail = Command::new(BIN)
+        .args(["tail", "--limit", "5"])
+        .env("HERALD_SERVER", &h.url)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = exit_within(&mut tail, Duration::from_secs(10));
+    if status.is_none() {
+        tail.kill().unwrap();
+    }
+    let mut err = String::new();
+    tail.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert_eq!(status.and_then(|s| s.code()), Some(2), "{err}");
+    assert!(err.contains("--limit"), "{err}");
+
+    let (ok, _, err) = herald(&h, &["publish", "--source", "cli"], None);
+    assert!(!ok && err.contains("--detail is optional"), "{err}");
+}
+
+/// The lines `from` writes, as they come.
+fn lines_of(from: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (send, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            if send.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    lines
+}
+
+/// The child's exit status, if it exits within `limit`.
+fn exit_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        if let Some(status) = child.try_wait().unwrap() {
+            return Some(status);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    None
 }

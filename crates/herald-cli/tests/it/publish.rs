@@ -180,11 +180,13 @@ async fn events_stored_under_an_older_content_hash_are_still_recognised_as_dupli
     // A store written before numbers were compared by value hashed `10.0` as
     // written. Any other hash of equal content must still be a duplicate.
     // Stored under older rules too: a whitespace-only stream, refused now
-    // at intake, must not make the comparison fail.
+    // at intake, must not make the comparison fail. (Such a store has no
+    // body checksums either.)
     let db = rusqlite::Connection::open(dir.path().join("herald.db")).unwrap();
     let changed = db
         .execute(
-            "UPDATE events SET content_hash = zeroblob(32), body = json_set(body, '$.stream', '  ') WHERE id = 'order-n'",
+            "UPDATE events SET content_hash = zeroblob(32), body = json_set(body, '$.stream', '  '), body_crc = NULL
+             WHERE id = 'order-n'",
             [],
         )
         .unwrap();
@@ -355,4 +357,56 @@ async fn put_by_id_is_idempotent_and_checks_the_id() {
     assert_eq!((status, pointers(&problem)), (422, vec!["/id".to_owned()]), "{problem}");
     assert_eq!(h.get("/v1/events/user-2").await.0, 404, "nothing stored");
     assert_eq!(h.get("/v1/events/user-1%2Frename").await.1["detail"]["name"], "Ada");
+}
+
+#[tokio::test]
+async fn a_binary_mode_cloudevent_without_a_body_has_no_data_as_in_structured_mode() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+    let binary = |id: &str| {
+        h.http
+            .post(h.url("/v1/events"))
+            .header("ce-specversion", "1.0")
+            .header("ce-id", id)
+            .header("ce-source", "/shop")
+            .header("ce-type", "order.placed")
+    };
+    let (status, answer) = h.send(binary("bin-1")).await;
+    assert_eq!(status, 201, "{answer}");
+    // With a JSON content type (the event's datacontenttype) and no data.
+    let (status, answer) = h.send(binary("bin-2").header("content-type", "application/json")).await;
+    assert_eq!(status, 201, "{answer}");
+    let structured = json!({"specversion": "1.0", "id": "str-1", "source": "/shop", "type": "order.placed"});
+    let request = h
+        .http
+        .post(h.url("/v1/events"))
+        .header("content-type", "application/cloudevents+json")
+        .body(structured.to_string());
+    assert_eq!(h.send(request).await.0, 201);
+    for id in ["bin-1", "bin-2", "str-1"] {
+        assert_eq!(h.get(&format!("/v1/events/{id}")).await.1["detail"], json!({}), "{id}");
+    }
+}
+
+#[tokio::test]
+async fn put_events_takes_at_most_ten_entries_as_eventbridge_does() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+    let put_events = |count: usize| {
+        let entries: Vec<Value> = (0..count)
+            .map(|i| json!({"Source": "shop", "DetailType": "Order Placed", "Detail": format!("{{\"n\":{i}}}")}))
+            .collect();
+        h.http
+            .post(h.url("/"))
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amz-target", "AWSEvents.PutEvents")
+            .body(json!({"Entries": entries}).to_string())
+    };
+    let (status, error) = h.send(put_events(11)).await;
+    assert_eq!((status, &error["__type"]), (400, &json!("ValidationException")), "{error}");
+    assert!(error["message"].as_str().unwrap().contains("Entries"), "{error}");
+    assert!(h.all_events().await.is_empty(), "nothing stored");
+    let (status, answer) = h.send(put_events(10)).await;
+    assert_eq!((status, &answer["FailedEntryCount"]), (200, &json!(0)), "{answer}");
+    assert_eq!(h.all_events().await.len(), 10);
 }

@@ -87,13 +87,16 @@ pub fn rename_errors(invalid: Invalid) -> Invalid {
 }
 
 /// Builds the structured form of a binary-mode CloudEvent from its `ce-*`
-/// headers (name without the prefix, value percent-decoded) and its body.
-pub fn from_binary(attributes: impl IntoIterator<Item = (String, String)>, data: Value) -> Value {
+/// headers (name without the prefix, value percent-decoded) and its body
+/// (`None` when empty: an event without `data`).
+pub fn from_binary(attributes: impl IntoIterator<Item = (String, String)>, data: Option<Value>) -> Value {
     let mut ce = Map::new();
     for (name, value) in attributes {
         ce.insert(name, Value::String(percent_decode(&value)));
     }
-    ce.insert("data".into(), data);
+    if let Some(data) = data {
+        ce.insert("data".into(), data);
+    }
     Value::Object(ce)
 }
 
@@ -163,8 +166,10 @@ mod tests {
 
     #[test]
     fn binary_attributes_are_percent_decoded() {
-        let ce =
-            from_binary([("id".to_owned(), "a%20b".to_owned()), ("type".to_owned(), "100%".to_owned())], json!({}));
+        let ce = from_binary(
+            [("id".to_owned(), "a%20b".to_owned()), ("type".to_owned(), "100%".to_owned())],
+            Some(json!({})),
+        );
         assert_eq!(ce["id"], "a b");
         assert_eq!(ce["type"], "100%");
         for (encoded, decoded) in [

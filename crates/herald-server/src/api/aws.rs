@@ -7,7 +7,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use herald_core::formats::aws::{self, Origin};
-use herald_core::limits::MAX_BATCH_EVENTS;
 use serde_json::{Value, json};
 
 use crate::body::{parse_json, read_limited};
@@ -17,6 +16,10 @@ use crate::state::AppState;
 
 const TARGET: &str = "AWSEvents.PutEvents";
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
+
+/// Most entries in one request: EventBridge refuses more with a
+/// ValidationException, so a client that works here works there.
+const MAX_ENTRIES: usize = 10;
 
 /// AWS EventBridge PutEvents.
 #[utoipa::path(post, path = "/", tag = "aws",
@@ -48,8 +51,8 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: Body) -> Result<Res
     let Some(Value::Array(entries)) = request.get("Entries") else {
         return Err(validation("Entries must be an array of entries"));
     };
-    if entries.is_empty() || entries.len() > MAX_BATCH_EVENTS {
-        return Err(validation(&format!("Entries must hold 1 to {MAX_BATCH_EVENTS} entries")));
+    if entries.is_empty() || entries.len() > MAX_ENTRIES {
+        return Err(validation(&format!("Entries must hold 1 to {MAX_ENTRIES} entries, not {}", entries.len())));
     }
     let origin = Origin {
         account: state.config.account.clone(),

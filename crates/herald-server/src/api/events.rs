@@ -6,6 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use herald_core::formats::cloudevents;
+use herald_core::json;
 use herald_core::limits::MAX_BATCH_EVENTS;
 use herald_core::{Invalid, MAX_POSITION};
 use herald_store::{ListQuery, Page, StoredEvent};
@@ -59,7 +60,10 @@ fn offered_events(headers: &HeaderMap, bytes: &[u8]) -> Result<(Vec<Offered>, Fo
             let name = name.as_str().strip_prefix("ce-")?;
             Some((name.to_owned(), value.to_str().ok()?.to_owned()))
         });
-        let ce = cloudevents::from_binary(attributes, parse_json(bytes)?);
+        // `data` is optional (CloudEvents 1.0): an empty body is an event
+        // without it, as a structured-mode event without `data` is.
+        let data = if json::is_blank(bytes) { None } else { Some(parse_json(bytes)?) };
+        let ce = cloudevents::from_binary(attributes, data);
         return Ok((vec![cloudevents::to_envelope(&ce)], Format::CloudEvents, false));
     }
     match media_type(headers).as_deref() {
