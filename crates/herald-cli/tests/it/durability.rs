@@ -396,20 +396,7 @@ async fn a_body_damaged_byte_for_byte_is_reported_by_check_and_never_served() {
 async fn a_second_server_on_a_data_dir_in_use_is_refused_and_so_is_check() {
     let dir = data_dir();
     let h = Herald::start(dir.path());
-    let mut second = std::process::Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let status = wait_timeout(&mut second, Duration::from_secs(20));
-    if status.is_none() {
-        let _ = second.kill();
-    }
-    let mut said = String::new();
-    std::io::Read::read_to_string(&mut second.stderr.take().unwrap(), &mut said).unwrap();
-    assert!(status.is_some_and(|s| !s.success()), "the second server must exit: {status:?} {said}");
+    let said = serve_refused(dir.path());
     assert!(said.contains("in use"), "{said}");
 
     let check = run_check(dir.path());
@@ -451,13 +438,8 @@ async fn check_leaves_a_crashed_store_as_it_was_and_a_wal_damaged_mid_file_is_re
         "{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    let serve = std::process::Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(!serve.status.success(), "a store whose WAL would lose acknowledged events is not served");
-    assert!(String::from_utf8_lossy(&serve.stderr).contains("herald.db-wal"), "names the file");
+    let said = serve_refused(dir.path());
+    assert!(said.contains("herald.db-wal"), "names the file: {said}");
 
     // Undamaged again, everything acknowledged is there.
     std::fs::write(&wal, &before).unwrap();
@@ -480,13 +462,27 @@ async fn check_refuses_what_is_not_a_herald_store() {
     other.execute_batch("CREATE TABLE foo (x); INSERT INTO foo VALUES (1);").unwrap();
     drop(other);
     assert_eq!(run_check(dir.path()).status.code(), Some(2), "another program's database is no store");
-    let serve = std::process::Command::new(BIN)
+    assert!(serve_refused(dir.path()).contains("not a Herald store"));
+}
+
+/// Runs `serve` on `dir`, which must exit with an error rather than serve;
+/// returns what it said.
+fn serve_refused(dir: &std::path::Path) -> String {
+    let mut serve = std::process::Command::new(BIN)
         .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .output()
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert!(!serve.status.success());
-    assert!(String::from_utf8_lossy(&serve.stderr).contains("not a Herald store"));
+    let status = wait_timeout(&mut serve, Duration::from_secs(20));
+    if status.is_none() {
+        let _ = serve.kill();
+    }
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut serve.stderr.take().unwrap(), &mut said).unwrap();
+    assert!(status.is_some_and(|s| !s.success()), "serve must refuse, not serve: {status:?} {said}");
+    said
 }
 
 fn run_check(dir: &std::path::Path) -> std::process::Output {
