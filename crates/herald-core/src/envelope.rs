@@ -103,6 +103,11 @@ impl EventDraft {
         }
         let mut fields = Fields { object, errors };
         let id = fields.text("id", MAX_ID_CHARS, false);
+        if matches!(id.as_deref(), Some("." | "..")) {
+            // A URL resolves these as path segments, so no client could
+            // address the event by its id (`GET /v1/events/..` is `/v1/`).
+            fields.errors.push(FieldError::new("/id", "must not be \".\" or \"..\": no URL can address it"));
+        }
         let version = fields.text("version", MAX_NAME_CHARS, false);
         let detail_type = fields.text("detail-type", MAX_NAME_CHARS, true);
         let source = fields.text("source", MAX_NAME_CHARS, true);
@@ -510,6 +515,19 @@ mod tests {
         )
         .unwrap();
         assert_eq!(format_time(&draft.time), "2026-11-28T10:00:00.500Z");
+    }
+
+    #[test]
+    fn dot_segments_are_refused_as_ids() {
+        for id in [".", ".."] {
+            let err = EventDraft::from_json(&json!({"id": id, "source": "s", "detail-type": "t", "detail": {}}), now())
+                .unwrap_err();
+            assert_eq!(err.errors[0].pointer, "/id", "{id}");
+        }
+        for id in ["...", ".a", "a.."] {
+            let ok = json!({"id": id, "source": "s", "detail-type": "t", "detail": {}});
+            assert!(EventDraft::from_json(&ok, now()).is_ok(), "{id}");
+        }
     }
 
     #[test]

@@ -189,6 +189,33 @@ async fn routing_and_parameter_rejections_are_problems() {
 }
 
 #[tokio::test]
+async fn dot_segments_are_refused_as_event_ids_and_subscription_names() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+    for id in [".", ".."] {
+        let (status, problem) = h.post("/v1/events", &event(id, json!({}))).await;
+        assert_eq!(status, 422, "{problem}");
+        assert_eq!(problem["errors"][0]["pointer"], "/id", "{problem}");
+    }
+    // Clients resolve `%2E` as `.` before sending; a raw request does not.
+    let body = r#"{"target": {"type": "queue"}}"#;
+    for name in ["%2E", "%2E%2E"] {
+        let mut tcp = TcpStream::connect(h.addr()).await.unwrap();
+        let request = format!(
+            "PUT /v1/subscriptions/{name} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        timeout(Duration::from_secs(10), tcp.read_to_string(&mut answer)).await.unwrap().unwrap();
+        assert!(answer.starts_with("HTTP/1.1 400"), "{name}: {answer}");
+        assert!(answer.contains(r#""parameter":"name""#), "{name}: {answer}");
+    }
+    assert_eq!(h.get("/v1/subscriptions").await.1["subscriptions"], json!([]), "nothing was declared");
+}
+
+#[tokio::test]
 async fn connections_past_the_limit_get_a_503_problem_and_slots_come_back() {
     let dir = data_dir();
     let limits = [("HERALD_MAX_CONNECTIONS", "3"), ("HERALD_MAX_CONNECTIONS_PER_CLIENT", "3")];

@@ -321,7 +321,11 @@ fn not_found(name: &str) -> ApiError {
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
+    // "." and ".." are path segments a URL resolves away: no client could
+    // address such a subscription.
     let valid = !name.is_empty()
+        && name != "."
+        && name != ".."
         && name.chars().count() <= MAX_NAME_CHARS
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if valid {
@@ -329,7 +333,7 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     } else {
         Err(ApiError::InvalidParameter {
             name: "name".into(),
-            message: format!("must be 1-{MAX_NAME_CHARS} characters of A-Z a-z 0-9 . _ -"),
+            message: format!("must be 1-{MAX_NAME_CHARS} characters of A-Z a-z 0-9 . _ -, and not \".\" or \"..\""),
         })
     }
 }
