@@ -386,6 +386,11 @@ async fn a_binary_mode_cloudevent_without_a_body_has_no_data_as_in_structured_mo
     for id in ["bin-1", "bin-2", "str-1"] {
         assert_eq!(h.get(&format!("/v1/events/{id}")).await.1["detail"], json!({}), "{id}");
     }
+
+    // An attribute sent twice is refused, not settled by picking one.
+    let (status, problem) = h.send(binary("bin-3").header("ce-id", "bin-4")).await;
+    assert_eq!((status, &problem["errors"][0]["parameter"]), (400, &json!("ce-id")), "{problem}");
+    assert_eq!(h.get("/v1/events/bin-4").await.0, 404);
 }
 
 #[tokio::test]
