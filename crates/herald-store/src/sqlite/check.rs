@@ -64,7 +64,14 @@ fn events(conn: &Connection) -> rusqlite::Result<Vec<String>> {
             problems.push(problem);
         }
     };
-    let mut stmt = conn.prepare(&format!("SELECT {EVENT_COLUMNS}, id FROM events ORDER BY position"))?;
+    // A store no server has opened since checksums came has no such column
+    // (check does not migrate: it changes nothing).
+    let has_crc: bool =
+        conn.query_row("SELECT count(*) > 0 FROM pragma_table_info('events') WHERE name = 'body_crc'", [], |r| {
+            r.get(0)
+        })?;
+    let columns = if has_crc { EVENT_COLUMNS } else { "position, body, NULL" };
+    let mut stmt = conn.prepare(&format!("SELECT {columns}, id FROM events ORDER BY position"))?;
     let mut rows = stmt.query([])?;
     while let Some(row) = rows.next()? {
         let id: String = row.get(3)?;
@@ -86,4 +93,34 @@ fn events(conn: &Connection) -> rusqlite::Result<Vec<String>> {
         problems.push(format!("... {} more problems", found - problems.len()));
     }
     Ok(problems)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sqlite::schema::MIGRATIONS;
+
+    #[test]
+    fn a_store_from_before_checksums_is_checked_without_changing_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        for (i, migration) in MIGRATIONS[..3].iter().enumerate() {
+            conn.execute_batch(migration).unwrap();
+            conn.pragma_update(None, "user_version", (i + 1) as i64).unwrap();
+        }
+        let insert = "INSERT INTO events (position, id, content_hash, source, detail_type, time_us, body)
+                      VALUES (?1, ?2, zeroblob(32), 's', 't', 0, ?3)";
+        conn.execute(insert, rusqlite::params![1, "a", r#"{"id":"a"}"#]).unwrap();
+        conn.execute(insert, rusqlite::params![2, "b", r#"{"id":"not-b"}"#]).unwrap();
+        drop(conn);
+
+        let problems = check(dir.path()).unwrap();
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].starts_with("event at position 2"), "{problems:?}");
+        let version: i64 = Connection::open(dir.path().join(DB_FILE))
+            .unwrap()
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 3, "not migrated");
+    }
 }

@@ -4,7 +4,7 @@ use rusqlite::Connection;
 
 /// Each entry upgrades the schema by one version (`PRAGMA user_version`).
 /// Never edit a shipped entry: append a new one.
-const MIGRATIONS: &[&str] = &[
+pub(super) const MIGRATIONS: &[&str] = &[
     // 1: the event log and id rules.
     "CREATE TABLE events (
         position     INTEGER PRIMARY KEY,  -- assigned by the writer, gap-free
