@@ -103,9 +103,7 @@ impl EventDraft {
         }
         let mut fields = Fields { object, errors };
         let id = fields.text("id", MAX_ID_CHARS, false);
-        if matches!(id.as_deref(), Some("." | "..")) {
-            // A URL resolves these as path segments, so no client could
-            // address the event by its id (`GET /v1/events/..` is `/v1/`).
+        if id.as_deref().is_some_and(crate::identity::is_dot_segment) {
             fields.errors.push(FieldError::new("/id", "must not be \".\" or \"..\": no URL can address it"));
         }
         let version = fields.text("version", MAX_NAME_CHARS, false);

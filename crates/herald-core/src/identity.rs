@@ -107,6 +107,14 @@ fn derived(name: &Value) -> String {
     Uuid::new_v5(&HERALD_NAMESPACE, canonical::to_string(name).as_bytes()).to_string()
 }
 
+/// Whether `name` is `.` or `..`. Event ids and subscription names travel as
+/// one URL path segment, and URL parsing (WHATWG, as every HTTP client here
+/// does it) resolves these away even percent-encoded, so nothing so named
+/// could be addressed: `GET /v1/events/..` is `/v1/`.
+pub fn is_dot_segment(name: &str) -> bool {
+    matches!(name, "." | "..")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

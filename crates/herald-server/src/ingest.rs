@@ -162,17 +162,27 @@ fn record(outcomes: &[Outcome]) {
     }
 }
 
+/// The value of a header that carries one value, if sent: two copies are
+/// refused, since which one counts would be a guess.
+pub fn sent_once<'h>(
+    headers: &'h axum::http::HeaderMap,
+    name: &str,
+) -> Result<Option<&'h axum::http::HeaderValue>, ApiError> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next();
+    if values.next().is_some() {
+        return Err(ApiError::InvalidParameter { name: name.into(), message: "must be sent once".into() });
+    }
+    Ok(first)
+}
+
 /// Validates an `Idempotency-Key` header value.
 pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<&str>, ApiError> {
-    let invalid =
-        |message: &str| ApiError::InvalidParameter { name: "Idempotency-Key".into(), message: message.into() };
-    let mut values = headers.get_all("idempotency-key").iter();
-    let Some(value) = values.next() else {
+    const NAME: &str = "Idempotency-Key";
+    let invalid = |message: &str| ApiError::InvalidParameter { name: NAME.into(), message: message.into() };
+    let Some(value) = sent_once(headers, NAME)? else {
         return Ok(None);
     };
-    if values.next().is_some() {
-        return Err(invalid("must be sent once"));
-    }
     // `to_str` takes visible ASCII and tabs.
     let key = value.to_str().ok().filter(|k| !k.contains('\t')).ok_or_else(|| invalid("must be visible ASCII"))?;
     if key.is_empty() || key.len() > 256 {

@@ -25,10 +25,6 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
             eprintln!("damaged: {} cannot be read: {detail}", path.display());
             Ok(ExitCode::from(2))
         }
-        Err(e @ herald_store::StoreError::NotAStore { .. }) if file.is_file() => {
-            eprintln!("damaged: {e}");
-            Ok(ExitCode::from(2))
-        }
         Err(e) => Err(e.into()),
     }
 }

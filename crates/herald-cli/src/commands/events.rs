@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
+use herald_core::identity::is_dot_segment;
 
 use crate::args::{Connection, EventsArgs, EventsCommand};
 use crate::client::Client;
@@ -25,11 +26,10 @@ pub async fn run(connection: &Connection, args: EventsArgs) -> Result<ExitCode> 
 }
 
 /// Percent-encodes an id for use as one path segment. `.` and `..` are
-/// refused: URL parsing (WHATWG, as reqwest's) removes them as dot-segments
-/// even percent-encoded, so the request would reach another resource
+/// refused ([`is_dot_segment`]): the request would reach another resource
 /// (`dlq purge .` would delete a subscription named `dead-letters`).
 pub fn encode_segment(s: &str) -> Result<String> {
-    if s == "." || s == ".." {
+    if is_dot_segment(s) {
         bail!("`{s}` cannot be sent in a URL path: URL parsing removes it, even percent-encoded");
     }
     let mut out = String::with_capacity(s.len());

@@ -1,13 +1,13 @@
 //! The client subcommands against a running server.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{BIN, Herald, data_dir, event, pointers};
+use crate::harness::{BIN, Herald, data_dir, event, pointers, wait_timeout};
 
 fn herald(h: &Herald, args: &[&str], stdin: Option<&str>) -> (bool, String, String) {
     herald_at(&h.url, args, stdin)
@@ -349,7 +349,7 @@ fn client_commands_give_up_on_a_server_that_never_answers() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let status = exit_within(&mut get, Duration::from_secs(10)).expect("events get gave up");
+    let status = wait_timeout(&mut get, Duration::from_secs(10)).expect("events get gave up");
     let mut err = String::new();
     get.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     assert!(!status.success() && err.contains("no answer within 1 s"), "{err}");
@@ -379,7 +379,7 @@ fn tail_takes_no_limit_and_publish_says_the_detail_is_optional() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let status = exit_within(&mut tail, Duration::from_secs(10));
+    let status = wait_timeout(&mut tail, Duration::from_secs(10));
     if status.is_none() {
         tail.kill().unwrap();
     }
@@ -403,16 +403,4 @@ fn lines_of(from: impl Read + Send + 'static) -> mpsc::Receiver<String> {
         }
     });
     lines
-}
-
-/// The child's exit status, if it exits within `limit`.
-fn exit_within(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if let Some(status) = child.try_wait().unwrap() {
-            return Some(status);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    None
 }

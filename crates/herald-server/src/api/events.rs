@@ -56,12 +56,9 @@ fn offered_events(headers: &HeaderMap, bytes: &[u8]) -> Result<(Vec<Offered>, Fo
         if headers.contains_key(axum::http::header::CONTENT_TYPE) {
             require_json(headers)?;
         }
-        // An attribute has one value: which of two copies counts would be a
-        // guess (`ce-id` twice named two events).
-        if let Some(twice) =
-            headers.keys().find(|n| n.as_str().starts_with("ce-") && headers.get_all(*n).iter().nth(1).is_some())
-        {
-            return Err(ApiError::InvalidParameter { name: twice.to_string(), message: "must be sent once".into() });
+        // An attribute has one value (`ce-id` twice would name two events).
+        for name in headers.keys().filter(|n| n.as_str().starts_with("ce-")) {
+            ingest::sent_once(headers, name.as_str())?;
         }
         let attributes = headers.iter().filter_map(|(name, value)| {
             let name = name.as_str().strip_prefix("ce-")?;

@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use herald_core::envelope::{format_time, position_in};
+use herald_core::identity::is_dot_segment;
 use herald_core::signature::Secret;
 use herald_core::subscription::{Start, SubscriptionSpec, SubscriptionState, Target};
 use herald_core::{Invalid, MAX_POSITION, Position};
@@ -321,11 +322,8 @@ fn not_found(name: &str) -> ApiError {
 }
 
 fn check_name(name: &str) -> Result<(), ApiError> {
-    // "." and ".." are path segments a URL resolves away: no client could
-    // address such a subscription.
     let valid = !name.is_empty()
-        && name != "."
-        && name != ".."
+        && !is_dot_segment(name)
         && name.chars().count() <= MAX_NAME_CHARS
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if valid {
