@@ -86,7 +86,7 @@ impl IdRule {
 
 /// Envelope fields an id rule may use. `time` and `id` are left out: a
 /// redelivered webhook usually carries a new time, and the id is the output.
-const RULE_ROOTS: [&str; 6] = ["detail", "source", "account", "region", "resources", "stream"];
+pub const RULE_ROOTS: [&str; 6] = ["detail", "source", "account", "region", "resources", "stream"];
 
 /// The id for a request carrying `Idempotency-Key: key`; `index` tells apart
 /// the events of one batch request.

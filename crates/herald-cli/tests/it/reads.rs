@@ -204,4 +204,49 @@ async fn health_readiness_metrics_and_openapi() {
     assert!(doc["paths"]["/"]["post"]["responses"]["507"].is_null(), "PutEvents answers a 500");
     let (status, problem) = h.get("/v2/nothing").await;
     assert_eq!((status, problem["status"].clone()), (404, json!(404)));
+    links_name_operations_that_exist(&doc);
+}
+
+/// Every operation has an operationId of its own (OpenAPI requires them
+/// unique; generated clients name methods after them), and every link from a
+/// created resource names an existing operation and fills a parameter of its path.
+fn links_name_operations_that_exist(doc: &Value) {
+    let operations = || {
+        doc["paths"].as_object().unwrap().iter().flat_map(|(path, item)| {
+            item.as_object().unwrap().values().map(move |operation| (path.as_str(), operation))
+        })
+    };
+    let mut paths_by_id = std::collections::HashMap::new();
+    for (path, operation) in operations() {
+        let id = operation["operationId"].as_str().unwrap_or_else(|| panic!("{path}: no operationId"));
+        assert!(paths_by_id.insert(id, path).is_none(), "operationId {id} is used twice");
+    }
+    let mut linked = Vec::new();
+    for (path, operation) in operations() {
+        for response in operation["responses"].as_object().unwrap().values() {
+            for link in response["links"].as_object().into_iter().flat_map(|links| links.values()) {
+                let target = link["operationId"].as_str().unwrap();
+                let target_path = paths_by_id.get(target).unwrap_or_else(|| panic!("{path}: a link to {target}"));
+                for parameter in link["parameters"].as_object().unwrap().keys() {
+                    assert!(target_path.contains(&format!("{{{parameter}}}")), "{path} -> {target}: {parameter}");
+                }
+                linked.push(target);
+            }
+        }
+    }
+    let link = |path: &str, method: &str, status: &str, target: &str| {
+        doc["paths"][path][method]["responses"][status]["links"][target]["parameters"].clone()
+    };
+    assert_eq!(link("/v1/events", "post", "201", "getEvent"), json!({"id": "$response.body#/id"}));
+    assert_eq!(link("/v1/events/{id}", "put", "201", "getEvent"), json!({"id": "$request.path.id"}));
+    assert_eq!(
+        link("/v1/id-rules/{detail_type}", "put", "200", "deleteIdRule"),
+        json!({"detail_type": "$request.path.detail_type"})
+    );
+    for status in ["200", "201"] {
+        assert_eq!(link("/v1/subscriptions/{name}", "put", status, "pull"), json!({"name": "$request.path.name"}));
+    }
+    for target in ["getSubscription", "listDeadLetters", "replay", "ack"] {
+        assert!(linked.contains(&target), "nothing links to {target}");
+    }
 }

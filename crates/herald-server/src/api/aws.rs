@@ -22,7 +22,7 @@ const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 const MAX_ENTRIES: usize = 10;
 
 /// AWS EventBridge PutEvents.
-#[utoipa::path(post, path = "/", tag = "aws",
+#[utoipa::path(post, path = "/", operation_id = "putEvents", tag = "aws",
     params(("X-Amz-Target" = String, Header, description = "AWSEvents.PutEvents")),
     request_body(content = Object, content_type = "application/x-amz-json-1.1", description = "PutEvents request"),
     responses((status = 200, description = "PutEvents response: FailedEntryCount and Entries", body = Object, content_type = "application/x-amz-json-1.1"),

@@ -25,7 +25,7 @@ use crate::state::AppState;
 ///
 /// Also takes CloudEvents: structured (`application/cloudevents+json`), batch
 /// (`application/cloudevents-batch+json`) and binary mode (`ce-*` headers).
-#[utoipa::path(post, path = "/v1/events", tag = "events",
+#[utoipa::path(post, path = "/v1/events", operation_id = "publishEvents", tag = "events",
     request_body(content = super::wire::documented::PublishBody, description = "One event, or an array of up to 1,000"),
     params(("Idempotency-Key" = Option<String>, Header, min_length = 1, max_length = 256, pattern = "^[!-~]([ -~]*[!-~])?$",
         description = "Derive ids from (source, key) so a retried request is a duplicate: 1-256 visible ASCII characters")),
@@ -117,7 +117,7 @@ fn single(outcomes: Vec<Outcome>) -> Result<Response, ApiError> {
 }
 
 /// Publish one event by id: an `id` in the body must equal the path.
-#[utoipa::path(put, path = "/v1/events/{id}", tag = "events",
+#[utoipa::path(put, path = "/v1/events/{id}", operation_id = "putEvent", tag = "events",
     params(("id" = String, Path, description = "The event id (its idempotency key)")),
     request_body = super::wire::EventIn,
     responses(
@@ -151,7 +151,7 @@ pub async fn put(
 }
 
 /// Read one stored event, with its position.
-#[utoipa::path(get, path = "/v1/events/{id}", tag = "events",
+#[utoipa::path(get, path = "/v1/events/{id}", operation_id = "getEvent", tag = "events",
     params(("id" = String, Path, description = "The event id")),
     responses(
         (status = 200, description = "The event", body = super::wire::EventOut),
@@ -167,7 +167,7 @@ pub async fn get(State(state): State<AppState>, client: Client, Path(id): Path<S
 }
 
 /// Read the log in position order, optionally filtered.
-#[utoipa::path(get, path = "/v1/events", tag = "events", params(ListParams),
+#[utoipa::path(get, path = "/v1/events", operation_id = "listEvents", tag = "events", params(ListParams),
     responses(
         (status = 200, description = "A page of events; pass `next` as `after` to read on", body = super::wire::EventPage),
         (status = 400, description = "Invalid parameter", body = crate::problem::Problem, content_type = "application/problem+json"),

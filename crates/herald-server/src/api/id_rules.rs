@@ -19,7 +19,7 @@ use crate::state::AppState;
 /// Events of this detail-type published without an `id` get one derived from
 /// their source, detail-type and the values at these JSON pointers, so a
 /// webhook redelivered is stored once.
-#[utoipa::path(put, path = "/v1/id-rules/{detail_type}", tag = "id-rules",
+#[utoipa::path(put, path = "/v1/id-rules/{detail_type}", operation_id = "putIdRule", tag = "id-rules",
     params(("detail_type" = String, Path)),
     request_body(content = super::wire::documented::IdRuleIn, description = r#"{"fields": ["/detail/user_id", "/detail/tweet_id"]}"#),
     responses(
@@ -61,19 +61,19 @@ fn fields(value: &Value) -> Result<Vec<String>, Invalid> {
     }
 }
 
-#[utoipa::path(get, path = "/v1/id-rules", tag = "id-rules", responses((status = 200, description = "All id rules", body = IdRuleList)))]
+#[utoipa::path(get, path = "/v1/id-rules", operation_id = "listIdRules", tag = "id-rules", responses((status = 200, description = "All id rules", body = IdRuleList)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<IdRuleList>, ApiError> {
     Ok(Json(IdRuleList { rules: state.store.id_rules().await? }))
 }
 
-#[utoipa::path(get, path = "/v1/id-rules/{detail_type}", tag = "id-rules", params(("detail_type" = String, Path)),
+#[utoipa::path(get, path = "/v1/id-rules/{detail_type}", operation_id = "getIdRule", tag = "id-rules", params(("detail_type" = String, Path)),
     responses((status = 200, description = "The rule", body = super::wire::documented::IdRuleOut), (status = 404, description = "No rule", body = crate::problem::Problem)))]
 pub async fn get(State(state): State<AppState>, Path(detail_type): Path<String>) -> Result<Json<IdRule>, ApiError> {
     let rules = state.store.id_rules().await?;
     rules.into_iter().find(|r| r.detail_type == detail_type).map(Json).ok_or_else(|| no_rule(&detail_type))
 }
 
-#[utoipa::path(delete, path = "/v1/id-rules/{detail_type}", tag = "id-rules", params(("detail_type" = String, Path)),
+#[utoipa::path(delete, path = "/v1/id-rules/{detail_type}", operation_id = "deleteIdRule", tag = "id-rules", params(("detail_type" = String, Path)),
     responses((status = 204, description = "Deleted"), (status = 404, description = "No rule", body = crate::problem::Problem)))]
 pub async fn delete(State(state): State<AppState>, Path(detail_type): Path<String>) -> Result<StatusCode, ApiError> {
     if !state.store.delete_id_rule(&detail_type).await? {

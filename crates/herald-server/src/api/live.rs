@@ -31,7 +31,7 @@ const PAGE: usize = 500;
 
 /// Follow the log as Server-Sent Events: `id` is the position, `data` the
 /// event. Starts after `after`, or `Last-Event-ID`, or else at the head.
-#[utoipa::path(get, path = "/v1/events/live", tag = "events", params(ListParams),
+#[utoipa::path(get, path = "/v1/events/live", operation_id = "tailEvents", tag = "events", params(ListParams),
     responses((status = 200, description = "text/event-stream of events", content_type = "text/event-stream"),
         (status = 503, description = "Too many live readers: retry after Retry-After", body = crate::problem::Problem, content_type = "application/problem+json")))]
 pub async fn tail(

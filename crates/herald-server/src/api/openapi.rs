@@ -1,6 +1,8 @@
 //! The OpenAPI document, generated from the handlers' annotations.
 
-use herald_core::limits::{MAX_ID_CHARS, MAX_NAME_CHARS, MAX_RESOURCES};
+use herald_core::identity::RULE_ROOTS;
+use herald_core::limits::{MAX_ID_CHARS, MAX_ID_RULE_FIELDS, MAX_NAME_CHARS, MAX_RESOURCES};
+use utoipa::openapi::link::LinkBuilder;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::schema::{ArrayItems, KnownFormat, Schema, SchemaFormat};
 use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
@@ -46,7 +48,7 @@ use crate::problem::Problem;
         ops::openapi,
     ),
     components(schemas(wire::EventIn, wire::EventOut, wire::PublishOut, wire::BatchOut, wire::EventPage, Problem)),
-    modifiers(&CommonProblems, &Constraints)
+    modifiers(&CommonProblems, &Constraints, &Links)
 )]
 pub struct ApiDoc;
 
@@ -92,6 +94,67 @@ impl Modify for CommonProblems {
     }
 }
 
+/// OpenAPI links from each operation that creates a resource to the
+/// operations that use it, so a client generator or a stateful test (such as
+/// schemathesis's) can follow a created name instead of guessing one:
+/// (path, method, the created answers, parameter, its runtime expression,
+/// the operations linked).
+const LINKS: &[(&str, &str, &[&str], &str, &str, &[&str])] = &[
+    ("/v1/events", "post", &["201"], "id", "$response.body#/id", &["getEvent", "putEvent"]),
+    ("/v1/events/{id}", "put", &["200", "201"], "id", "$request.path.id", &["getEvent"]),
+    (
+        "/v1/id-rules/{detail_type}",
+        "put",
+        &["200"],
+        "detail_type",
+        "$request.path.detail_type",
+        &["getIdRule", "deleteIdRule"],
+    ),
+    (
+        "/v1/subscriptions/{name}",
+        "put",
+        &["200", "201"],
+        "name",
+        "$request.path.name",
+        &[
+            "getSubscription",
+            "deleteSubscription",
+            "pauseSubscription",
+            "resumeSubscription",
+            "listAttempts",
+            "listDeadLetters",
+            "redriveDeadLetters",
+            "purgeDeadLetters",
+            "replay",
+            "pull",
+            "ack",
+            "nack",
+        ],
+    ),
+];
+
+struct Links;
+
+impl Modify for Links {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for &(path, method, statuses, parameter, value, targets) in LINKS {
+            let Some(item) = openapi.paths.paths.get_mut(path) else { continue };
+            let operation = match method {
+                "post" => item.post.as_mut(),
+                _ => item.put.as_mut(),
+            };
+            let Some(operation) = operation else { continue };
+            for status in statuses {
+                let Some(RefOr::T(response)) = operation.responses.responses.get_mut(*status) else { continue };
+                for &target in targets {
+                    let link = LinkBuilder::new().operation_id(target).parameter(parameter, value).build();
+                    response.links.insert(target.to_owned(), RefOr::T(link));
+                }
+            }
+        }
+    }
+}
+
 /// A problem is served as `application/problem+json` (RFC 9457), whatever
 /// an annotation left as the default.
 fn problems_as_problem_json(operation: &mut Operation) {
@@ -129,7 +192,8 @@ fn add(operation: &mut Operation, status: &str, description: &str) {
 /// test generator) knows what is accepted without trying. A published
 /// event's (`herald_core::envelope`): text fields are 1 to 256 characters,
 /// not only whitespace, without control characters; `time` is RFC 3339;
-/// `resources` has at most 100 non-empty strings. A subscription's name.
+/// `resources` has at most 100 non-empty strings. A subscription's name. An
+/// id rule's fields (`herald_core::IdRule::new`).
 struct Constraints;
 
 /// A text field: no control character (C0, DEL, C1), and one character that
@@ -145,11 +209,19 @@ impl Modify for Constraints {
                 operations.into_iter().flatten().for_each(constrain_subscription_name);
             }
         }
-        let Some(RefOr::T(Schema::Object(event))) =
-            openapi.components.as_mut().and_then(|c| c.schemas.get_mut("EventIn"))
-        else {
-            return;
-        };
+        let Some(schemas) = openapi.components.as_mut().map(|c| &mut c.schemas) else { return };
+        if let Some(RefOr::T(Schema::Object(rule))) = schemas.get_mut("IdRuleIn")
+            && let Some(RefOr::T(Schema::Array(fields))) = rule.properties.get_mut("fields")
+        {
+            fields.max_items = Some(MAX_ID_RULE_FIELDS);
+            if let ArrayItems::RefOrSchema(item) = &mut fields.items
+                && let RefOr::T(Schema::Object(item)) = item.as_mut()
+            {
+                // A JSON pointer (RFC 6901: '~' only as "~0" or "~1") into one of the roots.
+                item.pattern = Some(format!("^/({})(/([^~]|~[01])*)?$", RULE_ROOTS.join("|")));
+            }
+        }
+        let Some(RefOr::T(Schema::Object(event))) = schemas.get_mut("EventIn") else { return };
         let texts = [("id", MAX_ID_CHARS)]
             .into_iter()
             .chain(["version", "detail-type", "source", "account", "region", "stream"].map(|n| (n, MAX_NAME_CHARS)));

@@ -13,14 +13,14 @@ use crate::problem::ApiError;
 use crate::state::AppState;
 
 /// The process is up.
-#[utoipa::path(get, path = "/healthz", tag = "ops", responses((status = 200, description = "Alive", body = Alive)))]
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "ops", responses((status = 200, description = "Alive", body = Alive)))]
 pub async fn healthz() -> Json<Alive> {
     Json(Alive { status: "ok" })
 }
 
 /// The store answers reads, the writer is running, and the data directory's
 /// disk has room to write (a full disk is a 507, as publishes get).
-#[utoipa::path(get, path = "/readyz", tag = "ops",
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "ops",
     responses((status = 200, description = "Ready", body = Ready),
         (status = 503, description = "Not ready", body = crate::problem::Problem),
         (status = 507, description = "The data directory's disk is full", body = crate::problem::Problem)))]
@@ -39,7 +39,7 @@ const SUBSCRIPTION_GAUGES: [&str; 4] = [
 ];
 
 /// Prometheus metrics.
-#[utoipa::path(get, path = "/metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "ops", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let head = *state.store.head().borrow();
     metrics::gauge!("herald_store_head_position").set(head as f64);
@@ -76,7 +76,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
 }
 
 /// This document.
-#[utoipa::path(get, path = "/v1/openapi.json", tag = "ops", responses((status = 200, description = "OpenAPI 3.1", body = Object)))]
+#[utoipa::path(get, path = "/v1/openapi.json", operation_id = "openapi", tag = "ops", responses((status = 200, description = "OpenAPI 3.1", body = Object)))]
 pub async fn openapi() -> Response {
     let doc = super::openapi::ApiDoc::openapi().to_json().unwrap_or_default();
     ([(header::CONTENT_TYPE, "application/json")], doc).into_response()

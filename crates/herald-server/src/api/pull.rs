@@ -29,7 +29,7 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 
 /// Lease up to `max` messages (default 10), waiting up to `wait` (default 0,
 /// at most 30 s) for the first to arrive.
-#[utoipa::path(post, path = "/v1/subscriptions/{name}/pull", tag = "pull", params(("name" = String, Path)),
+#[utoipa::path(post, path = "/v1/subscriptions/{name}/pull", operation_id = "pull", tag = "pull", params(("name" = String, Path)),
     request_body(content = Option<super::wire::documented::PullIn>, description = r#"optional: {"max": 10, "wait": "5s"}"#),
     responses((status = 200, description = "The messages leased, oldest first", body = super::wire::documented::PullAnswer),
         (status = 404, description = "No such subscription", body = crate::problem::Problem),
@@ -103,7 +103,7 @@ fn messages_json(leased: &[pull::Leased]) -> String {
 }
 
 /// Acknowledge messages: they are done and never delivered again.
-#[utoipa::path(post, path = "/v1/subscriptions/{name}/ack", tag = "pull", params(("name" = String, Path)),
+#[utoipa::path(post, path = "/v1/subscriptions/{name}/ack", operation_id = "ack", tag = "pull", params(("name" = String, Path)),
     request_body(content = super::wire::documented::AckIn, description = r#"{"ack_ids": ["..."]}"#),
     responses((status = 200, description = "How many were acknowledged: messages leased again since (their lease ran out) are not counted", body = Acked),
         (status = 404, description = "No such subscription", body = crate::problem::Problem),
@@ -125,7 +125,7 @@ pub async fn ack(
 
 /// Give messages back, to be delivered again after `delay` (default 0);
 /// past the retry policy's `max_attempts` they go to the dead letters.
-#[utoipa::path(post, path = "/v1/subscriptions/{name}/nack", tag = "pull", params(("name" = String, Path)),
+#[utoipa::path(post, path = "/v1/subscriptions/{name}/nack", operation_id = "nack", tag = "pull", params(("name" = String, Path)),
     request_body(content = super::wire::documented::NackIn, description = r#"{"ack_ids": ["..."], "delay": "1s"}"#),
     responses((status = 200, description = "How many were given back", body = Nacked),
         (status = 404, description = "No such subscription", body = crate::problem::Problem),

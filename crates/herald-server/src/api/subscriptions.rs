@@ -38,7 +38,7 @@ pub const MAX_NAME_CHARS: usize = 128;
 /// (`max_attempts`, `max_age`, `min_backoff`, `max_backoff`, `timeout`),
 /// `ordering` (`"none"` or `"stream"`), `concurrency`, `rate_limit`.
 /// A webhook secret left out is generated on creation and kept on update.
-#[utoipa::path(put, path = "/v1/subscriptions/{name}", tag = "subscriptions",
+#[utoipa::path(put, path = "/v1/subscriptions/{name}", operation_id = "putSubscription", tag = "subscriptions",
     params(("name" = String, Path, description = "1-128 of A-Z a-z 0-9 . _ -")),
     request_body(content = SubscriptionIn),
     responses(
@@ -81,7 +81,7 @@ fn stored_secret(record: &SubscriptionRecord) -> Option<String> {
     spec.pointer("/target/secret")?.as_str().map(str::to_owned)
 }
 
-#[utoipa::path(get, path = "/v1/subscriptions", tag = "subscriptions",
+#[utoipa::path(get, path = "/v1/subscriptions", operation_id = "listSubscriptions", tag = "subscriptions",
     responses((status = 200, description = "Every subscription with its status", body = SubscriptionList)))]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let records = state.store.subscriptions().await?;
@@ -90,7 +90,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Value>, ApiError
 
 /// A subscription: its declaration and status (lag, in flight, delivered,
 /// failed, dead letters, last error, state).
-#[utoipa::path(get, path = "/v1/subscriptions/{name}", tag = "subscriptions", params(("name" = String, Path)),
+#[utoipa::path(get, path = "/v1/subscriptions/{name}", operation_id = "getSubscription", tag = "subscriptions", params(("name" = String, Path)),
     responses((status = 200, description = "The subscription", body = SubscriptionOut),
         (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
 pub async fn get(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
@@ -98,7 +98,7 @@ pub async fn get(State(state): State<AppState>, Path(name): Path<String>) -> Res
 }
 
 /// Delete a subscription with its owed deliveries, attempts and dead letters.
-#[utoipa::path(delete, path = "/v1/subscriptions/{name}", tag = "subscriptions", params(("name" = String, Path)),
+#[utoipa::path(delete, path = "/v1/subscriptions/{name}", operation_id = "deleteSubscription", tag = "subscriptions", params(("name" = String, Path)),
     responses((status = 204, description = "Deleted"), (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
 pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
     if !state.store.delete_subscription(&name).await? {
@@ -109,7 +109,7 @@ pub async fn delete(State(state): State<AppState>, Path(name): Path<String>) -> 
 }
 
 /// Stop delivering; the cursor waits where it is.
-#[utoipa::path(post, path = "/v1/subscriptions/{name}/pause", tag = "subscriptions", params(("name" = String, Path)),
+#[utoipa::path(post, path = "/v1/subscriptions/{name}/pause", operation_id = "pauseSubscription", tag = "subscriptions", params(("name" = String, Path)),
     responses((status = 200, description = "The subscription, paused", body = SubscriptionOut),
         (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
 pub async fn pause(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
@@ -117,7 +117,7 @@ pub async fn pause(State(state): State<AppState>, Path(name): Path<String>) -> R
 }
 
 /// Deliver again, also after the target answered 410 Gone.
-#[utoipa::path(post, path = "/v1/subscriptions/{name}/resume", tag = "subscriptions", params(("name" = String, Path)),
+#[utoipa::path(post, path = "/v1/subscriptions/{name}/resume", operation_id = "resumeSubscription", tag = "subscriptions", params(("name" = String, Path)),
     responses((status = 200, description = "The subscription, active", body = SubscriptionOut),
         (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
 pub async fn resume(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<Value>, ApiError> {
@@ -149,7 +149,7 @@ const ATTEMPT_RESERVE: usize = 4 << 10;
 
 /// Delivery attempts, newest first: time, status code, latency, error and the
 /// start of the answer's body.
-#[utoipa::path(get, path = "/v1/subscriptions/{name}/attempts", tag = "subscriptions",
+#[utoipa::path(get, path = "/v1/subscriptions/{name}/attempts", operation_id = "listAttempts", tag = "subscriptions",
     params(("name" = String, Path), AttemptParams),
     responses((status = 200, description = "Attempts", body = AttemptList),
         (status = 404, description = "No such subscription", body = crate::problem::Problem),
@@ -192,7 +192,7 @@ pub struct DeadLetterParams {
 }
 
 /// Events the subscription gave up on, with the reason, in position order.
-#[utoipa::path(get, path = "/v1/subscriptions/{name}/dead-letters", tag = "subscriptions",
+#[utoipa::path(get, path = "/v1/subscriptions/{name}/dead-letters", operation_id = "listDeadLetters", tag = "subscriptions",
     params(("name" = String, Path), DeadLetterParams),
     responses((status = 200, description = "Dead letters", body = DeadLetterPage),
         (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
@@ -210,7 +210,7 @@ pub async fn dead_letters(
 }
 
 /// Put dead letters back for delivery: all, or `{"ids": [event ids]}`.
-#[utoipa::path(post, path = "/v1/subscriptions/{name}/dead-letters/redrive", tag = "subscriptions",
+#[utoipa::path(post, path = "/v1/subscriptions/{name}/dead-letters/redrive", operation_id = "redriveDeadLetters", tag = "subscriptions",
     params(("name" = String, Path)), request_body(content = Option<super::wire::documented::IdsIn>, description = r#"optional {"ids": ["..."]}"#),
     responses((status = 200, description = "How many were put back", body = Redriven),
         (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
@@ -228,7 +228,7 @@ pub async fn redrive(
 }
 
 /// Delete dead letters: all, or `{"ids": [event ids]}`.
-#[utoipa::path(delete, path = "/v1/subscriptions/{name}/dead-letters", tag = "subscriptions",
+#[utoipa::path(delete, path = "/v1/subscriptions/{name}/dead-letters", operation_id = "purgeDeadLetters", tag = "subscriptions",
     params(("name" = String, Path)), request_body(content = Option<super::wire::documented::IdsIn>, description = r#"optional {"ids": ["..."]}"#),
     responses((status = 200, description = "How many were deleted", body = Purged),
         (status = 404, description = "No such subscription", body = crate::problem::Problem)))]
@@ -247,7 +247,7 @@ pub async fn purge(
 /// `{"from": {"position": N} | {"time": RFC 3339}, "to": ...}`, up to what the
 /// subscription has already fanned out (its cursor, also the default `to`).
 /// Replayed webhook deliveries carry `herald-replay: true`.
-#[utoipa::path(post, path = "/v1/subscriptions/{name}/replay", tag = "subscriptions",
+#[utoipa::path(post, path = "/v1/subscriptions/{name}/replay", operation_id = "replay", tag = "subscriptions",
     params(("name" = String, Path)),
     request_body(content = super::wire::documented::ReplayIn, description = r#"{"from": {"position": 1}, "to": {"time": "2026-01-01T00:00:00Z"}}"#),
     responses((status = 200, description = "What was scanned, matched and enqueued", body = Replayed),
