@@ -94,29 +94,52 @@ impl Modify for CommonProblems {
     }
 }
 
-/// OpenAPI links from each operation that creates a resource to the
+/// An OpenAPI link from an operation that creates a resource to the
 /// operations that use it, so a client generator or a stateful test (such as
-/// schemathesis's) can follow a created name instead of guessing one:
-/// (path, method, the created answers, parameter, its runtime expression,
-/// the operations linked).
-const LINKS: &[(&str, &str, &[&str], &str, &str, &[&str])] = &[
-    ("/v1/events", "post", &["201"], "id", "$response.body#/id", &["getEvent", "putEvent"]),
-    ("/v1/events/{id}", "put", &["200", "201"], "id", "$request.path.id", &["getEvent"]),
-    (
-        "/v1/id-rules/{detail_type}",
-        "put",
-        &["200"],
-        "detail_type",
-        "$request.path.detail_type",
-        &["getIdRule", "deleteIdRule"],
-    ),
-    (
-        "/v1/subscriptions/{name}",
-        "put",
-        &["200", "201"],
-        "name",
-        "$request.path.name",
-        &[
+/// schemathesis's) can follow a created name instead of guessing one.
+struct CreatedLink {
+    path: &'static str,
+    method: &'static str,
+    /// The answers that mean "created" (or "already there").
+    statuses: &'static [&'static str],
+    parameter: &'static str,
+    /// An OpenAPI runtime expression for the parameter's value.
+    value: &'static str,
+    operations: &'static [&'static str],
+}
+
+const LINKS: &[CreatedLink] = &[
+    CreatedLink {
+        path: "/v1/events",
+        method: "post",
+        statuses: &["201"],
+        parameter: "id",
+        value: "$response.body#/id",
+        operations: &["getEvent", "putEvent"],
+    },
+    CreatedLink {
+        path: "/v1/events/{id}",
+        method: "put",
+        statuses: &["200", "201"],
+        parameter: "id",
+        value: "$request.path.id",
+        operations: &["getEvent"],
+    },
+    CreatedLink {
+        path: "/v1/id-rules/{detail_type}",
+        method: "put",
+        statuses: &["200"],
+        parameter: "detail_type",
+        value: "$request.path.detail_type",
+        operations: &["getIdRule", "deleteIdRule"],
+    },
+    CreatedLink {
+        path: "/v1/subscriptions/{name}",
+        method: "put",
+        statuses: &["200", "201"],
+        parameter: "name",
+        value: "$request.path.name",
+        operations: &[
             "getSubscription",
             "deleteSubscription",
             "pauseSubscription",
@@ -130,25 +153,22 @@ const LINKS: &[(&str, &str, &[&str], &str, &str, &[&str])] = &[
             "ack",
             "nack",
         ],
-    ),
+    },
 ];
 
 struct Links;
 
 impl Modify for Links {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for &(path, method, statuses, parameter, value, targets) in LINKS {
-            let Some(item) = openapi.paths.paths.get_mut(path) else { continue };
-            let operation = match method {
-                "post" => item.post.as_mut(),
-                _ => item.put.as_mut(),
-            };
+        for created in LINKS {
+            let Some(item) = openapi.paths.paths.get_mut(created.path) else { continue };
+            let operation = if created.method == "post" { item.post.as_mut() } else { item.put.as_mut() };
             let Some(operation) = operation else { continue };
-            for status in statuses {
+            for status in created.statuses {
                 let Some(RefOr::T(response)) = operation.responses.responses.get_mut(*status) else { continue };
-                for &target in targets {
-                    let link = LinkBuilder::new().operation_id(target).parameter(parameter, value).build();
-                    response.links.insert(target.to_owned(), RefOr::T(link));
+                for &target in created.operations {
+                    let link = LinkBuilder::new().operation_id(target).parameter(created.parameter, created.value);
+                    response.links.insert(target.to_owned(), RefOr::T(link.build()));
                 }
             }
         }
