@@ -273,6 +273,23 @@ const KNOWN_FIELDS: [&str; 11] = [
     "position",
 ];
 
+/// What is wrong with `s` as a text field of the envelope (an id, a name),
+/// if anything: empty, only whitespace, longer than `max_chars` characters,
+/// or holding a control character.
+pub fn text_problem(s: &str, max_chars: usize) -> Option<String> {
+    if s.is_empty() {
+        Some("must not be empty".to_owned())
+    } else if s.trim().is_empty() {
+        Some("must not be only whitespace".to_owned())
+    } else if s.len() > max_chars && s.chars().count() > max_chars {
+        Some(format!("must be at most {max_chars} characters"))
+    } else if s.chars().any(char::is_control) {
+        Some("must not contain control characters".to_owned())
+    } else {
+        None
+    }
+}
+
 struct Fields {
     object: Map<String, Value>,
     errors: Vec<FieldError>,
@@ -283,19 +300,10 @@ impl Fields {
         let problem = match self.object.remove(name) {
             None | Some(Value::Null) if required => "is required".to_owned(),
             None | Some(Value::Null) => return None,
-            Some(Value::String(s)) => {
-                if s.is_empty() {
-                    "must not be empty".to_owned()
-                } else if s.trim().is_empty() {
-                    "must not be only whitespace".to_owned()
-                } else if s.len() > max_chars && s.chars().count() > max_chars {
-                    format!("must be at most {max_chars} characters")
-                } else if s.chars().any(char::is_control) {
-                    "must not contain control characters".to_owned()
-                } else {
-                    return Some(s);
-                }
-            }
+            Some(Value::String(s)) => match text_problem(&s, max_chars) {
+                Some(problem) => problem,
+                None => return Some(s),
+            },
             Some(other) => format!("must be a string, not {}", kind(&other)),
         };
         self.errors.push(FieldError::new(pointer_to(name), problem));

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::canonical;
 use crate::envelope::EventDraft;
 use crate::error::{FieldError, Invalid};
-use crate::limits::MAX_ID_RULE_FIELDS;
+use crate::limits::{MAX_ID_RULE_FIELDS, MAX_NAME_CHARS};
 
 /// Namespace of every id Herald derives (a fixed, random UUID).
 const HERALD_NAMESPACE: Uuid = Uuid::from_u128(0x6d1f_4c0e_9b57_4f6a_a1e3_52c8_0d7b_91a4);
@@ -33,8 +33,9 @@ impl IdRule {
     /// Validates the pointers of a rule.
     pub fn new(detail_type: String, fields: Vec<String>) -> Result<Self, Invalid> {
         let mut errors = Vec::new();
-        if detail_type.trim().is_empty() {
-            errors.push(FieldError::new("/detail-type", "must not be empty or only whitespace"));
+        // A detail-type no event can have would make a rule that never applies.
+        if let Some(problem) = crate::envelope::text_problem(&detail_type, MAX_NAME_CHARS) {
+            errors.push(FieldError::new("/detail-type", problem));
         }
         if fields.is_empty() || fields.len() > MAX_ID_RULE_FIELDS {
             errors.push(FieldError::new("/fields", format!("must list 1 to {MAX_ID_RULE_FIELDS} JSON pointers")));

@@ -28,6 +28,10 @@ pub struct Shared {
     /// Id rules by detail-type, read on every publish without an id; the store
     /// is the truth, this is its cache (updated on every write through the API).
     pub id_rules: RwLock<HashMap<String, IdRule>>,
+    /// Held across an id rule's write to the store and to [`Self::id_rules`],
+    /// so the cache changes in the order the store did: two writes answered
+    /// by one group commit could otherwise update it in the other order.
+    pub id_rule_writes: tokio::sync::Mutex<()>,
     pub config: ServerConfig,
     pub in_flight: Arc<Semaphore>,
     pub body_budget: BodyBudget,
@@ -49,6 +53,7 @@ impl AppState {
         Ok(Self(Arc::new(Shared {
             store,
             id_rules: RwLock::new(rules),
+            id_rule_writes: tokio::sync::Mutex::new(()),
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
             body_budget: BodyBudget::new(config.max_body_buffer),
             response_budget: ResponseBudget::new(config.max_response_buffer, client_share(&config)),

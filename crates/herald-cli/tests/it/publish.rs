@@ -114,10 +114,54 @@ async fn id_rules_make_redelivered_webhooks_one_event() {
 
     let (status, problem) = h.put("/v1/id-rules/Other", &json!({"fields": ["detail/x"]})).await;
     assert_eq!((status, pointers(&problem)), (422, vec!["/fields/0".to_owned()]));
+    assert_eq!(problem["type"], "urn:herald:problem:invalid-request", "a rule is not an event: {problem}");
+    // A detail-type no event can have (a control character, 257 characters)
+    // would make a rule that never applies.
+    for name in ["a%09b".to_owned(), "x".repeat(257)] {
+        let (status, problem) = h.put(&format!("/v1/id-rules/{name}"), &rule).await;
+        assert_eq!((status, &problem["errors"][0]["parameter"]), (400, &json!("detail_type")), "{problem}");
+    }
+    assert_eq!(h.get("/v1/id-rules").await.1["rules"].as_array().unwrap().len(), 1);
     assert_eq!(h.send(h.http.delete(h.url("/v1/id-rules/Tweet%20Liked"))).await.0, 204);
     assert_eq!(h.get("/v1/id-rules/Tweet%20Liked").await.0, 404);
     let (status, _) = h.post("/v1/events", &like("2026-11-28T12:00:00Z")).await;
     assert_eq!(status, 201, "without the rule the event gets a fresh id");
+}
+
+#[tokio::test]
+async fn concurrent_id_rule_writes_leave_the_rule_served_and_the_rule_applied_alike() {
+    let dir = data_dir();
+    // Several request workers, so the handlers one group commit answers run at once.
+    let h = Herald::start_with_env(dir.path(), &[("TOKIO_WORKER_THREADS", "4")]);
+    for round in 0..150 {
+        let path = format!("/v1/id-rules/Race{round}");
+        let writes = (0..12).map(|i| {
+            let path = path.clone();
+            let h = &h;
+            async move {
+                match i % 3 {
+                    0 => h.put(&path, &json!({"fields": ["/detail/a"]})).await.0,
+                    1 => h.put(&path, &json!({"fields": ["/detail/b"]})).await.0,
+                    _ => h.delete(&path).await.0,
+                }
+            }
+        });
+        futures_util::future::join_all(writes).await;
+        let (status, rule) = h.get(&path).await;
+        let served = if status == 404 { None } else { rule["fields"][0].as_str().map(str::to_owned) };
+
+        // The rule publishing applies, told by an event that carries only `a`:
+        // a rule on `a` makes it a duplicate, on `b` refuses it, none stores it twice.
+        let event = json!({"source": "race", "detail-type": format!("Race{round}"), "detail": {"a": 1}});
+        let answers = (h.post("/v1/events", &event).await.0, h.post("/v1/events", &event).await.0);
+        let applied = match answers {
+            (201, 200) => Some("/detail/a"),
+            (422, 422) => Some("/detail/b"),
+            (201, 201) => None,
+            other => panic!("round {round}: {other:?}"),
+        };
+        assert_eq!(served.as_deref(), applied, "round {round}: GET {path} and publishing disagree");
+    }
 }
 
 /// Posts a JSON body as written (numbers untouched by any client library).
@@ -391,6 +435,35 @@ async fn a_binary_mode_cloudevent_without_a_body_has_no_data_as_in_structured_mo
     let (status, problem) = h.send(binary("bin-3").header("ce-id", "bin-4")).await;
     assert_eq!((status, &problem["errors"][0]["parameter"]), (400, &json!("ce-id")), "{problem}");
     assert_eq!(h.get("/v1/events/bin-4").await.0, 404);
+}
+
+#[tokio::test]
+async fn the_content_type_alone_decides_a_cloudevent_mode_whatever_ce_headers_come_along() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+    let with_ce_headers = |content_type: &str, body: Value| {
+        h.http
+            .post(h.url("/v1/events"))
+            .header("content-type", content_type)
+            .header("ce-specversion", "1.0")
+            .header("ce-id", "from-headers")
+            .header("ce-source", "/shop")
+            .header("ce-type", "order.placed")
+            .body(body.to_string())
+    };
+    let structured =
+        json!({"specversion": "1.0", "id": "from-body", "source": "/shop", "type": "order.placed", "data": {"n": 1}});
+    let (status, answer) = h.send(with_ce_headers("application/cloudevents+json", structured.clone())).await;
+    assert_eq!((status, &answer["id"]), (201, &json!("from-body")), "{answer}");
+    assert_eq!(h.get("/v1/events/from-body").await.1["detail"], json!({"n": 1}));
+
+    let (status, answer) = h.send(with_ce_headers("application/cloudevents-batch+json", json!([structured]))).await;
+    assert_eq!((status, &answer["results"][0]["duplicate"]), (200, &json!(true)), "{answer}");
+
+    // Not a CloudEvent, though headers would make one of it in binary mode.
+    let (status, problem) = h.send(with_ce_headers("application/cloudevents+json", json!({"n": 2}))).await;
+    assert_eq!((status, pointers(&problem).join(" ")), (422, "/specversion /id /source /type".to_owned()), "{problem}");
+    assert_eq!(h.get("/v1/events/from-headers").await.0, 404, "nothing stored under the headers' id");
 }
 
 #[tokio::test]

@@ -50,26 +50,8 @@ pub async fn publish(State(state): State<AppState>, headers: HeaderMap, body: Bo
 /// Turns a publish body, in whichever format its headers declare, into
 /// envelope-shaped events, with the format and whether it was a batch.
 fn offered_events(headers: &HeaderMap, bytes: &[u8]) -> Result<(Vec<Offered>, Format, bool), ApiError> {
-    if headers.contains_key("ce-specversion") {
-        // Binary mode: SDKs omit Content-Type when the event names no
-        // datacontenttype; the body must then parse as JSON.
-        if headers.contains_key(axum::http::header::CONTENT_TYPE) {
-            require_json(headers)?;
-        }
-        // An attribute has one value (`ce-id` twice would name two events).
-        for name in headers.keys().filter(|n| n.as_str().starts_with("ce-")) {
-            ingest::sent_once(headers, name.as_str())?;
-        }
-        let attributes = headers.iter().filter_map(|(name, value)| {
-            let name = name.as_str().strip_prefix("ce-")?;
-            Some((name.to_owned(), value.to_str().ok()?.to_owned()))
-        });
-        // `data` is optional (CloudEvents 1.0): an empty body is an event
-        // without it, as a structured-mode event without `data` is.
-        let data = if json::is_blank(bytes) { None } else { Some(parse_json(bytes)?) };
-        let ce = cloudevents::from_binary(attributes, data);
-        return Ok((vec![cloudevents::to_envelope(&ce)], Format::CloudEvents, false));
-    }
+    // The Content-Type alone decides a CloudEvent's mode (HTTP binding, 3):
+    // a structured event's `ce-*` headers, if any, are not its attributes.
     match media_type(headers).as_deref() {
         Some("application/cloudevents+json") => {
             require_utf8(headers)?;
@@ -80,6 +62,7 @@ fn offered_events(headers: &HeaderMap, bytes: &[u8]) -> Result<(Vec<Offered>, Fo
             let items = batch_items(parse_json(bytes)?, "a CloudEvents batch must be a JSON array")?;
             Ok((items.iter().map(cloudevents::to_envelope).collect(), Format::CloudEvents, true))
         }
+        _ if headers.contains_key("ce-specversion") => binary_cloud_event(headers, bytes),
         _ => {
             require_json(headers)?;
             match parse_json(bytes)? {
@@ -90,6 +73,28 @@ fn offered_events(headers: &HeaderMap, bytes: &[u8]) -> Result<(Vec<Offered>, Fo
             }
         }
     }
+}
+
+/// A binary-mode CloudEvent: attributes in `ce-*` headers, `data` the body.
+fn binary_cloud_event(headers: &HeaderMap, bytes: &[u8]) -> Result<(Vec<Offered>, Format, bool), ApiError> {
+    // SDKs omit Content-Type when the event names no datacontenttype; the
+    // body must then parse as JSON.
+    if headers.contains_key(axum::http::header::CONTENT_TYPE) {
+        require_json(headers)?;
+    }
+    // An attribute has one value (`ce-id` twice would name two events).
+    for name in headers.keys().filter(|n| n.as_str().starts_with("ce-")) {
+        ingest::sent_once(headers, name.as_str())?;
+    }
+    let attributes = headers.iter().filter_map(|(name, value)| {
+        let name = name.as_str().strip_prefix("ce-")?;
+        Some((name.to_owned(), value.to_str().ok()?.to_owned()))
+    });
+    // `data` is optional (CloudEvents 1.0): an empty body is an event
+    // without it, as a structured-mode event without `data` is.
+    let data = if json::is_blank(bytes) { None } else { Some(parse_json(bytes)?) };
+    let ce = cloudevents::from_binary(attributes, data);
+    Ok((vec![cloudevents::to_envelope(&ce)], Format::CloudEvents, false))
 }
 
 fn batch_items(value: Value, not_array: &str) -> Result<Vec<Value>, ApiError> {

@@ -5,6 +5,8 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use herald_core::envelope::text_problem;
+use herald_core::limits::MAX_NAME_CHARS;
 use herald_core::{IdRule, Invalid};
 use serde_json::Value;
 
@@ -32,9 +34,14 @@ pub async fn put(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    if let Some(problem) = text_problem(&detail_type, MAX_NAME_CHARS) {
+        return Err(ApiError::InvalidParameter { name: "detail_type".into(), message: problem });
+    }
     require_json(&headers)?;
     let value = parse_json(&read_limited(&headers, body).await?)?;
-    let rule = IdRule::new(detail_type, fields(&value)?)?;
+    let rule = IdRule::new(detail_type, fields(&value).map_err(ApiError::InvalidRequest)?)
+        .map_err(ApiError::InvalidRequest)?;
+    let _writing = state.id_rule_writes.lock().await;
     state.store.put_id_rule(rule.clone()).await?;
     if let Ok(mut rules) = state.id_rules.write() {
         rules.insert(rule.detail_type.clone(), rule.clone());
@@ -76,6 +83,7 @@ pub async fn get(State(state): State<AppState>, Path(detail_type): Path<String>)
 #[utoipa::path(delete, path = "/v1/id-rules/{detail_type}", operation_id = "deleteIdRule", tag = "id-rules", params(("detail_type" = String, Path)),
     responses((status = 204, description = "Deleted"), (status = 404, description = "No rule", body = crate::problem::Problem)))]
 pub async fn delete(State(state): State<AppState>, Path(detail_type): Path<String>) -> Result<StatusCode, ApiError> {
+    let _writing = state.id_rule_writes.lock().await;
     if !state.store.delete_id_rule(&detail_type).await? {
         return Err(no_rule(&detail_type));
     }
