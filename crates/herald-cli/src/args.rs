@@ -183,6 +183,11 @@ pub struct ServeArgs {
     /// with Retry-After; a live stream waits.
     #[arg(long, env = "HERALD_MAX_RESPONSE_BUFFER_MIB", default_value_t = 256, value_parser = clap::value_parser!(u32).range(mib(herald_server::response::MIN_RESPONSE_BUDGET)..=4095))]
     pub max_response_buffer_mib: u32,
+    /// Live streams (`GET /v1/events/live`) open at once before answering
+    /// 503; one client holds at most the part of them it may hold of the
+    /// connections (half, by default).
+    #[arg(long, env = "HERALD_MAX_LIVE_READERS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_live_readers: u32,
     /// Webhook deliveries in flight at once, over every subscription (each
     /// has its own `concurrency`, and takes at most half of these).
     #[arg(long, env = "HERALD_MAX_DELIVERIES_IN_FLIGHT", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]

@@ -22,6 +22,7 @@ use crate::problem::ApiError;
 /// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] without
 /// buffering past the limit.
 pub async fn read_limited(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    require_identity_encoding(headers)?;
     let too_large = || ApiError::TooLarge(TooLarge.to_string());
     if declared_length(headers).is_some_and(|len| len > MAX_BODY_BYTES as u64) {
         return Err(too_large());
@@ -417,6 +418,20 @@ pub fn require_utf8(headers: &HeaderMap) -> Result<(), ApiError> {
 }
 
 /// Requires a JSON body (`application/json` or any `+json` type, in UTF-8).
+/// Refuses a body sent with a content coding (gzip, br, ...): Herald reads
+/// bodies as they are, and a compressed one would be taken for malformed
+/// JSON, or a plain one labelled compressed for what it is not.
+fn require_identity_encoding(headers: &HeaderMap) -> Result<(), ApiError> {
+    let encodings = headers.get_all(axum::http::header::CONTENT_ENCODING).iter();
+    let mut codings = encodings.flat_map(|v| v.to_str().unwrap_or("?").split(',')).map(str::trim);
+    match codings.find(|c| !c.is_empty() && !c.eq_ignore_ascii_case("identity")) {
+        Some(coding) => Err(ApiError::UnsupportedEncoding(format!(
+            "bodies are read as sent, not decoded: send this one without Content-Encoding {coding}"
+        ))),
+        None => Ok(()),
+    }
+}
+
 pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     require_utf8(headers)?;
     match media_type(headers) {

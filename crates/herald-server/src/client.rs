@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -102,6 +102,25 @@ impl PerClient {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Client, usize>> {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One unit (a connection, a live stream) of what a client holds, taken
+/// within its limit; given back when dropped.
+pub struct ClientSlot {
+    held: Arc<PerClient>,
+    client: Client,
+}
+
+impl ClientSlot {
+    pub fn try_take(held: &Arc<PerClient>, client: Client) -> Option<Self> {
+        held.try_add(client, 1).then(|| Self { held: held.clone(), client })
+    }
+}
+
+impl Drop for ClientSlot {
+    fn drop(&mut self) {
+        self.held.remove(self.client, 1);
     }
 }
 

@@ -39,7 +39,8 @@ pub struct ServerConfig {
     /// clients read them (at least `response::MIN_RESPONSE_BUDGET`); a read
     /// past it is answered 503 with `Retry-After`, a live stream waits.
     pub max_response_buffer: usize,
-    /// Live (SSE) readers at once; more are answered 503 with `Retry-After`.
+    /// Live (SSE) readers at once, and from one client the part of them it
+    /// may hold of the connections; more are answered 503 with `Retry-After`.
     pub max_live_readers: usize,
     /// Webhook deliveries in flight at once, over every subscription.
     pub max_deliveries_in_flight: usize,
@@ -52,6 +53,14 @@ impl ServerConfig {
     /// Connections one client may hold of `connections` (half by default).
     pub fn connections_per_client(&self, connections: usize) -> usize {
         self.max_connections_per_client.unwrap_or(connections / 2).clamp(1, connections.max(1))
+    }
+
+    /// A client's part of `total` (the response budget, the live readers):
+    /// the part of all connections it may hold (half, by default).
+    pub fn client_part(&self, total: usize) -> usize {
+        let connections = self.max_connections.max(1);
+        let per_client = self.connections_per_client(connections);
+        (total as u128 * per_client as u128 / connections as u128) as usize
     }
 }
 

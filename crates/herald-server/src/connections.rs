@@ -40,7 +40,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::Sleep;
 use tower::Layer;
 
-use crate::client::{Client, PerClient};
+use crate::client::{Client, ClientSlot, PerClient};
 use crate::config::ServerConfig;
 use crate::problem::{ApiError, RETRY_AFTER_SECONDS};
 use crate::response::PART;
@@ -110,6 +110,9 @@ pub async fn serve(listener: TcpListener, app: Router, config: &ServerConfig, sh
     // 64 KiB (hyper's default is ~400 KiB): bytes outside the body and
     // response budgets, times every connection.
     http.timer(TokioTimer::new()).header_read_timeout(config.header_read_timeout).max_buf_size(PART);
+    // hyper's default, kept on purpose: the end of a client's input closes
+    // the connection, even mid-request. Serving half-closed clients (`nc -N`)
+    // would keep a departed live stream's slot until its next keep-alive write.
     let draining = GracefulShutdown::new();
     let (close_now, closing) = watch::channel(false);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -252,24 +255,6 @@ impl AsyncWrite for SendDeadline {
 fn is_connection_error(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
     matches!(e.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset)
-}
-
-/// One connection's place among its client's; given back when dropped.
-struct ClientSlot {
-    open: Arc<PerClient>,
-    client: Client,
-}
-
-impl ClientSlot {
-    fn try_take(open: &Arc<PerClient>, client: Client) -> Option<Self> {
-        open.try_add(client, 1).then(|| Self { open: open.clone(), client })
-    }
-}
-
-impl Drop for ClientSlot {
-    fn drop(&mut self) {
-        self.open.remove(self.client, 1);
-    }
 }
 
 /// The fixed answer for a connection over a limit: a 503 problem, written

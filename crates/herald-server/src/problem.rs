@@ -39,6 +39,10 @@ pub enum ApiError {
     /// 415
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// 415: a body sent compressed (or otherwise encoded), which Herald
+    /// does not decode; read as it is, it would be taken for garbage.
+    #[error("{0}")]
+    UnsupportedEncoding(String),
     /// 422: well-formed JSON that is not a valid event (or rule).
     #[error(transparent)]
     Invalid(#[from] Invalid),
@@ -72,7 +76,7 @@ impl ApiError {
             ApiError::Conflict { .. } | ApiError::WrongState(_) => StatusCode::CONFLICT,
             ApiError::TimedOut(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::UnsupportedMediaType(_) | ApiError::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Invalid(_) | ApiError::InvalidRequest(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Overloaded(_) | ApiError::Store(StoreError::Overloaded | StoreError::Closed) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -92,7 +96,9 @@ impl ApiError {
             ApiError::WrongState(_) => ("wrong-state", "Not possible in the current state"),
             ApiError::TimedOut(_) => ("request-timeout", "Request timeout"),
             ApiError::TooLarge(_) => ("too-large", "Content too large"),
-            ApiError::UnsupportedMediaType(_) => ("unsupported-media-type", "Unsupported media type"),
+            ApiError::UnsupportedMediaType(_) | ApiError::UnsupportedEncoding(_) => {
+                ("unsupported-media-type", "Unsupported media type")
+            }
             ApiError::Invalid(_) => ("invalid-event", "Invalid event"),
             ApiError::InvalidRequest(_) => ("invalid-request", "Invalid request"),
             ApiError::Overloaded(_) | ApiError::Store(StoreError::Overloaded) => ("overloaded", "Overloaded"),
@@ -123,6 +129,9 @@ impl ApiError {
             }
             ApiError::UnsupportedMediaType(message) => {
                 (self.to_string(), vec![json!({"parameter": "Content-Type", "message": message})], None)
+            }
+            ApiError::UnsupportedEncoding(message) => {
+                (self.to_string(), vec![json!({"parameter": "Content-Encoding", "message": message})], None)
             }
             ApiError::Conflict { id, position, differences } => (
                 format!("event {id} is stored at position {position} with different content; nothing was changed"),

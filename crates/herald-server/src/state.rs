@@ -6,6 +6,7 @@ use herald_store::{Store, StoreError};
 use tokio::sync::{Semaphore, watch};
 
 use crate::body::BodyBudget;
+use crate::client::PerClient;
 use crate::config::ServerConfig;
 use crate::dispatch::Dispatcher;
 use crate::response::{MIN_RESPONSE_BUDGET, ResponseBudget};
@@ -37,6 +38,8 @@ pub struct Shared {
     pub body_budget: BodyBudget,
     pub response_budget: ResponseBudget,
     pub live_readers: Arc<Semaphore>,
+    /// Live readers by client, so one client cannot hold every one.
+    pub live_readers_per_client: Arc<PerClient>,
     pub dispatcher: Arc<Dispatcher>,
     /// Turns true when the server begins to shut down; live streams end on it.
     pub shutdown: watch::Receiver<bool>,
@@ -56,22 +59,17 @@ impl AppState {
             id_rule_writes: tokio::sync::Mutex::new(()),
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
             body_budget: BodyBudget::new(config.max_body_buffer),
-            response_budget: ResponseBudget::new(config.max_response_buffer, client_share(&config)),
+            response_budget: ResponseBudget::new(
+                config.max_response_buffer,
+                config.client_part(config.max_response_buffer.max(MIN_RESPONSE_BUDGET)),
+            ),
             live_readers: Arc::new(Semaphore::new(config.max_live_readers)),
+            live_readers_per_client: Arc::new(PerClient::new(config.client_part(config.max_live_readers).max(1))),
             config,
             dispatcher,
             shutdown,
         })))
     }
-}
-
-/// A client's share of the response budget: as large a part of it as the
-/// part of all connections a client may hold (half, by default).
-fn client_share(config: &ServerConfig) -> usize {
-    let connections = config.max_connections.max(1);
-    let per_client = config.connections_per_client(connections);
-    let budget = config.max_response_buffer.max(MIN_RESPONSE_BUDGET);
-    (budget as u128 * per_client as u128 / connections as u128) as usize
 }
 
 impl Shared {

@@ -32,9 +32,9 @@ pub async fn run(args: ServeArgs) -> Result<ExitCode> {
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
         max_body_buffer: (args.max_body_buffer_mib as usize) << 20,
         max_response_buffer: (args.max_response_buffer_mib as usize) << 20,
+        max_live_readers: args.max_live_readers as usize,
         max_deliveries_in_flight: args.max_deliveries_in_flight as usize,
         egress: EgressPolicy { allow_internal: args.allow_private_targets, allowed: args.allowed_target_networks },
-        ..ServerConfig::default()
     };
     herald_server::serve(config).await?;
     Ok(ExitCode::SUCCESS)

@@ -664,3 +664,36 @@ async fn a_client_that_stops_reading_holds_up_sigterm_only_until_the_shutdown_ti
     assert_cut_off(stalled).await;
     assert_eq!(h.all_events().await.len(), 6, "everything published is there after the restart");
 }
+
+#[tokio::test]
+async fn a_body_sent_with_a_content_coding_is_refused_naming_it() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+    let body = event("encoded", json!({})).to_string();
+    for coding in ["gzip", "br", "identity, gzip"] {
+        let request = h
+            .http
+            .post(h.url("/v1/events"))
+            .header("content-type", "application/json")
+            .header("content-encoding", coding)
+            .body(body.clone());
+        let (status, problem) = h.send(request).await;
+        assert_eq!((status, &problem["errors"][0]["parameter"]), (415, &json!("Content-Encoding")), "{problem}");
+        assert!(problem["detail"].as_str().unwrap().contains("gzip") || coding == "br", "{problem}");
+    }
+    assert!(h.all_events().await.is_empty(), "nothing stored");
+    // PutEvents reads its body the same way, and answers in AWS's shape.
+    let put_events = h
+        .http
+        .post(h.url("/"))
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amz-target", "AWSEvents.PutEvents")
+        .header("content-encoding", "gzip")
+        .body(r#"{"Entries": [{"Source": "s", "DetailType": "t", "Detail": "{}"}]}"#);
+    let (status, error) = h.send(put_events).await;
+    assert_eq!((status, &error["__type"]), (400, &json!("ValidationException")), "{error}");
+    assert!(h.all_events().await.is_empty(), "nothing stored");
+
+    let plain = h.http.post(h.url("/v1/events")).header("content-type", "application/json");
+    assert_eq!(h.send(plain.header("content-encoding", "identity").body(body)).await.0, 201);
+}

@@ -484,6 +484,17 @@ async fn put_events_takes_at_most_ten_entries_as_eventbridge_does() {
     assert_eq!((status, &error["__type"]), (400, &json!("ValidationException")), "{error}");
     assert!(error["message"].as_str().unwrap().contains("Entries"), "{error}");
     assert!(h.all_events().await.is_empty(), "nothing stored");
+    // Every request EventBridge cannot take is a 400 ValidationException.
+    for body in [r#"{"Entries": [], "Entries": []}"#, "[", r#"{"Entries": "none"}"#] {
+        let request = h
+            .http
+            .post(h.url("/"))
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amz-target", "AWSEvents.PutEvents")
+            .body(body);
+        let (status, error) = h.send(request).await;
+        assert_eq!((status, &error["__type"]), (400, &json!("ValidationException")), "{body}: {error}");
+    }
     let (status, answer) = h.send(put_events(10)).await;
     assert_eq!((status, &answer["FailedEntryCount"]), (200, &json!(0)), "{answer}");
     assert_eq!(h.all_events().await.len(), 10);

@@ -120,6 +120,39 @@ async fn live_tail_follows_new_events_and_resumes_from_a_position() {
     assert_eq!(seen.iter().map(|(p, _)| *p).collect::<Vec<_>>(), vec![4, 5]);
     let from_start = h.http.get(h.url("/v1/events/live?after=0")).send().await.unwrap();
     assert_eq!(read_events(from_start, 5).await.len(), 5);
+    // A browser's EventSource reconnects to the URL it opened, `after`
+    // included, with Last-Event-ID: the position reached wins.
+    let reconnected = h.http.get(h.url("/v1/events/live?after=0")).header("Last-Event-ID", "4").send().await.unwrap();
+    assert_eq!(read_events(reconnected, 1).await[0].0, 5);
+    let twice = h.http.get(h.url("/v1/events/live")).header("Last-Event-ID", "4").header("Last-Event-ID", "1");
+    let (status, problem) = h.send(twice).await;
+    assert_eq!((status, &problem["errors"][0]["parameter"]), (400, &json!("last-event-id")), "{problem}");
+}
+
+#[tokio::test]
+async fn one_client_cannot_hold_every_live_stream() {
+    let dir = data_dir();
+    let h = Herald::start_with_env(dir.path(), &[("HERALD_MAX_LIVE_READERS", "4")]);
+    let live = |client: &reqwest::Client| client.get(h.url("/v1/events/live")).send();
+    // By default a client may hold half: 2 of 4.
+    let held = [live(&h.http).await.unwrap(), live(&h.http).await.unwrap()];
+    assert!(held.iter().all(|r| r.status() == 200));
+    let (status, problem) = h.send(h.http.get(h.url("/v1/events/live"))).await;
+    assert_eq!(status, 503, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("this client"), "{problem}");
+
+    // Another client (another loopback address) is still served.
+    let other =
+        reqwest::Client::builder().local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap()).build().unwrap();
+    assert_eq!(live(&other).await.unwrap().status(), 200);
+
+    // The first client's share comes back when its streams close.
+    drop(held);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while live(&h.http).await.unwrap().status() != 200 {
+        assert!(std::time::Instant::now() < deadline, "the client's share did not come back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 #[tokio::test]

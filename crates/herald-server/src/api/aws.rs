@@ -92,18 +92,14 @@ fn validation(message: &str) -> AwsError {
 
 fn from_api(e: ApiError) -> AwsError {
     e.log_failure();
-    // EventBridge never answers 507, and the SDKs retry a 500.
-    let status = match e.status() {
-        StatusCode::INSUFFICIENT_STORAGE => StatusCode::INTERNAL_SERVER_ERROR,
-        status => status,
-    };
-    let kind = match status {
-        StatusCode::SERVICE_UNAVAILABLE => "ThrottlingException",
+    let (status, kind) = match e.status() {
+        StatusCode::SERVICE_UNAVAILABLE => (StatusCode::SERVICE_UNAVAILABLE, "ThrottlingException"),
         // SDKs retry this one (botocore counts it as transient).
-        StatusCode::REQUEST_TIMEOUT => "RequestTimeoutException",
-        StatusCode::PAYLOAD_TOO_LARGE => "ValidationException",
-        s if s.is_server_error() => "InternalException",
-        _ => "ValidationException",
+        StatusCode::REQUEST_TIMEOUT => (StatusCode::REQUEST_TIMEOUT, "RequestTimeoutException"),
+        // EventBridge never answers 507, and the SDKs retry a 500.
+        s if s.is_server_error() => (StatusCode::INTERNAL_SERVER_ERROR, "InternalException"),
+        // EventBridge answers every request it cannot take 400 ValidationException.
+        _ => (StatusCode::BAD_REQUEST, "ValidationException"),
     };
     // A server error's problem text leaves out internals such as file paths.
     let message = if status.is_server_error() { e.problem().detail } else { e.to_string() };

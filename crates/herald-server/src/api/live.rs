@@ -22,7 +22,7 @@ use tokio::sync::{OwnedSemaphorePermit, watch};
 use super::events::list_query;
 use super::extract::Query;
 use super::wire::ListParams;
-use crate::client::Client;
+use crate::client::{Client, ClientSlot};
 use crate::problem::ApiError;
 use crate::response::{Charge, ResponseBudget};
 use crate::state::AppState;
@@ -30,7 +30,8 @@ use crate::state::AppState;
 const PAGE: usize = 500;
 
 /// Follow the log as Server-Sent Events: `id` is the position, `data` the
-/// event. Starts after `after`, or `Last-Event-ID`, or else at the head.
+/// event. Starts after `Last-Event-ID` (a reconnection's), or `after`, or
+/// else at the head.
 #[utoipa::path(get, path = "/v1/events/live", operation_id = "tailEvents", tag = "events", params(ListParams),
     responses((status = 200, description = "text/event-stream of events", content_type = "text/event-stream"),
         (status = 503, description = "Too many live readers: retry after Retry-After", body = crate::problem::Problem, content_type = "application/problem+json")))]
@@ -40,15 +41,22 @@ pub async fn tail(
     headers: HeaderMap,
     Query(params): Query<ListParams>,
 ) -> Result<Response, ApiError> {
+    let slot = ClientSlot::try_take(&state.live_readers_per_client, client)
+        .ok_or(ApiError::Overloaded("this client holds its share of live readers"))?;
     let permit =
         state.live_readers.clone().try_acquire_owned().map_err(|_| ApiError::Overloaded("too many live readers"))?;
     let mut query = list_query(&params)?;
     query.limit = PAGE;
-    if params.after.is_none() {
-        query.after = match headers.get("last-event-id").and_then(|v| v.to_str().ok()) {
-            Some(id) => super::events::parse_param("Last-Event-ID", Some(id), 0, 0..=herald_core::MAX_POSITION)?,
-            None => *state.store.head().borrow(),
-        };
+    // A reconnecting EventSource sends Last-Event-ID to the URL it first
+    // opened, `after` included: the position it has reached wins over it.
+    let last_seen = crate::ingest::sent_once(&headers, "last-event-id")?;
+    match (last_seen, params.after) {
+        (Some(id), _) => {
+            let id = id.to_str().unwrap_or("?");
+            query.after = super::events::parse_param("Last-Event-ID", Some(id), 0, 0..=herald_core::MAX_POSITION)?;
+        }
+        (None, None) => query.after = *state.store.head().borrow(),
+        (None, Some(_)) => {}
     }
     let reader = Reader {
         store: state.store.clone(),
@@ -59,6 +67,7 @@ pub async fn tail(
         budget: state.response_budget.for_client(client),
         charge: None,
         _permit: permit,
+        _slot: slot,
     };
     Ok(Sse::new(events(reader)).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))).into_response())
 }
@@ -74,6 +83,7 @@ struct Reader {
     /// waited for when the last one did not fit.
     charge: Option<Charge>,
     _permit: OwnedSemaphorePermit,
+    _slot: ClientSlot,
 }
 
 fn events(reader: Reader) -> impl Stream<Item = Result<SseEvent, Infallible>> {
