@@ -178,8 +178,9 @@ pub struct Problem {
     pub status: u16,
     pub detail: String,
     /// Each field at fault: `{"pointer": "/detail-type", "message": ...}`, or
-    /// `{"parameter": "limit", ...}` for a query parameter or header.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    /// `{"parameter": "limit", ...}` for a query parameter or header; empty
+    /// when none is (a missing resource, an overload), but always present so
+    /// a client reads every problem the same way.
     #[schema(value_type = Vec<Object>)]
     pub errors: Vec<Value>,
     /// Problem-specific members (`id`, `position`, `parameter`).

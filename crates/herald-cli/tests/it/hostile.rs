@@ -166,16 +166,21 @@ pub(crate) async fn open_connections(addr: &str, n: usize) -> Vec<TcpStream> {
 async fn routing_and_parameter_rejections_are_problems() {
     let dir = data_dir();
     let h = Herald::start(dir.path());
+    h.post("/v1/events", &json!({"source": "\u{fffd}", "detail-type": "t", "detail": {}})).await;
     let cases = [
         ("GET", "/v1/events?limit=1&limit=2", 400, "invalid-parameter", "duplicate field `limit`"),
         ("GET", "/v1/events/live?after=1&after=2", 400, "invalid-parameter", "duplicate field `after`"),
         ("GET", "/v1/subscriptions/x/attempts?limit=1&limit=1", 400, "invalid-parameter", "duplicate field"),
+        // Not decoded lossily into U+FFFD, which would match the event above.
+        ("GET", "/v1/events?source=%FF", 400, "invalid-parameter", "UTF-8"),
+        ("GET", "/v1/events/live?stream=a%C3", 400, "invalid-parameter", "UTF-8"),
         ("GET", "/v1/events/%FF", 400, "invalid-parameter", "UTF-8"),
         ("PUT", "/v1/id-rules/%C3%28", 400, "invalid-parameter", "UTF-8"),
         ("DELETE", "/v1/events", 405, "method-not-allowed", "DELETE is not allowed on /v1/events"),
         ("POST", "/healthz", 405, "method-not-allowed", "POST is not allowed on /healthz"),
     ];
-    for (method, path, status, kind, detail) in cases {
+    let parameters = ["limit", "after", "limit", "source", "stream", "path", "path"];
+    for (i, (method, path, status, kind, detail)) in cases.into_iter().enumerate() {
         let response = h.http.request(method.parse().unwrap(), h.url(path)).send().await.unwrap();
         assert_eq!(response.status().as_u16(), status, "{method} {path}");
         assert_eq!(response.headers()["content-type"], "application/problem+json", "{method} {path}");
@@ -185,6 +190,10 @@ async fn routing_and_parameter_rejections_are_problems() {
         let problem: Value = response.json().await.unwrap();
         assert_eq!(problem["type"], format!("urn:herald:problem:{kind}"), "{method} {path}: {problem}");
         assert!(problem["detail"].as_str().unwrap().contains(detail), "{method} {path}: {problem}");
+        assert!(problem["errors"].is_array(), "every problem lists its errors, if none: {problem}");
+        if let Some(parameter) = parameters.get(i) {
+            assert_eq!(problem["errors"][0]["parameter"], *parameter, "{method} {path}: {problem}");
+        }
     }
 }
 

@@ -460,6 +460,12 @@ async fn the_content_type_alone_decides_a_cloudevent_mode_whatever_ce_headers_co
     let (status, answer) = h.send(with_ce_headers("application/cloudevents-batch+json", json!([structured]))).await;
     assert_eq!((status, &answer["results"][0]["duplicate"]), (200, &json!(true)), "{answer}");
 
+    // PUT takes the envelope only: a CloudEvent sent to it is refused as such,
+    // not read as an envelope with unknown fields.
+    let put = h.http.put(h.url("/v1/events/from-body")).header("content-type", "application/cloudevents+json");
+    let (status, problem) = h.send(put.body(structured.to_string())).await;
+    assert_eq!((status, &problem["errors"][0]["parameter"]), (415, &json!("Content-Type")), "{problem}");
+
     // Not a CloudEvent, though headers would make one of it in binary mode.
     let (status, problem) = h.send(with_ce_headers("application/cloudevents+json", json!({"n": 2}))).await;
     assert_eq!((status, pointers(&problem).join(" ")), (422, "/specversion /id /source /type".to_owned()), "{problem}");

@@ -139,6 +139,11 @@ pub async fn put(
     body: Body,
 ) -> Result<Response, ApiError> {
     require_json(&headers)?;
+    if media_type(&headers).is_some_and(|t| t.starts_with("application/cloudevents")) {
+        return Err(ApiError::UnsupportedMediaType(
+            "PUT takes Herald's envelope; publish CloudEvents with POST /v1/events".into(),
+        ));
+    }
     let bytes = read_limited(&headers, body).await?;
     let mut value = parse_json(&bytes)?;
     let Some(object) = value.as_object_mut() else {

@@ -30,13 +30,32 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        require_utf8(parts.uri.query().unwrap_or(""))?;
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(value)) => Ok(Query(value)),
             Err(rejection) => {
                 let text = rejection.body_text();
                 let message = text.strip_prefix("Failed to deserialize query string: ").unwrap_or(&text).to_owned();
-                Err(ApiError::InvalidParameter { name: "query string".into(), message })
+                // serde names a repeated parameter in its message: name it as the parameter too.
+                let repeated = message.strip_prefix("duplicate field `").and_then(|rest| rest.strip_suffix('`'));
+                let name = repeated.unwrap_or("query string").to_owned();
+                Err(ApiError::InvalidParameter { name, message })
             }
         }
     }
+}
+
+/// Refuses a query parameter whose name or value is not UTF-8 once
+/// percent-decoded: axum would decode it lossily, to U+FFFD, and a filter
+/// would then match events it was never given.
+fn require_utf8(query: &str) -> Result<(), ApiError> {
+    use percent_encoding::percent_decode_str;
+    for pair in query.split('&') {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if percent_decode_str(name).decode_utf8().is_err() || percent_decode_str(value).decode_utf8().is_err() {
+            let name = percent_decode_str(name).decode_utf8_lossy().into_owned();
+            return Err(ApiError::InvalidParameter { name, message: "is not UTF-8 once percent-decoded".into() });
+        }
+    }
+    Ok(())
 }
