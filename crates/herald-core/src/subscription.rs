@@ -333,9 +333,18 @@ fn target(value: Option<&Value>) -> Result<Target, Vec<FieldError>> {
                     None
                 }
                 Some(url) if url.starts_with("http://") || url.starts_with("https://") => {
+                    // The parser the HTTP client uses: a URL it cannot send to
+                    // (a port past 65535, an unclosed IPv6 literal, no host) is
+                    // refused here rather than retried until it is dead-lettered.
+                    let parsed = url::Url::parse(url);
+                    let has_host = parsed.as_ref().is_ok_and(|u| u.host_str().is_some_and(|h| !h.is_empty()));
                     let rest = url.split_once("://").map_or("", |(_, rest)| rest);
-                    if rest.is_empty() || rest.starts_with('/') || url.chars().any(char::is_whitespace) {
-                        errors.push(FieldError::new("/target/url", "must be an absolute http(s) URL with a host"));
+                    if !has_host || rest.starts_with('/') || url.chars().any(char::is_whitespace) {
+                        let why = parsed.err().map_or_else(|| "no host".to_owned(), |e| e.to_string());
+                        errors.push(FieldError::new(
+                            "/target/url",
+                            format!("must be an absolute http(s) URL with a host ({why})"),
+                        ));
                         None
                     } else {
                         Some(url.to_owned())
@@ -508,6 +517,18 @@ mod tests {
         assert_eq!(spec.retry.max_attempts, 185);
         assert_eq!(spec.concurrency, 16);
         assert_eq!(spec.to_json()["retry"]["max_age"], json!(86400));
+    }
+
+    #[test]
+    fn a_webhook_url_the_http_client_cannot_send_to_is_refused() {
+        for url in ["http://127.0.0.1:99999/x", "http://[::1/", "http://@/", "https://", "http:///path", "http://a b/"]
+        {
+            let got = pointers(parse(json!({"target": {"type": "webhook", "url": url}})));
+            assert_eq!(got, vec!["/target/url"], "{url}");
+        }
+        for url in ["http://127.0.0.1:8080/x", "https://[::1]:443/h?q=1", "http://user@example.com/h"] {
+            assert!(parse(json!({"target": {"type": "webhook", "url": url}})).is_ok(), "{url}");
+        }
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub struct Shared {
     /// so the cache changes in the order the store did: two writes answered
     /// by one group commit could otherwise update it in the other order.
     pub id_rule_writes: tokio::sync::Mutex<()>,
+    /// Held across a subscription's declaration, from reading the stored one
+    /// (whose secret an update keeps) to writing the new one.
+    pub subscription_writes: tokio::sync::Mutex<()>,
     pub config: ServerConfig,
     pub in_flight: Arc<Semaphore>,
     pub body_budget: BodyBudget,
@@ -57,6 +60,7 @@ impl AppState {
             store,
             id_rules: RwLock::new(rules),
             id_rule_writes: tokio::sync::Mutex::new(()),
+            subscription_writes: tokio::sync::Mutex::new(()),
             in_flight: Arc::new(Semaphore::new(config.max_in_flight)),
             body_budget: BodyBudget::new(config.max_body_buffer),
             response_budget: ResponseBudget::new(

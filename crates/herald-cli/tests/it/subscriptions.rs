@@ -661,6 +661,31 @@ async fn a_subscription_starts_where_it_is_told() {
     assert_eq!(ids_for("/hook/t"), ["s3", "s4"], "from a time on");
     assert_eq!(ids_for("/hook/e"), ["s1", "s2", "s3", "s4"]);
     assert_eq!(ids_for("/hook/l"), ["s4"]);
+
+    // A position past the head (here 4) is refused: it would deliver nothing, silently.
+    let (code, problem) =
+        h.put("/v1/subscriptions/ahead", &webhook(&receiver.url(), json!({"start": {"position": 5}}))).await;
+    assert_eq!((code, pointers(&problem)), (422, vec!["/start/position".to_owned()]), "{problem}");
+    assert_eq!(h.get("/v1/subscriptions/ahead").await.0, 404);
+    let (code, _) =
+        h.put("/v1/subscriptions/at-head", &webhook(&receiver.url(), json!({"start": {"position": 4}}))).await;
+    assert_eq!(code, 201);
+}
+
+#[tokio::test]
+async fn concurrent_creations_without_a_secret_all_answer_the_one_kept() {
+    let (_dir, h) = start();
+    for round in 0..10 {
+        let path = format!("/v1/subscriptions/apply-{round}");
+        let spec = json!({"target": {"type": "webhook", "url": "http://example.com/hook"}});
+        let answers = futures_util::future::join_all((0..12).map(|_| h.put(&path, &spec))).await;
+        let stored = h.get(&path).await.1["target"]["secret"].clone();
+        assert!(stored.as_str().is_some_and(|s| s.starts_with("whsec_")), "{stored}");
+        for (code, answer) in answers {
+            assert!(code == 200 || code == 201, "{answer}");
+            assert_eq!(answer["target"]["secret"], stored, "round {round}: an answer's secret is not the one kept");
+        }
+    }
 }
 
 #[tokio::test]

@@ -57,15 +57,25 @@ pub async fn put(
     require_json(&headers)?;
     let mut spec = SubscriptionSpec::from_json(&parse_json(&read_limited(&headers, body).await?)?)
         .map_err(ApiError::InvalidRequest)?;
+    // Held from reading the stored declaration to writing the new one, so
+    // concurrent creations agree on the secret generated for the first.
+    let _writing = state.subscription_writes.lock().await;
     let existing = state.store.subscription(&name).await?;
     if let Target::Webhook { secret: secret @ None, .. } = &mut spec.target {
         *secret = Some(
             existing.as_ref().and_then(stored_secret).unwrap_or_else(|| Secret::encode(&rand::random::<[u8; 32]>())),
         );
     }
+    let head = *state.store.head().borrow();
     let start = match spec.start {
-        Start::Latest => *state.store.head().borrow(),
+        Start::Latest => head,
         Start::Earliest => 0,
+        // A position past the head (one copied from another store, say)
+        // would deliver nothing until the log reached it, silently.
+        Start::Position(p) if p > head => {
+            let message = format!("is past the last position, {head}: events after it do not exist yet");
+            return Err(ApiError::InvalidRequest(Invalid::one("/start/position", message)));
+        }
         Start::Position(p) => p,
         Start::Time(t) => state.store.position_before(t.timestamp_micros()).await?,
     };
