@@ -618,6 +618,20 @@ async fn rate_limit_spaces_out_deliveries() {
 }
 
 #[tokio::test]
+async fn a_rate_limit_is_not_slowed_to_one_delivery_at_a_time_by_a_slow_target() {
+    let (_dir, h) = start();
+    let receiver = Receiver::start(|_, _| Reply::Slow(Duration::from_millis(400), 200)).await;
+    subscribe(&h, "paced", webhook(&receiver.url(), json!({"rate_limit": 20, "concurrency": 16}))).await;
+    let batch: Vec<Value> = (0..10).map(|i| event(&format!("r{i}"), json!({}))).collect();
+    assert_eq!(h.post("/v1/events", &Value::Array(batch)).await.0, 200);
+    let hits = receiver.wait_for("ten deliveries", |hits| hits.len() == 10).await;
+    // Ten at 20/s start within ~0.45 s; one at a time behind a 400 ms answer would take 3.6 s.
+    let span = hits[9].at - hits[0].at;
+    assert!(span >= Duration::from_millis(420), "the limit holds: {span:?}");
+    assert!(span < Duration::from_millis(1500), "deliveries overlap up to the rate: {span:?}");
+}
+
+#[tokio::test]
 async fn a_listed_network_is_allowed_while_other_internal_addresses_stay_refused() {
     let dir = data_dir();
     let h = Herald::start_with_env(dir.path(), &[("HERALD_ALLOWED_TARGET_NETWORKS", "127.0.0.0/8")]);

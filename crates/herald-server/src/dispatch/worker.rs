@@ -377,12 +377,12 @@ impl Worker {
         next_slot: &mut Instant,
     ) -> Result<Instant, StoreError> {
         // Under a rate limit the next slot is an interval away once one
-        // delivery is sent: one per round, and none before the slot.
-        let capacity = match c.spec.rate_limit {
-            Some(_) if *next_slot > Instant::now() => return Ok(*next_slot),
-            Some(_) => capacity.min(1),
-            None => capacity,
-        };
+        // delivery is sent: one per round, none before the slot, and the
+        // next round at the slot while more are due.
+        let rate_limited = c.spec.rate_limit.is_some();
+        if rate_limited && *next_slot > Instant::now() {
+            return Ok(*next_slot);
+        }
         let now = now_us();
         let per_stream = c.spec.ordering == Ordering::Stream;
         let due = self.store.due_deliveries(&self.name, now, capacity + in_flight.len(), per_stream).await?;
@@ -395,6 +395,10 @@ impl Worker {
             .filter(|d| !per_stream || d.stream.as_deref().is_none_or(|s| !busy.contains(s)))
             .take(capacity)
             .collect();
+        let more_than_a_slot = rate_limited && due.len() > 1;
+        if rate_limited {
+            due.truncate(1);
+        }
         // A place among all deliveries in flight for each, before anything
         // is admitted, so what is admitted is sent at once. Short of places
         // (other subscriptions hold them), look again soon: a wake-up per
@@ -479,7 +483,10 @@ impl Worker {
             let wait = Duration::from_micros(due_us.saturating_sub(now_us()).max(0) as u64);
             Instant::now() + wait
         });
-        let next = next_due.unwrap_or_else(|| Instant::now() + IDLE_WAKE);
+        let mut next = next_due.unwrap_or_else(|| Instant::now() + IDLE_WAKE);
+        if more_than_a_slot {
+            next = next.min(*next_slot);
+        }
         Ok(if short_of_places { next.min(Instant::now() + PLACE_RETRY) } else { next })
     }
 
