@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::convert::Infallible;
+use std::hash::Hash;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -48,46 +49,50 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
 
 /// An amount (connections, bytes) each client holds, within one limit per
 /// client. Only clients holding something have an entry.
-pub struct PerClient {
+pub type PerClient = PerKey<Client>;
+
+/// An amount each key (a client, a webhook target) holds, within one limit
+/// per key. Only keys holding something have an entry.
+pub struct PerKey<K> {
     limit: usize,
-    held: Mutex<HashMap<Client, usize>>,
+    held: Mutex<HashMap<K, usize>>,
 }
 
-impl PerClient {
+impl<K: Eq + Hash + Clone> PerKey<K> {
     pub fn new(limit: usize) -> Self {
         Self { limit, held: Mutex::default() }
     }
 
-    /// The most one client may hold.
+    /// The most one key may hold.
     pub fn limit(&self) -> usize {
         self.limit
     }
 
-    /// What `client` holds now.
-    pub fn held(&self, client: Client) -> usize {
-        self.lock().get(&client).copied().unwrap_or(0)
+    /// What `key` holds now.
+    pub fn held(&self, key: &K) -> usize {
+        self.lock().get(key).copied().unwrap_or(0)
     }
 
-    /// Adds `n` to what `client` holds, if that stays within the limit.
-    pub fn try_add(&self, client: Client, n: usize) -> bool {
+    /// Adds `n` to what `key` holds, if that stays within the limit.
+    pub fn try_add(&self, key: &K, n: usize) -> bool {
         if n == 0 {
             return true;
         }
         let mut held = self.lock();
-        let now = held.get(&client).copied().unwrap_or(0);
+        let now = held.get(key).copied().unwrap_or(0);
         if now + n > self.limit {
             return false;
         }
-        held.insert(client, now + n);
+        held.insert(key.clone(), now + n);
         true
     }
 
-    /// Gives back `n` of what `client` holds.
-    pub fn remove(&self, client: Client, n: usize) {
+    /// Gives back `n` of what `key` holds.
+    pub fn remove(&self, key: &K, n: usize) {
         if n == 0 {
             return;
         }
-        if let Entry::Occupied(mut held) = self.lock().entry(client) {
+        if let Entry::Occupied(mut held) = self.lock().entry(key.clone()) {
             *held.get_mut() -= n;
             if *held.get() == 0 {
                 held.remove();
@@ -95,12 +100,12 @@ impl PerClient {
         }
     }
 
-    /// Whether no client holds anything.
+    /// Whether no key holds anything.
     pub fn is_empty(&self) -> bool {
         self.lock().is_empty()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Client, usize>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, usize>> {
         self.held.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -114,13 +119,13 @@ pub struct ClientSlot {
 
 impl ClientSlot {
     pub fn try_take(held: &Arc<PerClient>, client: Client) -> Option<Self> {
-        held.try_add(client, 1).then(|| Self { held: held.clone(), client })
+        held.try_add(&client, 1).then(|| Self { held: held.clone(), client })
     }
 }
 
 impl Drop for ClientSlot {
     fn drop(&mut self) {
-        self.held.remove(self.client, 1);
+        self.held.remove(&self.client, 1);
     }
 }
 

@@ -137,7 +137,7 @@ impl ResponseBudget {
     /// count against its share.
     fn refuse(&self, bytes: usize) -> ApiError {
         let share = self.clients.limit();
-        let (reason, detail) = if share < self.limit && self.clients.held(self.client) + self.capped(bytes) > share {
+        let (reason, detail) = if share < self.limit && self.clients.held(&self.client) + self.capped(bytes) > share {
             ("client_share", CLIENT_SHARE_OVERLOADED)
         } else {
             ("budget", RESPONSES_OVERLOADED)
@@ -155,7 +155,7 @@ impl ResponseBudget {
     /// free) against the client's share, if they fit in it.
     fn claim(&self, bytes: usize) -> Option<Claim> {
         let bytes = self.capped(bytes);
-        self.clients.try_add(self.client, bytes).then(|| Claim { budget: self.clone(), bytes })
+        self.clients.try_add(&self.client, bytes).then(|| Claim { budget: self.clone(), bytes })
     }
 }
 
@@ -173,7 +173,7 @@ impl Claim {
     fn shrink(&mut self, bytes: usize) {
         let bytes = bytes.min(self.bytes);
         self.bytes -= bytes;
-        self.budget.clients.remove(self.budget.client, bytes);
+        self.budget.clients.remove(&self.budget.client, bytes);
     }
 
     /// Takes `other`'s bytes into this claim.

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -878,27 +878,55 @@ async fn deliveries_in_flight_are_bounded_over_all_subscriptions_and_shared() {
     let env = [LOOPBACK_ALLOWED, &[("HERALD_MAX_DELIVERIES_IN_FLIGHT", "4")]].concat();
     let h = Herald::start_with_env(dir.path(), &env);
     let slow = Duration::from_millis(200);
-    let receiver = Receiver::start(move |_, _| Reply::Slow(slow, 204)).await;
+    // A target each (one target may hold half of the places too: see below).
+    let mut receivers = Vec::new();
     for name in ["a", "b", "c"] {
-        let url = format!("http://{}/{name}", receiver.addr);
-        subscribe(&h, name, webhook(&url, json!({"concurrency": 8}))).await;
+        let receiver = Receiver::start(move |_, _| Reply::Slow(slow, 204)).await;
+        subscribe(&h, name, webhook(&format!("http://{}/{name}", receiver.addr), json!({"concurrency": 8}))).await;
+        receivers.push(receiver);
     }
     let batch: Vec<Value> = (0..12).map(|i| event(&format!("w{i}"), json!({}))).collect();
     assert_eq!(h.post("/v1/events", &json!(batch)).await.0, 200);
-    receiver.wait_for("every event to all three", |hits| hits.len() >= 36).await;
+    for receiver in &receivers {
+        receiver.wait_for("every event to each", |hits| hits.len() >= 12).await;
+    }
 
     // Each request is open for `slow` after it arrives: count the overlaps,
     // over all (three subscriptions of 2 each could reach 6), and per
     // subscription (each may hold half of the places).
-    let hits = receiver.hits();
-    let most_at_once = |path: Option<&str>| {
-        let arrivals: Vec<_> = hits.iter().filter(|h| path.is_none_or(|p| h.path == p)).map(|h| h.at).collect();
+    let most_at_once = |arrivals: Vec<Instant>| {
         arrivals.iter().map(|&t| arrivals.iter().filter(|&&u| u >= t && u < t + slow).count()).max().unwrap()
     };
-    let all = most_at_once(None);
-    let each = ["/a", "/b", "/c"].map(|path| most_at_once(Some(path)));
+    let all = most_at_once(receivers.iter().flat_map(|r| r.hits()).map(|hit| hit.at).collect());
+    let each: Vec<usize> =
+        receivers.iter().map(|r| most_at_once(r.hits().iter().map(|hit| hit.at).collect())).collect();
     assert!(all <= 4 && each.iter().all(|&n| n <= 2), "in flight at once: {all} in all, {each:?} each");
     assert!(all >= 3, "subscriptions delivered side by side: {all}");
+}
+
+#[tokio::test]
+async fn subscriptions_to_one_slow_target_leave_places_for_other_targets() {
+    let dir = data_dir();
+    let env = [LOOPBACK_ALLOWED, &[("HERALD_MAX_DELIVERIES_IN_FLIGHT", "8")]].concat();
+    let h = Herald::start_with_env(dir.path(), &env);
+    let slow = Receiver::start(|_, _| Reply::Slow(Duration::from_secs(5), 204)).await;
+    let fast = Receiver::start(|_, _| Reply::Status(204)).await;
+    // Two subscriptions of 4 could hold all 8 places; one target holds at most half.
+    for name in ["slow-1", "slow-2"] {
+        subscribe(&h, name, webhook(&format!("http://{}/{name}", slow.addr), json!({"concurrency": 4}))).await;
+    }
+    subscribe(&h, "fast", webhook(&fast.url(), json!({}))).await;
+    let batch = |prefix: &str| json!((0..6).map(|i| event(&format!("{prefix}{i}"), json!({}))).collect::<Vec<_>>());
+    assert_eq!(h.post("/v1/events", &batch("a")).await.0, 200);
+    slow.wait_for("the slow target's first deliveries", |hits| hits.len() >= 4).await;
+    // Time for the slow subscriptions to take every place they can.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let started = Instant::now();
+    assert_eq!(h.post("/v1/events", &batch("b")).await.0, 200);
+    fast.wait_for("the fast target's twelve", |hits| hits.len() == 12).await;
+    assert!(started.elapsed() < Duration::from_secs(3), "the fast target waited {:?} for places", started.elapsed());
+    assert_eq!(slow.hits().len(), 4, "the slow target holds half of the places");
 }
 
 /// CPU time the process has used, in clock ticks (user and system).

@@ -15,6 +15,8 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{HeaderValue, RETRY_AFTER};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::client::PerKey;
+
 /// Bytes of an answer kept in the attempt log.
 const RESPONSE_KEPT: usize = 1024;
 /// Bytes of an answer read at most; the rest is not waited for.
@@ -76,6 +78,12 @@ impl Answer {
     }
 }
 
+/// A webhook URL's target: its scheme, host and port (the URL itself if it
+/// does not parse; such a URL fails on its own).
+fn target_of(url: &str) -> String {
+    reqwest::Url::parse(url).map_or_else(|_| url.to_owned(), |u| u.origin().ascii_serialization())
+}
+
 /// One delivery to send.
 pub struct Request<'a> {
     pub url: &'a str,
@@ -97,10 +105,23 @@ pub struct WebhookClient {
     /// The most places one subscription may hold: half, so one slow target
     /// cannot stall every other subscription.
     share: usize,
+    /// Places held by target (scheme, host and port), each within the same
+    /// half: several subscriptions to one slow target cannot take them all.
+    targets: Arc<PerKey<String>>,
 }
 
 /// A place among the deliveries in flight, held until the delivery ends.
-pub type Place = OwnedSemaphorePermit;
+pub struct Place {
+    _place: OwnedSemaphorePermit,
+    targets: Arc<PerKey<String>>,
+    target: String,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.targets.remove(&self.target, 1);
+    }
+}
 
 impl WebhookClient {
     pub fn new(policy: EgressPolicy, max_in_flight: usize) -> Self {
@@ -118,12 +139,24 @@ impl WebhookClient {
             .build()
             .expect("the HTTP client's settings are valid");
         let places = Arc::new(Semaphore::new(max_in_flight));
-        Self { http, policy, places, share: (max_in_flight / 2).max(1) }
+        let share = (max_in_flight / 2).max(1);
+        Self { http, policy, places, share, targets: Arc::new(PerKey::new(share)) }
     }
 
-    /// Up to `wanted` places for deliveries, as many as are free now.
-    pub fn places(&self, wanted: usize) -> Vec<Place> {
-        std::iter::from_fn(|| self.places.clone().try_acquire_owned().ok()).take(wanted).collect()
+    /// Up to `wanted` places for deliveries to `url`, as many as are free
+    /// now, over all targets and for its target.
+    pub fn places(&self, url: &str, wanted: usize) -> Vec<Place> {
+        let target = target_of(url);
+        std::iter::from_fn(|| {
+            let place = self.places.clone().try_acquire_owned().ok()?;
+            self.targets.try_add(&target, 1).then(|| Place {
+                _place: place,
+                targets: self.targets.clone(),
+                target: target.clone(),
+            })
+        })
+        .take(wanted)
+        .collect()
     }
 
     /// The most places one subscription may hold.

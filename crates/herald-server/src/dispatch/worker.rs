@@ -403,7 +403,7 @@ impl Worker {
         // is admitted, so what is admitted is sent at once. Short of places
         // (other subscriptions hold them), look again soon: a wake-up per
         // place freed measured slower, each a round of store reads.
-        let mut places = self.client.places(due.len());
+        let mut places = self.client.places(url, due.len());
         let short_of_places = places.len() < due.len();
         if short_of_places {
             due.truncate(places.len());
