@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono_free::event;
 use herald_core::IdRule;
 
-use herald_core::subscription::SubscriptionState;
+use herald_core::subscription::{RetryPolicy, SubscriptionState};
 
 use crate::{AppendOutcome, Attempt, AttemptQuery, Delivery, ListQuery, MAX_PAGE_BYTES, NewEvent, Settlement, Store};
 
@@ -351,14 +351,19 @@ pub async fn position_before_finds_the_first_event_at_a_time(store: impl Store) 
     assert_eq!(store.position_before(99).await.unwrap(), 3, "nothing that late: the head");
 }
 
+/// A retry policy of `max_attempts`, and the default `max_age` (a day).
+fn retry(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy { max_attempts, ..RetryPolicy::default() }
+}
+
 pub async fn leases_are_exclusive_expire_and_are_settled_by_their_holder(store: impl Store) {
     store.append(vec![event("a", "s", "{}", None), event("b", "s", "{}", None)]).await.unwrap();
     store.put_subscription("s", "{}".into(), 0, 1).await.unwrap();
     store.fan_out("s", 1, 0, 2, vec![owed(1, None), owed(2, None)]).await.unwrap();
-    let first = store.lease("s", "L1".into(), 100, 1_000, 10, false, 2).await.unwrap();
+    let first = store.lease("s", "L1".into(), 100, 1_000, 10, false, retry(2)).await.unwrap();
     let got: Vec<(u64, u32, u64)> = first.iter().map(|(d, e)| (d.position, d.attempts, e.position)).collect();
     assert_eq!(got, vec![(1, 1, 1), (2, 1, 2)]);
-    assert!(store.lease("s", "L2".into(), 200, 1_000, 10, false, 2).await.unwrap().is_empty(), "held by L1");
+    assert!(store.lease("s", "L2".into(), 200, 1_000, 10, false, retry(2)).await.unwrap().is_empty(), "held by L1");
 
     let ack =
         || -> crate::Decide { Box::new(|d| (attempt(d.position, d.attempts, "delivered"), Settlement::Delivered)) };
@@ -366,12 +371,23 @@ pub async fn leases_are_exclusive_expire_and_are_settled_by_their_holder(store: 
     assert_eq!(store.settle_leased("s", vec![(1, "L1".into())], ack()).await.unwrap(), 1);
     assert_eq!(store.subscription("s").await.unwrap().unwrap().delivered, 1);
 
-    let again = store.lease("s", "L3".into(), 1_100, 1_000, 10, false, 2).await.unwrap();
+    let again = store.lease("s", "L3".into(), 1_100, 1_000, 10, false, retry(2)).await.unwrap();
     assert_eq!(again.iter().map(|(d, _)| (d.position, d.attempts)).collect::<Vec<_>>(), vec![(2, 2)], "expired lease");
     assert_eq!(store.settle_leased("s", vec![(2, "L1".into())], ack()).await.unwrap(), 0, "L1 lost it");
-    assert!(store.lease("s", "L4".into(), 5_000, 1_000, 10, false, 2).await.unwrap().is_empty());
+    assert!(store.lease("s", "L4".into(), 5_000, 1_000, 10, false, retry(2)).await.unwrap().is_empty());
     let dead = store.dead_letters("s", 0, 10).await.unwrap();
     assert_eq!((dead.len(), dead[0].position), (1, 2), "past max_attempts it is dead-lettered");
+
+    // Past max_age (counted from when it was first due, at 100) it is too,
+    // however few its deliveries, as a webhook's is.
+    store.append(vec![event("c", "s", "{}", None)]).await.unwrap();
+    store.fan_out("s", 1, 2, 3, vec![owed(3, None)]).await.unwrap();
+    let young = RetryPolicy { max_age: std::time::Duration::from_millis(10), ..retry(100) };
+    assert_eq!(store.lease("s", "L5".into(), 10_000, 1_000, 10, false, young).await.unwrap().len(), 1);
+    assert!(store.lease("s", "L6".into(), 11_100, 1_000, 10, false, young).await.unwrap().is_empty());
+    let dead = store.dead_letters("s", 0, 10).await.unwrap();
+    assert_eq!(dead.iter().map(|d| d.position).collect::<Vec<_>>(), vec![2, 3]);
+    assert!(dead[1].reason.contains("max_age"), "{}", dead[1].reason);
 }
 
 pub async fn the_attempt_log_is_bounded(store: impl Store) {
@@ -396,7 +412,7 @@ pub async fn a_lease_hands_out_a_bounded_number_of_bytes(store: impl Store) {
     store.append(events).await.unwrap();
     store.put_subscription("s", "{}".into(), 0, 1).await.unwrap();
     store.fan_out("s", 1, 0, 20, (1..=20).map(|p| owed(p, None)).collect()).await.unwrap();
-    let leased = store.lease("s", "L".into(), 100, 1_000, 100, false, 5).await.unwrap();
+    let leased = store.lease("s", "L".into(), 100, 1_000, 100, false, retry(5)).await.unwrap();
     let bytes: usize = leased.iter().map(|(_, e)| e.body.len()).sum();
     assert!(!leased.is_empty() && leased.len() < 20, "{} leased", leased.len());
     assert!(bytes <= crate::subscriptions::LEASE_BYTES, "{bytes} bytes in one lease");

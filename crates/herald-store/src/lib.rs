@@ -14,7 +14,7 @@ pub mod subscriptions;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use herald_core::subscription::SubscriptionState;
+use herald_core::subscription::{RetryPolicy, SubscriptionState};
 use herald_core::{Event, IdRule, Position};
 use tokio::sync::watch;
 
@@ -240,8 +240,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Leases up to `max` due deliveries (and at most ~4 MiB of events) to a
     /// pull consumer under the lease id `lease` until `now_us + lease_us`
-    /// (each lease is an attempt); deliveries past `max_attempts` go to the
-    /// dead letters instead.
+    /// (each lease is an attempt); deliveries past `retry`'s `max_attempts`
+    /// or `max_age` go to the dead letters instead.
     #[allow(clippy::too_many_arguments)]
     async fn lease(
         &self,
@@ -251,7 +251,7 @@ pub trait Store: Send + Sync + 'static {
         lease_us: i64,
         max: usize,
         per_stream: bool,
-        max_attempts: u32,
+        retry: RetryPolicy,
     ) -> Result<Vec<(Delivery, StoredEvent)>, StoreError>;
 
     /// Settles pull deliveries, each named by position and the lease that

@@ -51,8 +51,7 @@ pub async fn lease(
             let charge = budget.reserve(PAGE_RESERVE).await?;
             let lease = format!("{:016x}", rand::random::<u64>());
             let lease_us = ack_timeout.as_micros() as i64;
-            let leased =
-                store.lease(name, lease.clone(), now_us(), lease_us, max, per_stream, spec.retry.max_attempts).await?;
+            let leased = store.lease(name, lease.clone(), now_us(), lease_us, max, per_stream, spec.retry).await?;
             if !leased.is_empty() {
                 let leased = leased
                     .into_iter()

@@ -21,7 +21,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use herald_core::subscription::SubscriptionState;
+use herald_core::subscription::{RetryPolicy, SubscriptionState};
 use herald_core::{IdRule, Position};
 use rusqlite::{Connection, ErrorCode, Transaction};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
@@ -304,11 +304,10 @@ impl Store for SqliteStore {
         lease_us: i64,
         max: usize,
         per_stream: bool,
-        max_attempts: u32,
+        retry: RetryPolicy,
     ) -> Result<Vec<(Delivery, StoredEvent)>, StoreError> {
         let name = name.to_owned();
-        self.write(move |tx| subscriptions::lease(tx, &name, &lease, now_us, lease_us, max, per_stream, max_attempts))
-            .await
+        self.write(move |tx| subscriptions::lease(tx, &name, &lease, now_us, lease_us, max, per_stream, retry)).await
     }
 
     async fn settle_leased(

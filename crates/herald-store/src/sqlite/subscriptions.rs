@@ -2,7 +2,7 @@
 //! Writes take the writer's transaction; reads take a reader connection.
 
 use herald_core::Position;
-use herald_core::subscription::SubscriptionState;
+use herald_core::subscription::{RetryPolicy, SubscriptionState};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, params};
 
 use crate::StoredEvent;
@@ -273,8 +273,9 @@ fn remove_delivery(tx: &Transaction<'_>, name: &str, position: i64) -> rusqlite:
 
 /// Leases up to `max` due deliveries to a pull consumer until
 /// `now_us + lease_us`: each counts as an attempt, and comes back when the
-/// lease runs out unacknowledged. Deliveries that already had `max_attempts`
-/// go to the dead letters instead.
+/// lease runs out unacknowledged. Deliveries that already had `max_attempts`,
+/// or were first due longer than `max_age` ago, go to the dead letters
+/// instead, as a webhook's do.
 #[allow(clippy::too_many_arguments)]
 pub fn lease(
     tx: &Transaction<'_>,
@@ -284,12 +285,18 @@ pub fn lease(
     lease_us: i64,
     max: usize,
     per_stream: bool,
-    max_attempts: u32,
+    retry: RetryPolicy,
 ) -> rusqlite::Result<Vec<(Delivery, StoredEvent)>> {
     let (mut leased, mut expired, mut bytes) = (Vec::new(), Vec::new(), 0);
     for mut d in due(tx, name, now_us, max, per_stream)? {
-        if d.attempts >= max_attempts {
-            let reason = format!("not acknowledged after {} deliveries", d.attempts);
+        let reason = if d.attempts >= retry.max_attempts {
+            Some(format!("not acknowledged after {} deliveries", d.attempts))
+        } else if retry.past_max_age(d.first_due_us, now_us) {
+            Some(format!("max_age of {}s reached after {} deliveries", retry.max_age.as_secs(), d.attempts))
+        } else {
+            None
+        };
+        if let Some(reason) = reason {
             let attempt = Attempt::of(&d, d.attempts, now_us, "dead", Some(reason.clone()));
             expired.push((attempt, Settlement::Dead { reason }));
             continue;
