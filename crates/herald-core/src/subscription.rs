@@ -129,11 +129,19 @@ impl RetryPolicy {
         let due_us = now_us.saturating_add(wait.as_micros().min(i64::MAX as u128) as i64);
         if self.past_max_age(first_due_us, due_us) {
             let age = Duration::from_micros(now_us.saturating_sub(first_due_us).max(0) as u64);
-            return AfterFailure::GiveUp(format!(
-                "max_age of {}s reached after {attempts} attempts over {:.1}s; last: {error}",
-                self.max_age.as_secs(),
-                age.as_secs_f64()
-            ));
+            let max_age = self.max_age.as_secs();
+            // Say which: the age reached, or a wait (the target's Retry-After,
+            // most often) that would take the next attempt past it.
+            let when = if self.past_max_age(first_due_us, now_us) {
+                format!("reached after {attempts} attempts over {:.1}s", age.as_secs_f64())
+            } else {
+                let asked = if retry_after.is_some_and(|r| r >= wait) { "the target's Retry-After" } else { "backoff" };
+                format!(
+                    "would be passed by the next attempt, {}s away ({asked}), after {attempts} attempts",
+                    wait.as_secs()
+                )
+            };
+            return AfterFailure::GiveUp(format!("max_age of {max_age}s {when}; last: {error}"));
         }
         AfterFailure::RetryAt(due_us)
     }
@@ -624,6 +632,16 @@ mod tests {
         );
         assert!(
             matches!(policy.after_failure(2, 0, 9_900_000, None, 0.5, "x"), AfterFailure::GiveUp(r) if r.contains("max_age"))
+        );
+        // A Retry-After past max_age gives up at once, and says so rather than
+        // that an age was reached.
+        let far = Some(Duration::from_secs(100_000));
+        let AfterFailure::GiveUp(reason) = policy.after_failure(1, 0, 0, far, 0.5, "HTTP 429") else {
+            panic!("a wait past max_age gives up")
+        };
+        assert!(
+            reason.contains("Retry-After") && reason.contains("100000s") && !reason.contains("reached"),
+            "{reason}"
         );
     }
 }
