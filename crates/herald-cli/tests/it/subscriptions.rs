@@ -171,6 +171,18 @@ async fn matching_events_are_delivered_signed_with_their_id() {
 }
 
 #[tokio::test]
+async fn an_id_outside_printable_ascii_is_sent_percent_encoded_and_signed_as_sent() {
+    let (_dir, h) = start();
+    let receiver = Receiver::start(|_, _| Reply::Status(204)).await;
+    subscribe(&h, "all", webhook(&receiver.url(), json!({}))).await;
+    publish(&h, event("café 50%", json!({}))).await;
+    let hits = receiver.wait_for("one delivery", |hits| hits.len() == 1).await;
+    assert_eq!(hits[0].event_id(), "caf%C3%A9%2050%25", "a header any server reads alike");
+    assert_eq!(hits[0].body["id"], "café 50%", "the body keeps the id");
+    assert!(signature_is_valid(&hits[0]), "signed over the id as sent");
+}
+
+#[tokio::test]
 async fn a_failing_receiver_is_retried_until_it_recovers() {
     let (_dir, h) = start();
     let receiver =

@@ -78,6 +78,14 @@ impl Answer {
     }
 }
 
+/// The `webhook-id` header for an event id, signed as sent: percent-encoded
+/// outside printable ASCII (and `%` itself), since many HTTP servers (Node's,
+/// Python's) read header bytes as Latin-1 and would verify a mangled id.
+fn webhook_id(event_id: &str) -> std::borrow::Cow<'_, str> {
+    const ENCODED: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS.add(b' ').add(b'%');
+    percent_encoding::utf8_percent_encode(event_id, ENCODED).into()
+}
+
 /// A webhook URL's target: its scheme, host and port (the URL itself if it
 /// does not parse; such a URL fails on its own).
 fn target_of(url: &str) -> String {
@@ -170,13 +178,14 @@ impl WebhookClient {
             return Answer::failed(started, refusal);
         }
         let timestamp = chrono::Utc::now().timestamp();
-        let signature = request.secret.sign(request.event_id, timestamp, &request.body);
+        let id = webhook_id(request.event_id);
+        let signature = request.secret.sign(&id, timestamp, &request.body);
         let mut builder = self
             .http
             .post(request.url)
             .timeout(request.timeout)
             .header("content-type", "application/json")
-            .header("webhook-id", request.event_id)
+            .header("webhook-id", id.as_ref())
             .header("webhook-timestamp", timestamp)
             .header("webhook-signature", signature)
             .header("herald-attempt", request.attempt);
@@ -255,6 +264,13 @@ fn describe(err: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_webhook_id_is_percent_encoded_outside_printable_ascii() {
+        assert_eq!(webhook_id("order-7/x:1"), "order-7/x:1");
+        assert_eq!(webhook_id("café 50%"), "caf%C3%A9%2050%25");
+        assert_eq!(webhook_id("tab\there"), "tab%09here");
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_http_dates() {
