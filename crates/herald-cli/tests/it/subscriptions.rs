@@ -224,6 +224,13 @@ async fn exhausted_retries_dead_letter_and_redrive_delivers() {
     assert!(dead[0]["reason"].as_str().unwrap().contains("HTTP 503"), "{dead:?}");
     assert_eq!(dead[0]["attempts"], 2);
 
+    // A selection that is not one is refused at the member at fault, and redrives nothing.
+    for (body, pointer) in [(json!({"ids": ["d2"], "x": 1}), "/x"), (json!({"ids": ["d2", 1]}), "/ids/1")] {
+        let (code, problem) = h.post("/v1/subscriptions/dlq/dead-letters/redrive", &body).await;
+        assert_eq!((code, pointers(&problem)), (422, vec![pointer.to_owned()]), "{problem}");
+    }
+    assert_eq!(status(&h, "dlq").await["status"]["dead_letters"], 2);
+
     healthy.store(true, Ordering::SeqCst);
     let (code, redriven) = h.post("/v1/subscriptions/dlq/dead-letters/redrive", &json!({"ids": ["d2"]})).await;
     assert_eq!((code, redriven), (200, json!({"redriven": 1})));

@@ -316,11 +316,20 @@ fn bound(value: Option<&Value>, pointer: &str) -> Result<Option<Bound>, Invalid>
 /// An optional body `{"ids": [...]}`; no body means all.
 async fn selected_ids(headers: &HeaderMap, body: Body) -> Result<Option<Vec<String>>, ApiError> {
     let Some(value) = optional_json(headers, body).await? else { return Ok(None) };
-    let invalid = || ApiError::InvalidRequest(Invalid::one("/ids", "must be an array of event ids (strings)"));
-    let ids = value.as_object().filter(|o| o.len() == 1).and_then(|o| o.get("ids")).ok_or_else(invalid)?;
-    let ids = ids.as_array().ok_or_else(invalid)?;
-    let ids = ids.iter().map(|v| v.as_str().map(str::to_owned)).collect::<Option<Vec<_>>>().ok_or_else(invalid)?;
-    Ok(Some(ids))
+    let invalid = |pointer: String, message: &str| ApiError::InvalidRequest(Invalid::one(pointer, message));
+    let Some(object) = value.as_object() else {
+        return Err(invalid(String::new(), "must be an object: {\"ids\": [...]}"));
+    };
+    if let Some(unknown) = object.keys().find(|k| *k != "ids") {
+        return Err(invalid(herald_core::envelope::pointer_to(unknown), "unknown field; expected only \"ids\""));
+    }
+    let Some(ids) = object.get("ids").and_then(Value::as_array) else {
+        return Err(invalid("/ids".into(), "must be an array of event ids (strings)"));
+    };
+    let ids = ids.iter().enumerate().map(|(i, v)| {
+        v.as_str().map(str::to_owned).ok_or_else(|| invalid(format!("/ids/{i}"), "must be an event id (a string)"))
+    });
+    Ok(Some(ids.collect::<Result<Vec<_>, _>>()?))
 }
 
 pub(super) async fn load(state: &AppState, name: &str) -> Result<SubscriptionRecord, ApiError> {
