@@ -575,6 +575,27 @@ async fn pulling_a_webhook_subscription_is_a_conflict() {
 }
 
 #[tokio::test]
+async fn a_subscription_turned_to_pull_does_not_lease_what_its_webhook_still_sends() {
+    let (_dir, h) = start();
+    let receiver = Receiver::start(|_, _| Reply::Slow(Duration::from_millis(1500), 204)).await;
+    subscribe(&h, "switch", webhook(&receiver.url(), json!({"concurrency": 4}))).await;
+    for i in 0..4 {
+        publish(&h, event(&format!("w{i}"), json!({}))).await;
+    }
+    receiver.wait_for("four deliveries in flight", |hits| hits.len() == 4).await;
+    let (code, _) = h.put("/v1/subscriptions/switch", &json!({"target": {"type": "pull"}})).await;
+    assert_eq!(code, 200);
+    publish(&h, event("p0", json!({}))).await;
+
+    // The pull waits for the webhook's answers to be recorded; what they
+    // delivered is not leased again.
+    let messages = pull(&h, "switch", json!({"max": 10, "wait": "5s"})).await;
+    let ids: Vec<&str> = messages.iter().map(|m| m["event"]["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["p0"], "only what the webhook did not send");
+    assert_eq!(receiver.hits().len(), 4);
+}
+
+#[tokio::test]
 async fn replay_redelivers_a_range_without_moving_the_cursor() {
     let (_dir, h) = start();
     let receiver = Receiver::start(|_, _| Reply::Status(200)).await;

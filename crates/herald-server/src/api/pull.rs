@@ -68,6 +68,7 @@ pub async fn pull(
         state.dispatcher.deliveries_added(),
         state.shutdown.clone(),
         &state.response_budget.for_client(client),
+        || state.dispatcher.in_flight(&name) > 0,
     )
     .await?
     else {

@@ -28,6 +28,9 @@ pub struct Leased {
 /// (or until shutdown) for the first one; `added` wakes it when a worker
 /// records new deliveries; `None` if none came. Their answer is charged to
 /// `budget` before they are leased (a 503 leases nothing), not while waiting.
+/// While `sending()` (webhook deliveries from before the subscription became
+/// a pull one are still in flight) nothing is leased: those rows are owed
+/// until their answers are recorded, and leasing them would send them twice.
 #[allow(clippy::too_many_arguments)]
 pub async fn lease(
     store: &dyn Store,
@@ -38,6 +41,7 @@ pub async fn lease(
     mut added: watch::Receiver<u64>,
     mut shutdown: watch::Receiver<bool>,
     budget: &ResponseBudget,
+    sending: impl Fn() -> bool,
 ) -> Result<Option<(Vec<Leased>, Charge)>, ApiError> {
     let per_stream = spec.ordering == Ordering::Stream;
     let ack_timeout = match spec.target {
@@ -47,7 +51,7 @@ pub async fn lease(
     let deadline = Instant::now() + wait;
     loop {
         // Look before leasing: a lease is a write (a commit), an empty look is a read.
-        if !store.due_deliveries(name, now_us(), 1, per_stream).await?.is_empty() {
+        if !sending() && !store.due_deliveries(name, now_us(), 1, per_stream).await?.is_empty() {
             let charge = budget.reserve(PAGE_RESERVE).await?;
             let lease = format!("{:016x}", rand::random::<u64>());
             let lease_us = ack_timeout.as_micros() as i64;
