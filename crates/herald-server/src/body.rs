@@ -417,7 +417,6 @@ pub fn require_utf8(headers: &HeaderMap) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Requires a JSON body (`application/json` or any `+json` type, in UTF-8).
 /// Refuses a body sent with a content coding (gzip, br, ...): Herald reads
 /// bodies as they are, and a compressed one would be taken for malformed
 /// JSON, or a plain one labelled compressed for what it is not.
@@ -432,6 +431,7 @@ fn require_identity_encoding(headers: &HeaderMap) -> Result<(), ApiError> {
     }
 }
 
+/// Requires a JSON body (`application/json` or any `+json` type, in UTF-8).
 pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     require_utf8(headers)?;
     match media_type(headers) {
