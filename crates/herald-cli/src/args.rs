@@ -249,8 +249,9 @@ pub struct PublishArgs {
     pub stream: Option<String>,
     #[arg(long)]
     pub version: Option<String>,
-    /// Sent as the Idempotency-Key header.
-    #[arg(long)]
+    /// Sent as the Idempotency-Key header (one event from flags; each line
+    /// of a file names its own `id`).
+    #[arg(long, conflicts_with = "file")]
     pub idempotency_key: Option<String>,
     /// Events per request when reading JSON lines (fewer when they would
     /// make a body over the server's 10 MiB limit).

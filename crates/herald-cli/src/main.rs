@@ -40,6 +40,8 @@ fn main() -> std::process::ExitCode {
     });
     match result {
         Ok(code) => code,
+        // As a command killed by SIGPIPE exits (128 + 13), without a word.
+        Err(e) if e.downcast_ref::<commands::OutputClosed>().is_some() => std::process::ExitCode::from(141),
         Err(e) => {
             eprintln!("error: {e:#}");
             std::process::ExitCode::FAILURE

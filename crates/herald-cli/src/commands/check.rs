@@ -11,7 +11,7 @@ pub fn run(args: CheckArgs) -> Result<ExitCode> {
     let file = args.data_dir.join(sqlite::DB_FILE);
     match sqlite::check(&args.data_dir) {
         Ok(problems) if problems.is_empty() => {
-            println!("ok: {} passed the integrity check", file.display());
+            super::print_line(format_args!("ok: {} passed the integrity check", file.display()))?;
             Ok(ExitCode::SUCCESS)
         }
         Ok(problems) => {

@@ -12,12 +12,12 @@ pub async fn run(connection: &Connection, args: EventsArgs) -> Result<ExitCode> 
         EventsCommand::Get { id } => {
             let url = format!("{}/{}", client.url("/v1/events"), encode_segment(&id)?);
             let event = client.expect_ok(client.http().get(url)).await?;
-            println!("{}", serde_json::to_string_pretty(&event)?);
+            super::print_line(format_args!("{}", serde_json::to_string_pretty(&event)?))?;
         }
         EventsCommand::List(filter) => {
             let page = client.expect_ok(client.http().get(client.url("/v1/events")).query(&filter.query())).await?;
             for event in page["events"].as_array().into_iter().flatten() {
-                println!("{event}");
+                super::print_line(format_args!("{event}"))?;
             }
             eprintln!("next: {}", page["next"]);
         }

@@ -20,7 +20,7 @@ pub async fn run(connection: &Connection, args: PublishArgs) -> Result<ExitCode>
             request = request.header("Idempotency-Key", key);
         }
         let (status, body) = client.send(request).await?;
-        println!("{body}");
+        super::print_line(format_args!("{body}"))?;
         return Ok(if status < 300 { ExitCode::SUCCESS } else { ExitCode::FAILURE });
     };
 
@@ -33,12 +33,13 @@ pub async fn run(connection: &Connection, args: PublishArgs) -> Result<ExitCode>
     };
     let mut failed = 0usize;
     let mut batch = Batch::default();
-    for (n, line) in reader.lines().enumerate() {
+    // Lines as bytes: one that is not UTF-8 is a line refused, not the end.
+    for (n, line) in reader.split(b'\n').enumerate() {
         let line = line.context("reading events")?;
-        if line.trim().is_empty() {
+        if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let text = match json::parse(line.as_bytes()) {
+        let text = match json::parse(&line) {
             Ok(event) => event.to_string(),
             Err(e) => {
                 batch.push_refused(n + 1, unreadable(&e));
@@ -139,7 +140,7 @@ async fn send_batch(client: &Client, batch: Batch) -> Result<usize> {
             }
         };
         failed += usize::from(result.get("error").is_some());
-        println!("{result}");
+        super::print_line(format_args!("{result}"))?;
     }
     Ok(failed)
 }

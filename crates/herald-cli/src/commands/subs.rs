@@ -15,7 +15,7 @@ fn path(name: &str, rest: &str) -> Result<String> {
 }
 
 fn print(value: &Value) -> Result<()> {
-    println!("{}", serde_json::to_string_pretty(value)?);
+    super::print_line(format_args!("{}", serde_json::to_string_pretty(value)?))?;
     Ok(())
 }
 
@@ -27,7 +27,7 @@ pub async fn subs(connection: &Connection, args: SubsArgs) -> Result<ExitCode> {
             let all = client.expect_ok(http.get(client.url("/v1/subscriptions"))).await?;
             for s in all["subscriptions"].as_array().into_iter().flatten() {
                 let st = &s["status"];
-                println!(
+                super::print_line(format_args!(
                     "{}\t{}\tlag {}\tpending {}\tdelivered {}\tfailed {}\tdead {}",
                     s["name"].as_str().unwrap_or(""),
                     s["state"].as_str().unwrap_or(""),
@@ -36,7 +36,7 @@ pub async fn subs(connection: &Connection, args: SubsArgs) -> Result<ExitCode> {
                     st["delivered"],
                     st["failed"],
                     st["dead_letters"]
-                );
+                ))?;
             }
             return Ok(ExitCode::SUCCESS);
         }

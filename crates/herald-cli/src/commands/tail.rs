@@ -37,10 +37,18 @@ pub async fn run(connection: &Connection, args: TailArgs) -> Result<ExitCode> {
                 continue;
             }
         };
+        // Overloaded (every live stream taken, say) is a while, not an end.
+        if response.status() == reqwest::StatusCode::SERVICE_UNAVAILABLE {
+            let retry_after = response.headers().get("retry-after").and_then(|v| v.to_str().ok()?.parse().ok());
+            let wait = Duration::from_secs(retry_after.unwrap_or(1).clamp(1, 60));
+            eprintln!("the server is busy (503); retrying in {} s", wait.as_secs());
+            tokio::time::sleep(wait).await;
+            continue;
+        }
         if !response.status().is_success() {
             bail!("HTTP {}: {}", response.status(), response.text().await.unwrap_or_default());
         }
-        follow(response, &mut after).await;
+        follow(response, &mut after).await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
@@ -53,7 +61,7 @@ async fn head(client: &Client) -> Result<u64> {
 
 /// Prints the stream's events until it ends (or its connection falls
 /// silent), keeping the last position in `after`.
-async fn follow(response: reqwest::Response, after: &mut Option<u64>) {
+async fn follow(response: reqwest::Response, after: &mut Option<u64>) -> Result<()> {
     let mut body = response.bytes_stream();
     let mut buffer = String::new();
     while let Some(chunk) = body.next().await {
@@ -70,8 +78,9 @@ async fn follow(response: reqwest::Response, after: &mut Option<u64>) {
                 }
             }
             if !data.is_empty() {
-                println!("{data}");
+                super::print_line(format_args!("{data}"))?;
             }
         }
     }
+    Ok(())
 }

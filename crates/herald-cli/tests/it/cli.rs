@@ -404,3 +404,91 @@ fn lines_of(from: impl Read + Send + 'static) -> mpsc::Receiver<String> {
     });
     lines
 }
+
+#[tokio::test]
+async fn a_reader_that_goes_away_ends_a_command_quietly() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+    let pad = "x".repeat(1000);
+    let batch: Vec<Value> = (0..1000).map(|i| event(&format!("p{i}"), json!({ "pad": pad }))).collect();
+    assert_eq!(h.post("/v1/events", &json!(batch)).await.0, 200);
+    // `herald events list --limit 1000 | head -1`: ~1 MB, more than a pipe holds.
+    let mut list = Command::new(BIN)
+        .args(["events", "list", "--limit", "1000"])
+        .env("HERALD_SERVER", &h.url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(list.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    assert!(first.contains("\"p0\""), "{first}");
+    let out = list.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "as a command killed by SIGPIPE: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn publish_file_reports_a_line_that_is_not_utf8_and_carries_on() {
+    let dir = data_dir();
+    let h = Herald::start(dir.path());
+    let note = |id: &str| format!("{{\"id\":\"{id}\",\"source\":\"cli\",\"detail-type\":\"Note\",\"detail\":{{}}}}\n");
+    let mut bytes = note("u1").into_bytes();
+    bytes.extend_from_slice(b"{\"id\":\"u\xff\",\"source\":\"cli\",\"detail-type\":\"Note\",\"detail\":{}}\n");
+    bytes.extend_from_slice(note("u2").as_bytes());
+    let file = dir.path().join("events.jsonl");
+    std::fs::write(&file, bytes).unwrap();
+    let (ok, out, err) = herald(&h, &["publish", "--file", file.to_str().unwrap()], None);
+    assert!(!ok, "a line was not published: {err}");
+    let results: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(results.len(), 3, "{out}");
+    assert_eq!((results[0]["id"].as_str(), results[2]["id"].as_str()), (Some("u1"), Some("u2")), "{out}");
+    assert_eq!(results[1]["line"], 2, "{out}");
+
+    // An Idempotency-Key is one event's: with a file it is refused, not ignored.
+    let (ok, _, err) = herald(&h, &["publish", "--file", file.to_str().unwrap(), "--idempotency-key", "k"], None);
+    assert!(!ok && err.contains("--idempotency-key"), "{err}");
+}
+
+#[test]
+fn tail_waits_out_a_busy_server_instead_of_giving_up() {
+    let dir = data_dir();
+    let h = Herald::start_with_env(dir.path(), &[("HERALD_MAX_LIVE_READERS", "1")]);
+    // The one live stream this server allows, held by another client.
+    let held = Command::new(BIN)
+        .args(["tail", "--after", "0"])
+        .env("HERALD_SERVER", &h.url)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let mut waiting = Command::new(BIN)
+        .args(["tail", "--after", "0"])
+        .env("HERALD_SERVER", &h.url)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(waiting.try_wait().unwrap().is_none(), "tail gave up on a 503");
+    let mut held = held;
+    held.kill().unwrap();
+    held.wait().unwrap();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(h.post("/v1/events", &event("after-busy", json!({}))));
+    let (send, lines) = mpsc::channel();
+    let stdout = waiting.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let _ = send.send(line.unwrap());
+        }
+    });
+    let line = lines.recv_timeout(Duration::from_secs(10)).expect("tail got the stream once it was free");
+    assert!(line.contains("after-busy"), "{line}");
+    waiting.kill().unwrap();
+    let mut err = String::new();
+    waiting.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    assert!(err.contains("busy"), "{err}");
+}
