@@ -1,5 +1,6 @@
 use std::io::BufRead;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use herald_core::json;
@@ -145,13 +146,27 @@ async fn send_batch(client: &Client, batch: Batch) -> Result<usize> {
     Ok(failed)
 }
 
+/// How often a request the server was too busy for is sent again (after
+/// 1, 2, ... seconds: about two minutes in all).
+const BUSY_RETRIES: u64 = 15;
+
 /// The server's result for each of the `events` in `body`. A body of one
 /// event too large for the server (for its memory budget) is that event's
 /// refusal, not the end.
 async fn send(client: &Client, body: String, events: usize) -> Result<Vec<Value>> {
     let request =
-        client.http().post(client.url("/v1/events")).header(reqwest::header::CONTENT_TYPE, "application/json");
-    let (status, mut answer) = client.send(request.body(body)).await?;
+        || client.http().post(client.url("/v1/events")).header(reqwest::header::CONTENT_TYPE, "application/json");
+    let (mut status, mut answer) = client.send(request().body(body.clone())).await?;
+    // A 503 (the server's queues full) stored nothing: the same request is
+    // sent again after a pause, rather than ending the run mid-file.
+    for pause in (1..=BUSY_RETRIES).map(Duration::from_secs) {
+        if status != 503 {
+            break;
+        }
+        eprintln!("the server is busy (503); sending again in {} s", pause.as_secs());
+        tokio::time::sleep(pause).await;
+        (status, answer) = client.send(request().body(body.clone())).await?;
+    }
     match status {
         200..300 => match answer["results"].take() {
             Value::Array(results) if results.len() == events => Ok(results),

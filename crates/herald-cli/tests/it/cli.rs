@@ -492,3 +492,30 @@ fn tail_waits_out_a_busy_server_instead_of_giving_up() {
     waiting.stderr.take().unwrap().read_to_string(&mut err).unwrap();
     assert!(err.contains("busy"), "{err}");
 }
+
+#[test]
+fn publish_file_sends_again_what_a_busy_server_refused() {
+    let dir = data_dir();
+    let h = Herald::start_with_env(dir.path(), &[("HERALD_MAX_IN_FLIGHT", "1")]);
+    // The one request this server handles at once: a body that is slow to come.
+    let mut held = std::net::TcpStream::connect(h.addr()).unwrap();
+    held.write_all(
+        b"POST /v1/events HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 500\r\n\r\n",
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let lines = (0..3)
+        .map(|i| format!("{{\"id\":\"busy-{i}\",\"source\":\"cli\",\"detail-type\":\"Note\",\"detail\":{{}}}}"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(held);
+    });
+    let (ok, out, err) = herald(&h, &["publish", "--file", "-"], Some(&lines));
+    release.join().unwrap();
+    assert!(ok, "{out}{err}");
+    assert!(err.contains("busy"), "it was refused first: {err}");
+    let ids: Vec<String> = out.lines().map(|l| serde_json::from_str::<Value>(l).unwrap()["id"].to_string()).collect();
+    assert_eq!(ids, ["\"busy-0\"", "\"busy-1\"", "\"busy-2\""], "{out}");
+}
