@@ -110,22 +110,25 @@ impl<K: Eq + Hash + Clone> PerKey<K> {
     }
 }
 
-/// One unit (a connection, a live stream) of what a client holds, taken
-/// within its limit; given back when dropped.
-pub struct ClientSlot {
-    held: Arc<PerClient>,
-    client: Client,
+/// One unit (a connection, a live stream, a delivery in flight) of what a
+/// key holds, taken within its limit; given back when dropped.
+pub struct Slot<K: Eq + Hash + Clone> {
+    held: Arc<PerKey<K>>,
+    key: K,
 }
 
-impl ClientSlot {
-    pub fn try_take(held: &Arc<PerClient>, client: Client) -> Option<Self> {
-        held.try_add(&client, 1).then(|| Self { held: held.clone(), client })
+/// One of a client's connections or live streams.
+pub type ClientSlot = Slot<Client>;
+
+impl<K: Eq + Hash + Clone> Slot<K> {
+    pub fn try_take(held: &Arc<PerKey<K>>, key: K) -> Option<Self> {
+        held.try_add(&key, 1).then(|| Self { held: held.clone(), key })
     }
 }
 
-impl Drop for ClientSlot {
+impl<K: Eq + Hash + Clone> Drop for Slot<K> {
     fn drop(&mut self) {
-        self.held.remove(&self.client, 1);
+        self.held.remove(&self.key, 1);
     }
 }
 

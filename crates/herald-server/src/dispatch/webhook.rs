@@ -15,7 +15,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::{HeaderValue, RETRY_AFTER};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::client::PerKey;
+use crate::client::{PerKey, Slot};
 
 /// Bytes of an answer kept in the attempt log.
 const RESPONSE_KEPT: usize = 1024;
@@ -118,18 +118,9 @@ pub struct WebhookClient {
     targets: Arc<PerKey<String>>,
 }
 
-/// A place among the deliveries in flight, held until the delivery ends.
-pub struct Place {
-    _place: OwnedSemaphorePermit,
-    targets: Arc<PerKey<String>>,
-    target: String,
-}
-
-impl Drop for Place {
-    fn drop(&mut self) {
-        self.targets.remove(&self.target, 1);
-    }
-}
+/// A place among the deliveries in flight, over all and for its target,
+/// held until the delivery ends.
+pub type Place = (OwnedSemaphorePermit, Slot<String>);
 
 impl WebhookClient {
     pub fn new(policy: EgressPolicy, max_in_flight: usize) -> Self {
@@ -157,11 +148,7 @@ impl WebhookClient {
         let target = target_of(url);
         std::iter::from_fn(|| {
             let place = self.places.clone().try_acquire_owned().ok()?;
-            self.targets.try_add(&target, 1).then(|| Place {
-                _place: place,
-                targets: self.targets.clone(),
-                target: target.clone(),
-            })
+            Some((place, Slot::try_take(&self.targets, target.clone())?))
         })
         .take(wanted)
         .collect()
